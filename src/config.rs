@@ -1,0 +1,750 @@
+//! The exporter's configuration: schema, defaults (all in one place: the `Default` impls
+//! below, printed by the `defaults` command), loading from YAML or JSON, and errors that
+//! name the key path and, for YAML, the line.
+//!
+//! Every key of the Python exporter keeps its name, default and meaning, so a legacy
+//! configuration file loads unchanged. Keys added here are marked "new" and documented in
+//! the README.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration came from, for error messages.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Invalid {
+        file: String,
+        /// Dotted key path (`reaction.logs.file`), empty at the top level.
+        key: String,
+        /// 1-based line, for YAML.
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// DEBUG, INFO, WARNING (or WARN), ERROR; case-insensitive.
+    pub loglevel: LogLevel,
+    pub listen: Listen,
+    pub reaction: Reaction,
+    pub metrics: Metrics,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            loglevel: LogLevel::Info,
+            listen: Listen::default(),
+            reaction: Reaction::default(),
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warning => "WARNING",
+            LogLevel::Error => "ERROR",
+        }
+    }
+    /// The `tracing` filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_uppercase().as_str() {
+            "DEBUG" => Ok(LogLevel::Debug),
+            "INFO" => Ok(LogLevel::Info),
+            "WARNING" | "WARN" => Ok(LogLevel::Warning),
+            "ERROR" => Ok(LogLevel::Error),
+            _ => Err(de::Error::custom(format!(
+                "invalid log level {s:?}, expected one of DEBUG, INFO, WARNING, ERROR"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub address: String,
+    pub port: u16,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            address: "127.0.0.1".into(),
+            port: 8080,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reaction {
+    /// Passed to `reaction test-config -c`, or read directly when `reaction` is absent.
+    pub config: PathBuf,
+    pub logs: Logs,
+    pub socket: PathBuf,
+    /// Seconds of log time during which actions are ignored after reaction starts.
+    pub hold: u64,
+    /// New: the `reaction` executable (looked up in PATH when it has no slash).
+    pub binary: PathBuf,
+    /// New: seconds after which a `reaction` CLI call is abandoned (a hung reaction never
+    /// hangs a scrape).
+    pub timeout: f64,
+}
+
+impl Default for Reaction {
+    fn default() -> Self {
+        Reaction {
+            config: "/etc/reaction".into(),
+            logs: Logs::default(),
+            socket: "/run/reaction/reaction.sock".into(),
+            hold: 60,
+            binary: "reaction".into(),
+            timeout: 5.0,
+        }
+    }
+}
+
+/// Where reaction's log lines come from: exactly one of `systemd` (a unit) or `file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    Systemd(String),
+    File(PathBuf),
+}
+
+pub const DEFAULT_UNIT: &str = "reaction.service";
+pub const DEFAULT_LOG_FILE: &str = "/var/log/reaction.log";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    End,
+    Beginning,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logs {
+    pub source: LogSource,
+    /// New: where to start reading a file found at startup.
+    pub start_at: StartAt,
+    /// New: longer lines are dropped and counted.
+    pub max_line_length: usize,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            source: LogSource::Systemd(DEFAULT_UNIT.into()),
+            start_at: StartAt::End,
+            max_line_length: 64 * 1024,
+        }
+    }
+}
+
+/// The on-disk shape of `reaction.logs`: `systemd: null` and `file: null` mean the default
+/// unit and file, as in the legacy exporter.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct LogsRaw {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    systemd: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    file: Option<Option<PathBuf>>,
+    #[serde(default)]
+    start_at: Option<StartAt>,
+    #[serde(default)]
+    max_line_length: Option<usize>,
+}
+
+/// Distinguishes an absent key (None, through `default`) from `key: null` (Some(None)).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl<'de> Deserialize<'de> for Logs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = LogsRaw::deserialize(d)?;
+        let defaults = Logs::default();
+        let source = match (raw.systemd, raw.file) {
+            (Some(_), Some(_)) => {
+                return Err(de::Error::custom(
+                    "give exactly one of `systemd` or `file`, not both",
+                ))
+            }
+            (Some(unit), None) => LogSource::Systemd(unit.unwrap_or_else(|| DEFAULT_UNIT.into())),
+            (None, Some(path)) => LogSource::File(path.unwrap_or_else(|| DEFAULT_LOG_FILE.into())),
+            (None, None) => defaults.source,
+        };
+        let max_line_length = raw.max_line_length.unwrap_or(defaults.max_line_length);
+        if max_line_length < 256 {
+            return Err(de::Error::custom("`max_line_length` must be at least 256"));
+        }
+        Ok(Logs {
+            source,
+            start_at: raw.start_at.unwrap_or(defaults.start_at),
+            max_line_length,
+        })
+    }
+}
+
+impl Serialize for Logs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (systemd, file) = match &self.source {
+            LogSource::Systemd(u) => (Some(Some(u.clone())), None),
+            LogSource::File(p) => (None, Some(Some(p.clone()))),
+        };
+        LogsRaw {
+            systemd,
+            file,
+            start_at: Some(self.start_at),
+            max_line_length: Some(self.max_line_length),
+        }
+        .serialize(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Pattern transforms for every filter: pattern name → template, `false` (drop the label)
+    /// or `null`/`true` (keep the value).
+    pub all: BTreeMap<String, Transform>,
+    /// Per stream and filter: `for.<stream>.<filter>.<pattern>`; wins over `all`.
+    #[serde(rename = "for")]
+    pub for_: BTreeMap<String, BTreeMap<String, BTreeMap<String, Transform>>>,
+    pub export: Export,
+    /// New: distinct attribute sets per instrument and per collection; past it, events are
+    /// counted in one overflow series (see README).
+    pub cardinality_limit: usize,
+    /// New: recent distinct matches remembered per filter, to give actions the pattern
+    /// values their command does not show.
+    pub attribution_memory: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            all: BTreeMap::new(),
+            for_: BTreeMap::new(),
+            export: Export::default(),
+            cardinality_limit: 100_000,
+            attribution_memory: 10_000,
+        }
+    }
+}
+
+/// A pattern transform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transform {
+    /// `null` or `true`: the value as is.
+    Keep,
+    /// `false`: no label for this pattern.
+    Drop,
+    /// A minijinja (Jinja2) template; the pattern's value is bound to the pattern's name.
+    Template(String),
+}
+
+impl Serialize for Transform {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Transform::Keep => s.serialize_none(),
+            Transform::Drop => s.serialize_bool(false),
+            Transform::Template(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Transform {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Str(String),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None | Some(Raw::Bool(true)) => Ok(Transform::Keep),
+            Some(Raw::Bool(false)) => Ok(Transform::Drop),
+            Some(Raw::Str(t)) => {
+                crate::label::transform::check_syntax(&t).map_err(de::Error::custom)?;
+                Ok(Transform::Template(t))
+            }
+        }
+    }
+}
+
+/// `metrics.export`: which families are exported and whether they carry pattern labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    pub matches: Family,
+    pub actions: Family,
+    pub pending: Family,
+    /// `null` (default) or `true`: exported; `false`: not.
+    pub commands: Toggle,
+    pub streams: Toggle,
+    /// Self-monitoring families (`reaction_exporter_*`, `process_*`): on with `true` or with
+    /// the key present and empty (as the legacy README shows), off when absent or `false`.
+    pub internals: Toggle,
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export {
+            matches: Family::On { extra: true },
+            actions: Family::On { extra: true },
+            pending: Family::On { extra: true },
+            commands: Toggle::Null,
+            streams: Toggle::Null,
+            internals: Toggle::Off,
+        }
+    }
+}
+
+impl Export {
+    pub fn commands(&self) -> bool {
+        self.commands != Toggle::Off
+    }
+    pub fn streams(&self) -> bool {
+        self.streams != Toggle::Off
+    }
+    pub fn internals(&self) -> bool {
+        self.internals != Toggle::Off
+    }
+}
+
+/// `true`, `false` or `null` (present, empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    On,
+    Off,
+    Null,
+}
+
+impl Serialize for Toggle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Toggle::On => s.serialize_bool(true),
+            Toggle::Off => s.serialize_bool(false),
+            Toggle::Null => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Toggle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<bool>::deserialize(d)? {
+            None => Toggle::Null,
+            Some(true) => Toggle::On,
+            Some(false) => Toggle::Off,
+        })
+    }
+}
+
+/// A family with pattern labels: `false` (not exported), `null`/`true`/`{}` (exported with
+/// labels), `{extra: false}` (exported without pattern labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Off,
+    On { extra: bool },
+}
+
+impl Family {
+    pub fn enabled(self) -> bool {
+        matches!(self, Family::On { .. })
+    }
+    pub fn extra(self) -> bool {
+        matches!(self, Family::On { extra: true })
+    }
+}
+
+impl Serialize for Family {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct On {
+            extra: bool,
+        }
+        match self {
+            Family::Off => s.serialize_bool(false),
+            Family::On { extra } => On { extra: *extra }.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Family {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Opts {
+            #[serde(default)]
+            extra: Option<bool>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Opts(Opts),
+        }
+        Ok(match Option::<Raw>::deserialize(d)? {
+            None | Some(Raw::Bool(true)) => Family::On { extra: true },
+            Some(Raw::Bool(false)) => Family::Off,
+            Some(Raw::Opts(o)) => Family::On {
+                extra: o.extra.unwrap_or(true),
+            },
+        })
+    }
+}
+
+/// File formats the configuration can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Config {
+    /// Load a file: JSON when its name ends in `.json`, or when it starts with `{`;
+    /// YAML otherwise. An empty file gives the defaults (as the legacy exporter did).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let json =
+            path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        let format = if json { Format::Json } else { Format::Yaml };
+        Config::parse(&text, format, &path.display().to_string())
+    }
+
+    /// Parse a configuration text; `file` names it in errors.
+    pub fn parse(text: &str, format: Format, file: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let invalid = |key: String, line: Option<usize>, message: String| {
+            let at = match line {
+                Some(l) => format!(" (line {l})"),
+                None => String::new(),
+            };
+            let key_txt = if key.is_empty() || key == "." {
+                "configuration".to_string()
+            } else {
+                format!("key `{key}`")
+            };
+            ConfigError::Invalid {
+                file: file.to_string(),
+                key: key.clone(),
+                line,
+                message: format!("{key_txt}{at}: {message}"),
+            }
+        };
+        let config = match format {
+            Format::Yaml => {
+                let de = serde_yaml::Deserializer::from_str(text);
+                match serde_path_to_error::deserialize::<_, Option<Config>>(de) {
+                    Ok(c) => c.unwrap_or_default(),
+                    Err(e) => {
+                        let key = e.path().to_string();
+                        let inner = e.into_inner();
+                        let line = inner.location().map(|l| l.line());
+                        return Err(invalid(key, line, strip_yaml_noise(&inner.to_string())));
+                    }
+                }
+            }
+            Format::Json => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                match serde_path_to_error::deserialize::<_, Option<Config>>(&mut de) {
+                    Ok(c) => c.unwrap_or_default(),
+                    Err(e) => {
+                        let key = e.path().to_string();
+                        let inner = e.into_inner();
+                        let line = Some(inner.line()).filter(|l| *l > 0);
+                        let mut msg = inner.to_string();
+                        if let Some(i) = msg.rfind(" at line ") {
+                            msg.truncate(i);
+                        }
+                        return Err(invalid(key, line, msg));
+                    }
+                }
+            }
+        };
+        config.validate().map_err(|(k, m)| invalid(k, None, m))?;
+        Ok(config)
+    }
+
+    /// Checks that need the whole configuration.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !self.reaction.timeout.is_finite() || self.reaction.timeout <= 0.0 {
+            return Err((
+                "reaction.timeout".into(),
+                "must be a positive number of seconds".into(),
+            ));
+        }
+        if self.metrics.cardinality_limit == 0 {
+            return Err((
+                "metrics.cardinality_limit".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The transform of a pattern of a filter: `for` wins over `all`; Keep when neither has it.
+    pub fn transform(&self, stream: &str, filter: &str, pattern: &str) -> &Transform {
+        self.metrics
+            .for_
+            .get(stream)
+            .and_then(|f| f.get(filter))
+            .and_then(|p| p.get(pattern))
+            .or_else(|| self.metrics.all.get(pattern))
+            .unwrap_or(&Transform::Keep)
+    }
+
+    /// Render in a format (the `defaults` and `test-config` commands).
+    pub fn to_text(&self, format: Format) -> String {
+        match format {
+            Format::Yaml => serde_yaml::to_string(self).expect("config serializes"),
+            Format::Json => {
+                let mut s = serde_json::to_string_pretty(self).expect("config serializes");
+                s.push('\n');
+                s
+            }
+        }
+    }
+}
+
+/// serde_yaml appends " at line L column C" to messages that carry a location; we print
+/// the line ourselves.
+fn strip_yaml_noise(msg: &str) -> String {
+    let mut m = msg.to_string();
+    if let Some(i) = m.find(" at line ") {
+        m.truncate(i);
+    }
+    // serde_yaml prefixes the path itself ("reaction.logs: ..."): we print it already.
+    if let Some((head, rest)) = m.split_once(": ") {
+        if !head.contains(' ') && !head.is_empty() {
+            return rest.to_string();
+        }
+    }
+    m
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Format::Yaml, "test.yml")
+    }
+
+    fn err(t: &str) -> (String, Option<usize>, String) {
+        match yaml(t).unwrap_err() {
+            ConfigError::Invalid {
+                key, line, message, ..
+            } => (key, line, message),
+            e => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn legacy_default_file_loads_unchanged() {
+        let legacy = r#"
+loglevel: INFO
+listen:
+  address: 127.0.0.1
+  port: 8080
+reaction:
+  config: /etc/reaction
+  logs:
+    systemd: reaction.service
+  socket: /run/reaction/reaction.sock
+  hold: 60
+metrics:
+  all: {}
+  for: {}
+  export:
+    matches:
+      extra: true
+    actions:
+      extra: true
+    pending:
+      extra: true
+    commands:
+    streams:
+"#;
+        assert_eq!(yaml(legacy).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn legacy_readme_examples_load() {
+        let c = yaml(
+            "reaction:\n  config: /etc/reaction\n  logs:\n    systemd:\n\
+             metrics:\n  all:\n    email: \"{{ email.split('@') | last }}\"\n    ip: false\n  \
+             for:\n    ssh:\n      failedlogin:\n        ip: true\n  export:\n    internals:\n    \
+             actions: false\n    pending: {extra: false}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.reaction.logs.source,
+            LogSource::Systemd("reaction.service".into())
+        );
+        assert_eq!(c.transform("ssh", "failedlogin", "ip"), &Transform::Keep);
+        assert_eq!(c.transform("ssh", "other", "ip"), &Transform::Drop);
+        assert!(matches!(
+            c.transform("x", "y", "email"),
+            Transform::Template(_)
+        ));
+        assert!(c.metrics.export.internals());
+        assert_eq!(c.metrics.export.actions, Family::Off);
+        assert_eq!(c.metrics.export.pending, Family::On { extra: false });
+        assert!(c.metrics.export.commands());
+    }
+
+    #[test]
+    fn file_null_means_default_path() {
+        let c = yaml("reaction:\n  logs:\n    file:\n").unwrap();
+        assert_eq!(
+            c.reaction.logs.source,
+            LogSource::File(DEFAULT_LOG_FILE.into())
+        );
+    }
+
+    #[test]
+    fn json_loads() {
+        let c = Config::parse(
+            r#"{"reaction": {"logs": {"file": "/tmp/r.log"}, "hold": 5}, "loglevel": "debug"}"#,
+            Format::Json,
+            "c.json",
+        )
+        .unwrap();
+        assert_eq!(c.reaction.hold, 5);
+        assert_eq!(c.loglevel, LogLevel::Debug);
+    }
+
+    #[test]
+    fn unknown_key_names_path_and_line() {
+        let (key, line, msg) = err("reaction:\n  hold: 3\n  holdd: 4\n");
+        assert_eq!(key, "reaction.holdd");
+        assert_eq!(line, Some(3));
+        assert!(msg.contains("unknown field `holdd`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_path_and_line() {
+        let (key, line, msg) = err("listen:\n  port: eighty\n");
+        assert_eq!(key, "listen.port");
+        assert_eq!(line, Some(2));
+        assert!(msg.contains("listen.port"), "{msg}");
+    }
+
+    #[test]
+    fn both_sources_is_an_error() {
+        let (key, line, msg) = err("reaction:\n  logs:\n    systemd: a.service\n    file: /x\n");
+        assert_eq!(key, "reaction.logs");
+        assert!(line.is_some());
+        assert!(msg.contains("exactly one"), "{msg}");
+    }
+
+    #[test]
+    fn template_syntax_error_is_a_config_error() {
+        let (key, line, msg) = err("metrics:\n  all:\n    email: \"{{ email.split('@') | \"\n");
+        assert_eq!(key, "metrics.all.email");
+        assert_eq!(line, Some(3));
+        assert!(msg.contains("template"), "{msg}");
+    }
+
+    #[test]
+    fn bad_loglevel() {
+        let (key, _, msg) = err("loglevel: LOUD\n");
+        assert_eq!(key, "loglevel");
+        assert!(msg.contains("LOUD"));
+    }
+
+    #[test]
+    fn json_error_names_path_and_line() {
+        let e = Config::parse("{\n \"listen\": {\n  \"prot\": 1}}", Format::Json, "c.json")
+            .unwrap_err();
+        match e {
+            ConfigError::Invalid { key, line, .. } => {
+                assert_eq!(key, "listen.prot");
+                assert_eq!(line, Some(3));
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_in_both_formats() {
+        for f in [Format::Yaml, Format::Json] {
+            let text = Config::default().to_text(f);
+            assert_eq!(Config::parse(&text, f, "x").unwrap(), Config::default());
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(yaml("\n").unwrap(), Config::default());
+    }
+}

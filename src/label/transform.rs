@@ -1,0 +1,148 @@
+//! Pattern transforms (`metrics.all` / `metrics.for`): Jinja2 templates rendered with
+//! minijinja, with Python string methods (`{{ email.split('@') | last }}`) through
+//! minijinja-contrib's pycompat. Templates are compiled once; renders are cached in a
+//! bounded map because the same values (IPs) come back again and again.
+
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::bounded::BoundedMap;
+
+/// A template's compile error, for configuration errors.
+pub fn check_syntax(source: &str) -> Result<(), String> {
+    let env = environment();
+    env.template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| format!("invalid template {source:?}: {e}"))
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env
+}
+
+/// Identifies a compiled template inside [`Templates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TemplateId(u32);
+
+/// Compiled templates and the cache of their renders.
+pub struct Templates {
+    env: Environment<'static>,
+    sources: Vec<String>,
+    cache: BoundedMap<(TemplateId, String), Result<String, String>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("sources", &self.sources)
+            .finish()
+    }
+}
+
+impl Templates {
+    pub fn new(cache_capacity: usize) -> Self {
+        Templates {
+            env: environment(),
+            sources: Vec::new(),
+            cache: BoundedMap::new(cache_capacity),
+        }
+    }
+
+    /// Compile a template (the same source twice gives the same id).
+    pub fn add(&mut self, source: &str) -> Result<TemplateId, String> {
+        if let Some(i) = self.sources.iter().position(|s| s == source) {
+            return Ok(TemplateId(i as u32));
+        }
+        let id = TemplateId(self.sources.len() as u32);
+        self.env
+            .add_template_owned(id.name(), source.to_string())
+            .map_err(|e| format!("invalid template {source:?}: {e}"))?;
+        self.sources.push(source.to_string());
+        Ok(id)
+    }
+
+    /// Render `template` with `value` bound to `pattern`. Err carries the error message;
+    /// the caller keeps the raw value and counts it.
+    pub fn render(
+        &mut self,
+        template: TemplateId,
+        pattern: &str,
+        value: &str,
+    ) -> Result<String, String> {
+        let key = (template, value.to_string());
+        if let Some(r) = self.cache.get(&key) {
+            return r.clone();
+        }
+        let result = self
+            .env
+            .get_template(&template.name())
+            .and_then(|t| {
+                t.render(std::collections::BTreeMap::from([(
+                    pattern.to_string(),
+                    value.to_string(),
+                )]))
+            })
+            .map_err(|e| {
+                let mut msg = e.to_string();
+                if let Some(src) = self.sources.get(template.0 as usize) {
+                    msg = format!("template {src:?}: {msg}");
+                }
+                msg
+            });
+        self.cache.insert(key, result.clone());
+        result
+    }
+}
+
+impl TemplateId {
+    fn name(self) -> String {
+        format!("t{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_split_and_last_filter() {
+        let mut t = Templates::new(16);
+        let id = t.add("{{ email.split('@') | last }}").unwrap();
+        assert_eq!(
+            t.render(id, "email", "bob@example.org").unwrap(),
+            "example.org"
+        );
+    }
+
+    #[test]
+    fn no_html_escaping() {
+        let mut t = Templates::new(16);
+        let id = t.add("{{ ua }}").unwrap();
+        assert_eq!(t.render(id, "ua", "<a&b>\"").unwrap(), "<a&b>\"");
+    }
+
+    #[test]
+    fn syntax_error_reported() {
+        assert!(check_syntax("{{ x | }}").is_err());
+        assert!(check_syntax("{{ ip.split('.')[0] }}").is_ok());
+        let mut t = Templates::new(16);
+        assert!(t.add("{% if %}").is_err());
+    }
+
+    #[test]
+    fn runtime_error_is_an_error_not_a_drop() {
+        let mut t = Templates::new(16);
+        let id = t.add("{{ ip.nosuchmethod() }}").unwrap();
+        assert!(t.render(id, "ip", "1.2.3.4").is_err());
+        // cached result is the same
+        assert!(t.render(id, "ip", "1.2.3.4").is_err());
+    }
+
+    #[test]
+    fn same_source_same_id() {
+        let mut t = Templates::new(16);
+        assert_eq!(t.add("{{ a }}").unwrap(), t.add("{{ a }}").unwrap());
+    }
+}

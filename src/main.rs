@@ -1,0 +1,70 @@
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use reaction_metrics_exporter::app::{bind, shutdown_signal, App};
+use reaction_metrics_exporter::cli::{Cli, Command};
+use reaction_metrics_exporter::config::{Config, Format, LogLevel};
+
+fn init_logging(level: LogLevel) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{},h2=warn,hyper=warn,tower=warn,opentelemetry=warn",
+            level.directive()
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    match &cli.config {
+        Some(path) => Ok(Config::load(path)?),
+        None => {
+            tracing::warn!("no configuration file given (-c FILE): running on the defaults");
+            Ok(Config::default())
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("{}", reaction_metrics_exporter::telemetry::VERSION);
+            Ok(())
+        }
+        Command::Defaults => {
+            let f = cli.format.map(Format::from).unwrap_or(Format::Yaml);
+            print!("{}", Config::default().to_text(f));
+            Ok(())
+        }
+        Command::TestConfig => {
+            init_logging(LogLevel::Info);
+            let config = load(&cli)?;
+            let f = cli.format.map(Format::from).unwrap_or(Format::Json);
+            tracing::info!("valid configuration; printing it with defaults added");
+            print!("{}", config.to_text(f));
+            Ok(())
+        }
+        Command::Start => {
+            init_logging(LogLevel::Info);
+            let config = load(&cli)?;
+            // The configured level from here on (a second init is ignored: reload instead).
+            init_logging(config.loglevel);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                let listener = bind(&config).await?;
+                let app = App::build(config).await;
+                app.run(listener, shutdown_signal()).await
+            })
+        }
+    }
+}

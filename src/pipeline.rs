@@ -1,0 +1,130 @@
+//! Where a log line becomes a metric: source → parse → label → instruments, in order, one
+//! line at a time. reaction's configuration is loaded here at start and again when reaction
+//! restarts or when a line names something the configuration does not have.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::internal::{Internal, Reject};
+use crate::label::Labeller;
+use crate::parse::{parse_line, ParseError};
+use crate::reaction::{ConfigOrigin, ReactionClient};
+use crate::source::LogLine;
+use crate::status::StatusRefresher;
+use crate::telemetry::Instruments;
+
+/// How often a line that does not fit reaction's configuration may trigger a reload.
+const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);
+
+pub struct Pipeline {
+    pub labeller: Arc<Mutex<Labeller>>,
+    pub instruments: Arc<Instruments>,
+    pub internal: Arc<Internal>,
+    pub client: Arc<ReactionClient>,
+    pub status: Arc<StatusRefresher>,
+    last_reload: Option<Instant>,
+}
+
+impl Pipeline {
+    pub fn new(
+        labeller: Arc<Mutex<Labeller>>,
+        instruments: Arc<Instruments>,
+        internal: Arc<Internal>,
+        client: Arc<ReactionClient>,
+        status: Arc<StatusRefresher>,
+    ) -> Pipeline {
+        Pipeline {
+            labeller,
+            instruments,
+            internal,
+            client,
+            status,
+            last_reload: None,
+        }
+    }
+
+    /// Consume batches until the source closes the channel.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<LogLine>>) {
+        while let Some(batch) = rx.recv().await {
+            self.process(batch).await;
+        }
+    }
+
+    /// Load reaction's configuration (at start, on restart, on a stale name).
+    pub async fn reload_reaction_config(&mut self) -> bool {
+        self.last_reload = Some(Instant::now());
+        match self.client.load_config().await {
+            Ok((rc, origin)) => {
+                if origin == ConfigOrigin::Direct {
+                    tracing::info!(
+                        "`reaction` not found: read reaction's configuration directly \
+                         (YAML/JSON only; JSONnet needs the reaction binary)"
+                    );
+                }
+                let filters: usize = rc.streams.iter().map(|s| s.filters.len()).sum();
+                tracing::info!(
+                    streams = rc.streams.len(),
+                    filters,
+                    "reaction's configuration loaded"
+                );
+                self.labeller
+                    .lock()
+                    .expect("labeller")
+                    .set_reaction_config(&rc);
+                true
+            }
+            Err(e) => {
+                self.internal.cli_failure("test-config", e.kind(), &e);
+                false
+            }
+        }
+    }
+
+    pub async fn process(&mut self, batch: Vec<LogLine>) {
+        let Some(last) = batch.last() else {
+            return;
+        };
+        self.internal.lines_read(batch.len() as u64, last.time);
+        for line in batch {
+            let event = match parse_line(&line.text) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => {
+                    let reason = match e {
+                        ParseError::Unknown => Reject::Unknown,
+                        ParseError::Malformed { .. } => Reject::Malformed,
+                    };
+                    self.internal.line_rejected(reason, &line.text, &e);
+                    continue;
+                }
+            };
+            let can_reload = self
+                .last_reload
+                .is_none_or(|t| t.elapsed() >= STALE_RELOAD_COOLDOWN);
+            let mut labelled = self.labeller.lock().expect("labeller").label(
+                line.time,
+                &event,
+                &self.internal,
+                !can_reload,
+            );
+            if labelled.stale_config {
+                self.reload_reaction_config().await;
+                labelled = self.labeller.lock().expect("labeller").label(
+                    line.time,
+                    &event,
+                    &self.internal,
+                    true,
+                );
+            }
+            if let Some((family, attrs)) = labelled.record {
+                self.instruments.add(family, 1, &attrs);
+            }
+            if labelled.restarted {
+                self.status.reaction_restarted();
+                self.reload_reaction_config().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! HTTP: `/metrics` (negotiated format) and a small `/` page linking it. A `/metrics` body
+//! reports its own delivery: its counts are only forgotten once the whole body has been
+//! handed to the connection.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use crate::scrape::{Delivery, Scraper};
+use crate::telemetry::render::Format;
+
+/// Bodies go out in pieces of this size, so a client that stops reading leaves most of a
+/// large page undelivered (and its counts carried over).
+const CHUNK: usize = 16 * 1024;
+
+pub fn router(scraper: Arc<Scraper>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .with_state(scraper)
+}
+
+/// Serve until `shutdown` completes, then finish the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    scraper: Arc<Scraper>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(scraper))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn index() -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>reaction metrics exporter</title></head>\
+         <body><h1>reaction metrics exporter {}</h1>\
+         <p><a href=\"/metrics\">Metrics</a></p></body></html>\n",
+        crate::telemetry::VERSION
+    ))
+}
+
+async fn metrics(State(scraper): State<Arc<Scraper>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    let page = scraper.scrape(format).await;
+    let body = TrackedBody::new(page.body, page.delivery);
+    let mut resp = Response::new(Body::new(body));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(page.format.content_type()),
+    );
+    resp.into_response()
+}
+
+/// A body in chunks that marks its [`Delivery`] delivered when hyper takes the last chunk,
+/// i.e. once every byte has been handed to the connection. Dropped before that (client
+/// gone, write error, timeout), the delivery returns its counts. Bytes handed over but still
+/// in hyper's or the kernel's buffers when the client goes away are not seen: see README.
+struct TrackedBody {
+    chunks: VecDeque<Bytes>,
+    len: u64,
+    delivery: Option<Delivery>,
+}
+
+impl TrackedBody {
+    fn new(body: String, delivery: Delivery) -> TrackedBody {
+        let bytes = Bytes::from(body);
+        let len = bytes.len() as u64;
+        let mut chunks = VecDeque::with_capacity(bytes.len() / CHUNK + 1);
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = (start + CHUNK).min(bytes.len());
+            chunks.push_back(bytes.slice(start..end));
+            start = end;
+        }
+        TrackedBody {
+            chunks,
+            len,
+            delivery: Some(delivery),
+        }
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.chunks.pop_front() {
+            Some(c) => {
+                self.len -= c.len() as u64;
+                if self.chunks.is_empty() {
+                    // The last bytes: hyper stops polling once Content-Length is reached.
+                    if let Some(d) = self.delivery.take() {
+                        d.delivered();
+                    }
+                }
+                Poll::Ready(Some(Ok(Frame::data(c))))
+            }
+            None => {
+                if let Some(d) = self.delivery.take() {
+                    d.delivered();
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty() && self.delivery.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}

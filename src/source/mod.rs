@@ -1,0 +1,36 @@
+//! Log line producers. A source turns bytes somewhere (a file, the journal) into
+//! [`LogLine`]s and reports what happened to it through a [`SourceObserver`].
+
+use std::io;
+use std::path::Path;
+use std::time::SystemTime;
+
+pub mod file;
+
+/// One complete line of reaction's output, as read from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the line was logged: the journal's timestamp, or the read time for a file
+    /// (a file has no timestamps of its own).
+    pub time: SystemTime,
+    /// The line without its trailing newline (and without a trailing `\r`).
+    pub text: String,
+}
+
+/// What a source tells the self-monitoring about itself. The implementation logs
+/// (rate-limited) and counts; sources only call it.
+pub trait SourceObserver: Send + Sync {
+    /// The path now names another file (rename-and-create rotation, delete and re-create).
+    fn rotated(&self, path: &Path);
+    /// The file got shorter or its head changed in place (copytruncate, truncation).
+    fn truncated(&self, path: &Path);
+    /// The path could not be opened, read or stat'ed. Called at every failed attempt;
+    /// the implementation rate-limits its logging.
+    fn error(&self, path: &Path, err: &io::Error);
+    /// The path is readable again after one or more errors.
+    fn recovered(&self, path: &Path);
+    /// A line was not valid UTF-8; it is still emitted, decoded lossily.
+    fn invalid_utf8(&self, path: &Path);
+    /// A line longer than the configured maximum was dropped (`len` bytes seen so far).
+    fn line_too_long(&self, path: &Path, len: usize);
+}

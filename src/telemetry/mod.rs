@@ -1,0 +1,97 @@
+//! One `SdkMeterProvider` holding every instrument, and the readers that take from it:
+//! a delta pull reader for `/metrics` (legacy "since the last scrape" semantics), and room
+//! for more (the OTLP periodic reader).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    data::ResourceMetrics, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream,
+    Temporality,
+};
+use opentelemetry_sdk::Resource;
+
+pub mod collect;
+pub mod families;
+pub mod instruments;
+pub mod render;
+
+pub use instruments::{GaugeState, Instruments};
+
+/// The instrumentation scope of every instrument.
+pub const SCOPE: &str = "reaction-metrics-exporter";
+/// The exporter's version, in `reaction_exporter_build_info` and the OTLP resource.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A `ManualReader` that can be shared: the provider owns one handle, the scraper another.
+#[derive(Debug, Clone)]
+pub struct SharedReader(pub Arc<ManualReader>);
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: std::sync::Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+    fn collect(&self, rm: &mut ResourceMetrics) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+/// The provider, its instruments and the `/metrics` reader.
+pub struct Telemetry {
+    pub provider: SdkMeterProvider,
+    pub instruments: Arc<Instruments>,
+    pub gauges: Arc<GaugeState>,
+    pub pull_reader: SharedReader,
+}
+
+impl Telemetry {
+    /// Build the provider with the delta pull reader and the given extra readers.
+    /// `cardinality_limit` applies to every instrument, per reader.
+    pub fn new(cardinality_limit: usize, resource: Resource) -> Telemetry {
+        let pull_reader = SharedReader(Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Delta)
+                .build(),
+        ));
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(pull_reader.clone())
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder()
+                    .with_cardinality_limit(cardinality_limit)
+                    .build()
+                    .ok()
+            })
+            .build();
+        let meter = meter(&provider);
+        let gauges = Arc::new(GaugeState::default());
+        let instruments = Arc::new(Instruments::new(&meter, gauges.clone()));
+        Telemetry {
+            provider,
+            instruments,
+            gauges,
+            pull_reader,
+        }
+    }
+}
+
+/// The exporter's meter on a provider.
+pub fn meter(provider: &SdkMeterProvider) -> Meter {
+    provider.meter_with_scope(
+        InstrumentationScope::builder(SCOPE)
+            .with_version(VERSION)
+            .build(),
+    )
+}

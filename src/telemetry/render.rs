@@ -1,0 +1,402 @@
+//! The legacy `/metrics` text: the Python exporter's family names, HELP, types, label sets
+//! and label order, in OpenMetrics 1.0 or Prometheus text 0.0.4 (negotiated on `Accept`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::collect::Attrs;
+use super::families::{id, Legacy, BUILD_INFO, BUILD_INFO_HELP, FAMILIES};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Text,
+}
+
+impl Format {
+    pub const OPENMETRICS_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    pub const TEXT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+
+    /// OpenMetrics when the `Accept` header asks for it with a higher (or equal) quality
+    /// than text; Prometheus text otherwise (also for a missing header and `*/*`).
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let mut om: Option<f32> = None;
+        let mut text: Option<f32> = None;
+        for part in accept.split(',') {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0f32;
+            for p in params {
+                if let Some(v) = p.strip_prefix("q=") {
+                    q = v.parse().unwrap_or(0.0);
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text" => om = Some(om.map_or(q, |o| o.max(q))),
+                "text/plain" => text = Some(text.map_or(q, |t| t.max(q))),
+                _ => {}
+            }
+        }
+        match (om, text) {
+            (Some(o), t) if o > 0.0 && o >= t.unwrap_or(0.0) => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => Self::OPENMETRICS_TYPE,
+            Format::Text => Self::TEXT_TYPE,
+        }
+    }
+}
+
+/// Families in output order (the legacy order, then the exporter's own).
+const ORDER: [usize; 16] = [
+    id::COMMANDS,
+    id::STREAM_EVENTS,
+    id::MATCHES,
+    id::ACTIONS,
+    id::PENDING,
+    id::LINES_READ,
+    id::LINES_REJECTED,
+    id::SOURCE_ERRORS,
+    id::ROTATIONS,
+    id::TRUNCATIONS,
+    id::CLI_FAILURES,
+    id::ACTIONS_HELD,
+    id::TRANSFORM_ERRORS,
+    id::UNDELIVERED,
+    id::LAST_EVENT,
+    id::CPU,
+];
+const TAIL: [usize; 2] = [id::RSS, id::FDS];
+
+/// What one scrape shows: samples per family (any order), attributes as collected.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub families: BTreeMap<usize, Vec<(Attrs, f64)>>,
+}
+
+impl Exposition {
+    pub fn push(&mut self, family: usize, attrs: Attrs, value: f64) {
+        self.families
+            .entry(family)
+            .or_default()
+            .push((attrs, value));
+    }
+}
+
+/// Render the whole page. `internals` shows the exporter's own families.
+pub fn render(exp: &Exposition, build_version: &str, internals: bool, format: Format) -> String {
+    let series: usize = exp.families.values().map(Vec::len).sum();
+    let mut out = String::with_capacity(512 + series * 96);
+
+    header(&mut out, BUILD_INFO, BUILD_INFO_HELP, "gauge");
+    out.push_str(BUILD_INFO);
+    out.push_str("{version=\"");
+    escape_value(&mut out, build_version);
+    out.push_str("\"} 1.0\n");
+
+    let up = &FAMILIES[id::UP];
+    header(&mut out, up.legacy, up.help, "gauge");
+    let (version, status) = exp
+        .families
+        .get(&id::UP)
+        .and_then(|s| s.first())
+        .map(|(a, v)| {
+            let version = a
+                .iter()
+                .find(|(k, _)| k == "version")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("N/A");
+            (version, if *v > 0.0 { "1" } else { "0" })
+        })
+        .unwrap_or(("N/A", "0"));
+    out.push_str(up.legacy);
+    out.push_str("{version=\"");
+    escape_value(&mut out, version);
+    out.push_str("\",status=\"");
+    out.push_str(status);
+    out.push_str("\"} 1.0\n");
+
+    for &f in ORDER.iter().chain(TAIL.iter()) {
+        let fam = &FAMILIES[f];
+        if fam.internal && !internals {
+            continue;
+        }
+        let Some(samples) = exp.families.get(&f).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        family(&mut out, f, samples, format);
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+fn family(out: &mut String, f: usize, samples: &[(Attrs, f64)], format: Format) {
+    let fam = &FAMILIES[f];
+    let (type_name, family_name) = match (fam.legacy_kind, format) {
+        (Legacy::Counter, Format::OpenMetrics) => {
+            ("counter", fam.legacy.trim_end_matches("_total"))
+        }
+        (Legacy::Counter, Format::Text) => ("counter", fam.legacy),
+        _ => ("gauge", fam.legacy),
+    };
+    header(out, family_name, fam.help, type_name);
+    let mut rows: Vec<(Vec<(&str, &str)>, f64)> = samples
+        .iter()
+        .map(|(attrs, v)| (ordered(fam.attributes, attrs), *v))
+        .collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (labels, v) in rows {
+        out.push_str(fam.legacy);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                label_name(out, k);
+                out.push_str("=\"");
+                escape_value(out, val);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        value(out, v);
+        out.push('\n');
+    }
+}
+
+/// The fixed labels in their order, then the others (pattern labels) sorted by name.
+fn ordered<'a>(fixed: &[&str], attrs: &'a Attrs) -> Vec<(&'a str, &'a str)> {
+    let mut v: Vec<(&str, &str)> = Vec::with_capacity(attrs.len());
+    for name in fixed {
+        if let Some((k, val)) = attrs.iter().find(|(k, _)| k == name) {
+            v.push((k, val));
+        }
+    }
+    // `attrs` is sorted by key already.
+    for (k, val) in attrs {
+        if !fixed.contains(&k.as_str()) {
+            v.push((k, val));
+        }
+    }
+    v
+}
+
+fn header(out: &mut String, name: &str, help: &str, type_name: &str) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(type_name);
+    out.push('\n');
+}
+
+/// Label names must match `[a-zA-Z_][a-zA-Z0-9_]*`; see [`crate::label::label_name`].
+fn label_name(out: &mut String, name: &str) {
+    if is_valid_label_name(name) {
+        out.push_str(name);
+    } else {
+        out.push_str(&sanitize_label_name(name));
+    }
+}
+
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Replace every character outside `[a-zA-Z0-9_]` by `_`, and prefix `_` when the name
+/// starts with a digit (or is empty).
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 1);
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        s.push('_');
+    }
+    for c in name.chars() {
+        s.push(if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        });
+    }
+    s
+}
+
+fn escape_value(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Python's float repr for the values we produce: `3.0`, `0.25`, `1764115267.5`.
+fn value(out: &mut String, v: f64) {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}.0", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(pairs: &[(&str, &str)]) -> Attrs {
+        let mut v: Attrs = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(Format::from_accept(None), Format::Text);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
+        assert_eq!(
+            Format::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_accept(Some(
+                "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"
+            )),
+            Format::Text
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text; q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn legacy_page_exactly() {
+        let mut e = Exposition::default();
+        e.push(id::UP, a(&[("version", "2.2.0")]), 1.0);
+        e.push(
+            id::MATCHES,
+            a(&[
+                ("stream", "ssh"),
+                ("filter", "failedlogin"),
+                ("ip", "1.2.3.4"),
+            ]),
+            3.0,
+        );
+        e.push(
+            id::MATCHES,
+            a(&[
+                ("stream", "ssh"),
+                ("filter", "failedlogin"),
+                ("ip", "1.2.3.10"),
+            ]),
+            1.0,
+        );
+        e.push(
+            id::COMMANDS,
+            a(&[
+                ("state", "start"),
+                ("command", "iptables"),
+                ("status", "True"),
+                ("code", "0"),
+            ]),
+            2.0,
+        );
+        e.push(id::LINES_READ, vec![], 7.0);
+        let text = render(&e, "0.1.0", false, Format::Text);
+        assert_eq!(
+            text,
+            "# HELP reaction_exporter_build_info A metric with a constant '1' value labelled by version of reaction_metrics_exporter.\n\
+             # TYPE reaction_exporter_build_info gauge\n\
+             reaction_exporter_build_info{version=\"0.1.0\"} 1.0\n\
+             # HELP reaction_status_info A metric with a constant '1' value labelled by version of reaction and its status.\n\
+             # TYPE reaction_status_info gauge\n\
+             reaction_status_info{version=\"2.2.0\",status=\"1\"} 1.0\n\
+             # HELP reaction_commands_count Number of commands launched by reaction, labelled with moment, success status and exit code.\n\
+             # TYPE reaction_commands_count gauge\n\
+             reaction_commands_count{state=\"start\",command=\"iptables\",status=\"True\",code=\"0\"} 2.0\n\
+             # HELP reaction_match_count Number of matches, labelled by stream and filter names, with pattern=match extra labels.\n\
+             # TYPE reaction_match_count gauge\n\
+             reaction_match_count{stream=\"ssh\",filter=\"failedlogin\",ip=\"1.2.3.10\"} 1.0\n\
+             reaction_match_count{stream=\"ssh\",filter=\"failedlogin\",ip=\"1.2.3.4\"} 3.0\n"
+        );
+        let om = render(&e, "0.1.0", true, Format::OpenMetrics);
+        assert!(om.ends_with(
+            "# HELP reaction_exporter_lines_read Log lines read from the source.\n\
+             # TYPE reaction_exporter_lines_read counter\n\
+             reaction_exporter_lines_read_total 7.0\n# EOF\n"
+        ));
+    }
+
+    #[test]
+    fn status_defaults_when_unknown() {
+        let text = render(&Exposition::default(), "x", false, Format::Text);
+        assert!(text.contains("reaction_status_info{version=\"N/A\",status=\"0\"} 1.0\n"));
+    }
+
+    #[test]
+    fn escaping_and_sanitizing() {
+        let mut e = Exposition::default();
+        e.push(
+            id::MATCHES,
+            a(&[
+                ("stream", "s"),
+                ("filter", "f"),
+                ("otel.metric.overflow", "true"),
+                ("ua", "a\"b\\c\nd"),
+            ]),
+            1.0,
+        );
+        let text = render(&e, "x", false, Format::Text);
+        assert!(text.contains(
+            "reaction_match_count{stream=\"s\",filter=\"f\",otel_metric_overflow=\"true\",ua=\"a\\\"b\\\\c\\nd\"} 1.0\n"
+        ));
+        assert_eq!(sanitize_label_name("1ip"), "_1ip");
+        assert_eq!(sanitize_label_name("adresse_é"), "adresse__");
+        assert!(is_valid_label_name("_x9"));
+        assert!(!is_valid_label_name("9x"));
+    }
+
+    #[test]
+    fn values_like_python() {
+        let mut s = String::new();
+        value(&mut s, 3.0);
+        s.push(' ');
+        value(&mut s, 0.25);
+        s.push(' ');
+        value(&mut s, 1764115267.5);
+        assert_eq!(s, "3.0 0.25 1764115267.5");
+    }
+}
