@@ -1,0 +1,380 @@
+//! Test harness: the real exporter binary on a temporary directory, the reaction CLI fixture,
+//! raw HTTP scrapes, and a small exposition parser for sums over scrapes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_reaction-metrics-exporter");
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The reaction CLI fixture, private to a test directory: `dir/bin/reaction` is a symlink to
+/// `tests/fixtures/reaction`, which reads `dir/bin/reaction-fixture-state.json`.
+pub struct Reaction {
+    pub bin: PathBuf,
+    pub state_file: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub calls_log: PathBuf,
+}
+
+impl Reaction {
+    /// A fixture whose `test-config` prints `config` (reaction's config, as JSON), with the
+    /// socket present (reaction up), version 2.2.0 and nothing pending.
+    pub fn new(dir: &Path, config: &serde_json::Value) -> Reaction {
+        let bindir = dir.join("bin");
+        std::fs::create_dir_all(&bindir).unwrap();
+        let bin = bindir.join("reaction");
+        std::os::unix::fs::symlink(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reaction"),
+            &bin,
+        )
+        .unwrap();
+        let r = Reaction {
+            state_file: bindir.join("reaction-fixture-state.json"),
+            socket: dir.join("reaction.sock"),
+            config: dir.join("reaction.json"),
+            calls_log: dir.join("reaction-calls.log"),
+            bin,
+        };
+        std::fs::write(&r.config, serde_json::to_string_pretty(config).unwrap()).unwrap();
+        std::fs::write(&r.socket, "").unwrap();
+        r.set_state(serde_json::json!({}));
+        r
+    }
+
+    /// Replace the fixture's state (`version`, `show`, `delay`, `fail`); `calls_log` is
+    /// always set.
+    pub fn set_state(&self, mut state: serde_json::Value) {
+        state["calls_log"] = serde_json::Value::String(self.calls_log.display().to_string());
+        let tmp = self.state_file.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string(&state).unwrap()).unwrap();
+        std::fs::rename(tmp, &self.state_file).unwrap();
+    }
+
+    /// How many times each CLI command ran.
+    pub fn calls(&self, command: &str) -> usize {
+        std::fs::read_to_string(&self.calls_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(command))
+            .count()
+    }
+
+    pub fn set_up(&self, up: bool) {
+        if up {
+            std::fs::write(&self.socket, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&self.socket);
+        }
+    }
+}
+
+/// A reaction configuration with an `ssh.failedlogin` filter (patterns ip, user; actions
+/// ban, unban) and a `web.nginx` stream with dots (filter `aiBots`, patterns ip, ua).
+pub fn reaction_config() -> serde_json::Value {
+    serde_json::json!({
+        "patterns": {
+            "ip": {"regex": "[0-9a-f.:]+"},
+            "user": {"regex": "[^ ]+"},
+            "ua": {"regex": "[^\"]*"}
+        },
+        "start": [["iptables", "-w", "-N", "reaction"]],
+        "stop": [["iptables", "-w", "-X", "reaction"]],
+        "streams": {
+            "ssh": {
+                "cmd": ["journalctl", "-fn0", "-u", "sshd.service"],
+                "filters": {
+                    "failedlogin": {
+                        "regex": ["Failed password for <user> from <ip>"],
+                        "retry": 3,
+                        "retryperiod": "6h",
+                        "actions": {
+                            "ban": {"cmd": ["iptables", "-w", "-A", "reaction", "-s", "<ip>", "-j", "DROP"]},
+                            "unban": {"cmd": ["iptables", "-w", "-D", "reaction", "-s", "<ip>", "-j", "DROP"], "after": "48h"}
+                        }
+                    }
+                }
+            },
+            "web.nginx": {
+                "cmd": ["tail", "-fn0", "/var/log/nginx/access.log"],
+                "filters": {
+                    "aiBots": {
+                        "regex": ["^<ip> .* \"<ua>\"$"],
+                        "actions": {"ban": {"cmd": ["nft", "add", "element", "inet", "reaction", "bots", "{ <ip> }"]}}
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A running exporter.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: String,
+    pub stderr: Arc<Mutex<String>>,
+    pub config_path: PathBuf,
+}
+
+impl Exporter {
+    /// Start the binary with `config` (YAML) written to `dir/config.yml`; `listen.port`
+    /// should be 0: the harness reads the bound address from the log.
+    pub fn start(dir: &Path, config: &str) -> Exporter {
+        let config_path = dir.join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        Self::start_with(&config_path, &[])
+    }
+
+    pub fn start_with(config_path: &Path, env: &[(&str, &str)]) -> Exporter {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c")
+            .arg(config_path)
+            .arg("start")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the exporter");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(i) = line.find("serving http://") {
+                        let rest = &line[i + "serving http://".len()..];
+                        let addr = rest.split('/').next().unwrap().to_string();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "exporter did not start serving; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        Exporter {
+            child,
+            addr,
+            stderr,
+            config_path: config_path.to_owned(),
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// GET /metrics in Prometheus text format.
+    pub fn scrape(&self) -> String {
+        let (status, ct, body) = get(&self.addr, "/metrics", Some("text/plain"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(ct, TEXT);
+        body
+    }
+
+    /// GET /metrics in OpenMetrics format.
+    pub fn scrape_openmetrics(&self) -> String {
+        let (status, ct, body) = get(
+            &self.addr,
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(ct, OPENMETRICS);
+        body
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal(&self.child, libc_sigterm());
+        wait_timeout(&mut self.child, Duration::from_secs(20)).expect("exporter exits on SIGTERM")
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`: (status, content type, body).
+pub fn get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(a) = accept {
+        req.push_str(&format!("Accept: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let ct = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, ct, body.to_string())
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Append to a file (creating it).
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// One sample: its name and labels in output order.
+pub type Series = (String, Vec<(String, String)>);
+
+/// A minimal parser for the exporter's own output (samples only; comments skipped).
+/// Label values are unescaped. Enough to add up counts over scrapes; the independent
+/// checks are promtool and prometheus_client.
+pub fn samples(body: &str) -> BTreeMap<Series, f64> {
+    let mut out = BTreeMap::new();
+    for line in body.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), vec![]),
+            Some((name, rest)) => {
+                let rest = rest.strip_suffix('}').unwrap();
+                (name.to_string(), parse_labels(rest))
+            }
+        };
+        out.insert((name, labels), value);
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut chars = s.chars().peekable();
+    while chars.peek().is_some() {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        loop {
+            match chars.next().unwrap() {
+                '\\' => match chars.next().unwrap() {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.push((name, value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
+}
+
+/// Sum of the samples of one family whose labels include all of `having`.
+pub fn total(body: &str, family: &str, having: &[(&str, &str)]) -> f64 {
+    samples(body)
+        .iter()
+        .filter(|((name, labels), _)| {
+            name == family
+                && having
+                    .iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// An exporter configuration for a log file and a fixture: port 0, hold 0, reading the file
+/// from its beginning (so lines appended right after start are never skipped), and
+/// `extra_yaml` appended (top-level keys other than `loglevel`, `listen`, `reaction`).
+pub fn file_config(log: &Path, reaction: &Reaction, extra_yaml: &str) -> String {
+    format!(
+        "loglevel: INFO\nlisten:\n  address: 127.0.0.1\n  port: 0\nreaction:\n  config: {}\n  \
+         binary: {}\n  socket: {}\n  timeout: 2\n  hold: 0\n  logs:\n    file: {}\n    start_at: beginning\n{}",
+        reaction.config.display(),
+        reaction.bin.display(),
+        reaction.socket.display(),
+        log.display(),
+        extra_yaml
+    )
+}
