@@ -189,6 +189,21 @@ impl Exporter {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Wait until the exporter's log (stderr) contains `needle`, e.g. the warning about an
+    /// unknown line written last: every line before it has been counted by then.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.logs().contains(needle) {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {needle:?} in the log:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// GET /metrics in Prometheus text format.
     pub fn scrape(&self) -> String {
         let (status, ct, body) = get(&self.addr, "/metrics", Some("text/plain"));
