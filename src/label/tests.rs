@@ -1,1 +1,903 @@
+//! The labeller over real configurations (`ReactionConfig::from_yaml`, `Config::parse`),
+//! real parsed lines (`parse_line`) and a real `Telemetry` for the self-monitoring counts.
 
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::Resource;
+
+use super::*;
+use crate::config::Format;
+use crate::parse::parse_line;
+use crate::telemetry::collect::{Collected, SeriesKey};
+use crate::telemetry::Telemetry;
+
+/// reaction's configuration as `reaction test-config` prints it (YAML).
+const REACTION: &str = r#"
+patterns:
+  ip: {regex: '[0-9a-f.:]+', type: ip}
+  user: {regex: '\S+'}
+  ua: {regex: '[^"]*'}
+  agent: {regex: '[^"]*'}
+  email: {regex: '\S+@\S+'}
+  1ip: {regex: '[0-9.]+'}
+  stream: {regex: '\S+'}
+start:
+  - [iptables, -w, -N, reaction]
+stop:
+  - [iptables, -w, -X, reaction]
+streams:
+  ssh:
+    cmd: [journalctl, -fn0, -u, sshd.service]
+    filters:
+      failedlogin:
+        regex: ['Failed password for <user> from <ip>']
+        retry: 3
+        retryperiod: 6h
+        actions:
+          ban: {cmd: [iptables, -w, -A, reaction, -s, '<ip>', -j, DROP]}
+          unban: {cmd: [iptables, -w, -D, reaction, -s, '<ip>', -j, DROP], after: 48h}
+          notify: {cmd: [logger, someone failed to log in]}
+          plugged: {type: ipset, options: {set: reaction4, action: add}}
+  web.nginx:
+    cmd: [tail, -fn0, /var/log/nginx/access.log]
+    filters:
+      aiBots:
+        regex: ['^<ip> .* "<ua>"$']
+        actions:
+          ban: {cmd: [nft, add, element, inet, reaction, bots, '{ <ip> }']}
+  http:
+    cmd: [tail, -fn0, /var/log/http.log]
+    filters:
+      agents:
+        regex: ['^<ip> "<agent>"$']
+        actions:
+          block: {cmd: [block, '<ip>'], after: 1h}
+  mail:
+    cmd: [journalctl, -fn0, -u, postfix.service]
+    filters:
+      spam:
+        regex: ['spam from <email>']
+        actions:
+          notify: {cmd: [logger, 'spam from <email>']}
+  odd:
+    cmd: [cat]
+    filters:
+      names:
+        regex: ['<1ip> on <stream>']
+"#;
+
+/// The same streams without top-level `start` commands.
+fn reaction_without_start() -> String {
+    REACTION.replace("start:\n  - [iptables, -w, -N, reaction]\n", "")
+}
+
+const T0: u64 = 1_800_000_000;
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(T0 + secs)
+}
+
+struct Env {
+    telemetry: Telemetry,
+    internal: Internal,
+    labeller: Labeller,
+}
+
+impl Env {
+    /// An exporter configuration (YAML) and reaction's configuration (YAML).
+    fn new(config: &str, reaction: &str) -> Env {
+        let config = Config::parse(config, Format::Yaml, "test.yml").expect("exporter config");
+        let telemetry = Telemetry::new(
+            config.metrics.cardinality_limit,
+            Resource::builder().build(),
+        );
+        let internal = Internal::new(telemetry.instruments.clone(), telemetry.gauges.clone());
+        let mut labeller = Labeller::new(Arc::new(config));
+        labeller
+            .set_reaction_config(&ReactionConfig::from_yaml(reaction).expect("reaction config"));
+        Env {
+            telemetry,
+            internal,
+            labeller,
+        }
+    }
+
+    fn standard() -> Env {
+        Env::new("", REACTION)
+    }
+
+    /// Label a line at `time` on a first try.
+    fn label_at(&mut self, time: SystemTime, line: &str, last_try: bool) -> Labelled {
+        let event = parse_line(line)
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+            .unwrap_or_else(|| panic!("{line:?} gives no event"));
+        self.labeller.label(time, &event, &self.internal, last_try)
+    }
+
+    /// Label a line that fits reaction's configuration: (family, attributes) or None.
+    fn record_at(
+        &mut self,
+        time: SystemTime,
+        line: &str,
+    ) -> Option<(usize, Vec<(String, String)>)> {
+        let out = self.label_at(time, line, false);
+        assert!(!out.stale_config, "{line:?} does not fit the configuration");
+        out.record.map(|(f, attrs)| (f, pairs(&attrs)))
+    }
+
+    fn record(&mut self, line: &str) -> Option<(usize, Vec<(String, String)>)> {
+        self.record_at(at(0), line)
+    }
+
+    /// The attributes of a line that must be recorded in `family`.
+    fn attrs(&mut self, family: usize, line: &str) -> Vec<(String, String)> {
+        let (f, attrs) = self
+            .record(line)
+            .unwrap_or_else(|| panic!("{line:?} not recorded"));
+        assert_eq!(f, family, "{line:?}");
+        attrs
+    }
+
+    /// The exporter's own counters since the last call (a delta reader).
+    fn own_counts(&self) -> HashMap<SeriesKey, u64> {
+        let mut rm = ResourceMetrics::default();
+        self.telemetry.pull_reader.collect(&mut rm).unwrap();
+        Collected::from_resource_metrics(&rm).sums
+    }
+}
+
+fn pairs(attrs: &[KeyValue]) -> Vec<(String, String)> {
+    attrs
+        .iter()
+        .map(|kv| (kv.key.as_str().to_string(), kv.value.as_str().into_owned()))
+        .collect()
+}
+
+fn expect(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn count(counts: &HashMap<SeriesKey, u64>, family: usize, attrs: &[(&str, &str)]) -> u64 {
+    let mut key = expect(attrs);
+    key.sort();
+    counts.get(&(family, key)).copied().unwrap_or(0)
+}
+
+const BAN_1234: &str =
+    r#"INFO ssh.failedlogin.ban: run ["iptables" "-w" "-A" "reaction" "-s" "1.2.3.4" "-j" "DROP"]"#;
+
+fn unban(ip: &str) -> String {
+    format!(
+        r#"INFO ssh.failedlogin.unban: run ["iptables" "-w" "-D" "reaction" "-s" "{ip}" "-j" "DROP"]"#
+    )
+}
+
+fn ssh_match(ip: &str, user: &str) -> String {
+    format!(r#"INFO ssh.failedlogin: match ["{ip}", "{user}"]"#)
+}
+
+// ------------------------------------------------------------------------ pattern labels
+
+#[test]
+fn pattern_labels_are_sorted_by_name_and_zipped_with_values() {
+    let mut env = Env::standard();
+    // The regex names <user> first; reaction orders the values by pattern name: ip, user.
+    assert_eq!(
+        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+    // agent < ip: the agent value comes first.
+    assert_eq!(
+        env.attrs(
+            id::MATCHES,
+            r#"INFO http.agents: match ["curl/8.0", "5.6.7.8"]"#
+        ),
+        expect(&[
+            ("stream", "http"),
+            ("filter", "agents"),
+            ("agent", "curl/8.0"),
+            ("ip", "5.6.7.8"),
+        ])
+    );
+    assert_eq!(
+        env.attrs(id::ACTIONS, BAN_1234),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "ban"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+}
+
+#[test]
+fn matches_without_extra_have_no_pattern_labels() {
+    let mut env = Env::new(
+        "metrics:\n  export:\n    matches: {extra: false}\n",
+        REACTION,
+    );
+    assert_eq!(
+        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        expect(&[("stream", "ssh"), ("filter", "failedlogin")])
+    );
+    // actions keep theirs
+    assert_eq!(
+        env.attrs(id::ACTIONS, BAN_1234),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "ban"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+}
+
+#[test]
+fn matches_false_records_nothing_but_still_attributes_actions() {
+    let mut env = Env::new("metrics:\n  export:\n    matches: false\n", REACTION);
+    assert_eq!(env.record(&ssh_match("1.2.3.4", "root")), None);
+    assert_eq!(
+        env.attrs(id::ACTIONS, BAN_1234),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "ban"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+}
+
+#[test]
+fn actions_false_and_actions_without_extra() {
+    let mut env = Env::new("metrics:\n  export:\n    actions: false\n", REACTION);
+    env.record(&ssh_match("1.2.3.4", "root"));
+    assert_eq!(env.record(BAN_1234), None);
+    let mut env = Env::new(
+        "metrics:\n  export:\n    actions: {extra: false}\n",
+        REACTION,
+    );
+    env.record(&ssh_match("1.2.3.4", "root"));
+    assert_eq!(
+        env.attrs(id::ACTIONS, BAN_1234),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "ban")
+        ])
+    );
+}
+
+// ------------------------------------------------------------------------ transforms
+
+#[test]
+fn transforms_from_all_and_for_where_for_wins() {
+    let config = r#"
+metrics:
+  all:
+    ip: "{{ ip.split('.')[0] }}.x"
+    user: false
+  for:
+    ssh:
+      failedlogin:
+        ip: null
+        user: true
+"#;
+    let mut env = Env::new(config, REACTION);
+    // `for` keeps both (null and true mean "as is")
+    assert_eq!(
+        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+    // elsewhere `all` applies: the template, and no `user`-like label to drop here
+    assert_eq!(
+        env.attrs(
+            id::MATCHES,
+            r#"INFO web.nginx.aiBots: match ["203.0.113.9", "GPTBot/1.0"]"#
+        ),
+        expect(&[
+            ("stream", "web.nginx"),
+            ("filter", "aiBots"),
+            ("ip", "203.x"),
+            ("ua", "GPTBot/1.0"),
+        ])
+    );
+}
+
+#[test]
+fn false_drops_the_label_and_for_can_drop_what_all_keeps() {
+    let config = r#"
+metrics:
+  all:
+    user: false
+    ua: null
+  for:
+    web.nginx:
+      aiBots:
+        ua: false
+"#;
+    let mut env = Env::new(config, REACTION);
+    assert_eq!(
+        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "1.2.3.4")
+        ])
+    );
+    assert_eq!(
+        env.attrs(id::ACTIONS, BAN_1234),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "ban"),
+            ("ip", "1.2.3.4"),
+        ])
+    );
+    assert_eq!(
+        env.attrs(
+            id::MATCHES,
+            r#"INFO web.nginx.aiBots: match ["203.0.113.9", "GPTBot/1.0"]"#
+        ),
+        expect(&[
+            ("stream", "web.nginx"),
+            ("filter", "aiBots"),
+            ("ip", "203.0.113.9")
+        ])
+    );
+}
+
+#[test]
+fn readme_template_keeps_the_domain() {
+    let config = "metrics:\n  all:\n    email: \"{{ email.split('@') | last }}\"\n";
+    let mut env = Env::new(config, REACTION);
+    assert_eq!(
+        env.attrs(
+            id::MATCHES,
+            r#"INFO mail.spam: match ["spammer@example.org"]"#
+        ),
+        expect(&[
+            ("stream", "mail"),
+            ("filter", "spam"),
+            ("email", "example.org")
+        ])
+    );
+    assert_eq!(
+        env.attrs(
+            id::ACTIONS,
+            r#"INFO mail.spam.notify: run ["logger" "spam from other@example.net"]"#
+        ),
+        expect(&[
+            ("stream", "mail"),
+            ("filter", "spam"),
+            ("action", "notify"),
+            ("email", "example.net")
+        ])
+    );
+}
+
+#[test]
+fn runtime_template_error_keeps_the_raw_value_and_the_label_set() {
+    let config = "metrics:\n  all:\n    user: \"{{ user.nosuchmethod() }}\"\n";
+    let mut env = Env::new(config, REACTION);
+    let a = env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root"));
+    let b = env.attrs(id::MATCHES, &ssh_match("5.6.7.8", "admin"));
+    assert_eq!(
+        a,
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+    let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&a), keys(&b));
+    let counts = env.own_counts();
+    assert_eq!(
+        count(&counts, id::TRANSFORM_ERRORS, &[("pattern", "user")]),
+        2
+    );
+}
+
+// ------------------------------------------------------------------------ names
+
+#[test]
+fn pattern_names_are_sanitized() {
+    assert_eq!(label_name("1ip"), "_1ip");
+    assert_eq!(label_name("stream"), "pattern_stream");
+    assert_eq!(label_name("filter"), "pattern_filter");
+    assert_eq!(label_name("action"), "pattern_action");
+    assert_eq!(label_name("ip"), "ip");
+    let mut env = Env::standard();
+    assert_eq!(
+        env.attrs(id::MATCHES, r#"INFO odd.names: match ["10.0.0.1", "eth0"]"#),
+        expect(&[
+            ("stream", "odd"),
+            ("filter", "names"),
+            ("_1ip", "10.0.0.1"),
+            ("pattern_stream", "eth0"),
+        ])
+    );
+}
+
+#[test]
+fn dotted_names_are_resolved_against_the_configuration() {
+    let mut env = Env::standard();
+    assert_eq!(
+        env.attrs(
+            id::MATCHES,
+            r#"INFO web.nginx.aiBots: match ["203.0.113.9", "GPTBot/1.0 (+https://openai.com/gptbot)"]"#
+        ),
+        expect(&[
+            ("stream", "web.nginx"),
+            ("filter", "aiBots"),
+            ("ip", "203.0.113.9"),
+            ("ua", "GPTBot/1.0 (+https://openai.com/gptbot)"),
+        ])
+    );
+    // the ip is inside an argument (`{ <ip> }`); the ua comes from the match
+    assert_eq!(
+        env.attrs(
+            id::ACTIONS,
+            r#"INFO web.nginx.aiBots.ban: run ["nft" "add" "element" "inet" "reaction" "bots" "{ 203.0.113.9 }"]"#
+        ),
+        expect(&[
+            ("stream", "web.nginx"),
+            ("filter", "aiBots"),
+            ("action", "ban"),
+            ("ip", "203.0.113.9"),
+            ("ua", "GPTBot/1.0 (+https://openai.com/gptbot)"),
+        ])
+    );
+    assert_eq!(
+        env.attrs(
+            id::STREAM_EVENTS,
+            r#"INFO web.nginx: start ["tail", "-fn0", "x"]"#
+        ),
+        expect(&[("stream", "web.nginx"), ("type", "start")])
+    );
+}
+
+#[test]
+fn unknown_filter_asks_for_the_config_then_is_recorded_split() {
+    let mut env = Env::standard();
+    let line = r#"INFO ghost.some.filter: match ["1.2.3.4"]"#;
+    let first = env.label_at(at(0), line, false);
+    assert!(first.stale_config);
+    assert!(first.record.is_none());
+    let last = env.label_at(at(0), line, true);
+    assert!(!last.stale_config);
+    let (f, attrs) = last.record.expect("recorded on the last try");
+    assert_eq!(f, id::MATCHES);
+    assert_eq!(
+        pairs(&attrs),
+        expect(&[("stream", "ghost"), ("filter", "some.filter")])
+    );
+
+    let action = r#"INFO ghost.f.ban: run ["true"]"#;
+    assert!(env.label_at(at(0), action, false).stale_config);
+    let (f, attrs) = env.label_at(at(0), action, true).record.unwrap();
+    assert_eq!(f, id::ACTIONS);
+    assert_eq!(
+        pairs(&attrs),
+        expect(&[("stream", "ghost"), ("filter", "f"), ("action", "ban")])
+    );
+    let counts = env.own_counts();
+    assert_eq!(
+        count(&counts, id::LINES_REJECTED, &[("reason", "unknown_name")]),
+        2
+    );
+}
+
+#[test]
+fn value_count_mismatch_asks_for_the_config_then_is_recorded_without_patterns() {
+    let mut env = Env::standard();
+    let line = r#"INFO ssh.failedlogin: match ["1.2.3.4", "22", "root"]"#;
+    let first = env.label_at(at(0), line, false);
+    assert!(first.stale_config);
+    assert!(first.record.is_none());
+    let (f, attrs) = env.label_at(at(0), line, true).record.unwrap();
+    assert_eq!(f, id::MATCHES);
+    assert_eq!(
+        pairs(&attrs),
+        expect(&[("stream", "ssh"), ("filter", "failedlogin")])
+    );
+    let counts = env.own_counts();
+    assert_eq!(
+        count(
+            &counts,
+            id::LINES_REJECTED,
+            &[("reason", "pattern_mismatch")]
+        ),
+        1
+    );
+
+    // The refreshed configuration has the third pattern: the same line fits.
+    let refreshed = REACTION.replace(
+        "'Failed password for <user> from <ip>'",
+        "'Failed password for <user> from <ip> port <port>'",
+    );
+    let refreshed = refreshed.replace(
+        "  user: {regex: '\\S+'}",
+        "  user: {regex: '\\S+'}\n  port: {regex: '[0-9]+'}",
+    );
+    env.labeller
+        .set_reaction_config(&ReactionConfig::from_yaml(&refreshed).unwrap());
+    assert_eq!(
+        env.attrs(id::MATCHES, line),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "1.2.3.4"),
+            ("port", "22"),
+            ("user", "root"),
+        ])
+    );
+}
+
+// ------------------------------------------------------------------------ commands, streams
+
+#[test]
+fn commands_and_stream_events() {
+    let mut env = Env::standard();
+    assert_eq!(
+        env.attrs(
+            id::COMMANDS,
+            r#"INFO start command: run ["iptables", "-w", "-N", "reaction"]"#
+        ),
+        expect(&[
+            ("state", "start"),
+            ("command", "iptables"),
+            ("status", "True"),
+            ("code", "0"),
+        ])
+    );
+    assert_eq!(
+        env.attrs(
+            id::COMMANDS,
+            r#"ERROR stop command: run ["iptables", "-w", "-X", "reaction"]: exit code: 1"#
+        ),
+        expect(&[
+            ("state", "stop"),
+            ("command", "iptables"),
+            ("status", "False"),
+            ("code", "1"),
+        ])
+    );
+    assert_eq!(
+        env.attrs(id::STREAM_EVENTS, "ERROR stream ssh exited: exit status: 1"),
+        expect(&[("stream", "ssh"), ("type", "exit")])
+    );
+    let mut env = Env::new(
+        "metrics:\n  export:\n    commands: false\n    streams: false\n",
+        REACTION,
+    );
+    assert_eq!(
+        env.record(r#"INFO start command: run ["iptables", "-w", "-N", "reaction"]"#),
+        None
+    );
+    assert_eq!(env.record(r#"INFO ssh: start ["journalctl"]"#), None);
+}
+
+// ------------------------------------------------------------------------ hold
+
+const START_CMD: &str = r#"INFO start command: run ["iptables", "-w", "-N", "reaction"]"#;
+const SSH_START: &str = r#"INFO ssh: start ["journalctl", "-fn0", "-u", "sshd.service"]"#;
+const WEB_START: &str = r#"INFO web.nginx: start ["tail", "-fn0", "/var/log/nginx/access.log"]"#;
+const SIGTERM: &str = "INFO received SIGTERM, closing streams...";
+
+fn held(env: &Env) -> u64 {
+    count(&env.own_counts(), id::ACTIONS_HELD, &[])
+}
+
+#[test]
+fn actions_within_hold_of_a_start_command_are_ignored_and_counted() {
+    let mut env = Env::new("reaction:\n  hold: 60\n", REACTION);
+    // before any start: counted
+    assert!(env.record_at(at(0), BAN_1234).is_some());
+    let start = env.label_at(at(100), START_CMD, false);
+    assert!(start.restarted);
+    assert!(start.record.is_some());
+    // matches are never held
+    assert!(env
+        .record_at(at(101), &ssh_match("1.2.3.4", "root"))
+        .is_some());
+    assert_eq!(env.record_at(at(101), BAN_1234), None);
+    assert_eq!(env.record_at(at(159), &unban("1.2.3.4")), None);
+    assert_eq!(held(&env), 2);
+    // at and after 100 + 60 s of log time they count
+    assert!(env.record_at(at(160), BAN_1234).is_some());
+    assert!(env.record_at(at(200), &unban("1.2.3.4")).is_some());
+    assert_eq!(held(&env), 0);
+    // a second start command while running does not say "restarted" again
+    assert!(!env.label_at(at(201), START_CMD, false).restarted);
+    // ... but it arms the hold again
+    assert_eq!(env.record_at(at(202), BAN_1234), None);
+}
+
+#[test]
+fn hold_zero_holds_nothing() {
+    let mut env = Env::new("reaction:\n  hold: 0\n", REACTION);
+    env.label_at(at(0), START_CMD, false);
+    assert!(env.record_at(at(0), BAN_1234).is_some());
+    assert_eq!(held(&env), 0);
+}
+
+#[test]
+fn without_start_commands_the_first_stream_start_arms_the_hold() {
+    let mut env = Env::new("reaction:\n  hold: 60\n", &reaction_without_start());
+    // the first stream start after the exporter starts
+    let first = env.label_at(at(0), SSH_START, false);
+    assert!(first.restarted);
+    assert_eq!(env.record_at(at(1), BAN_1234), None);
+    assert_eq!(held(&env), 1);
+    // a second stream start while running: no restart, no new hold
+    let second = env.label_at(at(100), WEB_START, false);
+    assert!(!second.restarted);
+    assert!(second.record.is_some());
+    assert!(env.record_at(at(101), BAN_1234).is_some());
+    // reaction stops, then starts again: the first stream start arms the hold
+    assert!(!env.label_at(at(200), SIGTERM, false).restarted);
+    let again = env.label_at(at(300), SSH_START, false);
+    assert!(again.restarted);
+    assert_eq!(env.record_at(at(301), BAN_1234), None);
+    assert!(!env.label_at(at(302), WEB_START, false).restarted);
+    assert_eq!(env.record_at(at(359), BAN_1234), None);
+    assert_eq!(held(&env), 2);
+    assert!(env.record_at(at(360), BAN_1234).is_some());
+}
+
+#[test]
+fn stop_command_then_stream_start_is_a_restart() {
+    let mut env = Env::new("reaction:\n  hold: 10\n", REACTION);
+    assert!(env.label_at(at(0), START_CMD, false).restarted);
+    assert!(!env.label_at(at(1), SSH_START, false).restarted);
+    env.label_at(
+        at(50),
+        r#"INFO stop command: run ["iptables", "-w", "-X", "reaction"]"#,
+        false,
+    );
+    assert!(env.label_at(at(60), SSH_START, false).restarted);
+    assert_eq!(env.record_at(at(65), BAN_1234), None);
+    assert!(env.record_at(at(70), BAN_1234).is_some());
+}
+
+// ------------------------------------------------------------------------ attribution
+
+#[test]
+fn unban_is_labelled_with_its_own_ip() {
+    let mut env = Env::standard();
+    for (ip, user) in [
+        ("1.1.1.1", "alice"),
+        ("2.2.2.2", "bob"),
+        ("3.3.3.3", "carol"),
+    ] {
+        env.record(&ssh_match(ip, user));
+    }
+    assert_eq!(
+        env.attrs(id::ACTIONS, &unban("1.1.1.1")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "unban"),
+            ("ip", "1.1.1.1"),
+            ("user", "alice"),
+        ])
+    );
+    assert_eq!(
+        env.attrs(id::ACTIONS, &unban("2.2.2.2")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "unban"),
+            ("ip", "2.2.2.2"),
+            ("user", "bob"),
+        ])
+    );
+}
+
+#[test]
+fn command_with_an_ip_never_matched_has_an_empty_user() {
+    let mut env = Env::standard();
+    env.record(&ssh_match("1.1.1.1", "alice"));
+    assert_eq!(
+        env.attrs(id::ACTIONS, &unban("9.9.9.9")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "unban"),
+            ("ip", "9.9.9.9"),
+            ("user", ""),
+        ])
+    );
+}
+
+#[test]
+fn command_without_placeholders_takes_the_last_match() {
+    let mut env = Env::standard();
+    // nothing matched yet: empty values, labels present
+    assert_eq!(
+        env.attrs(
+            id::ACTIONS,
+            r#"INFO ssh.failedlogin.notify: run ["logger" "someone failed to log in"]"#
+        ),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "notify"),
+            ("ip", ""),
+            ("user", ""),
+        ])
+    );
+    for (ip, user) in [
+        ("1.1.1.1", "alice"),
+        ("2.2.2.2", "bob"),
+        ("3.3.3.3", "carol"),
+    ] {
+        env.record(&ssh_match(ip, user));
+    }
+    let last = [("ip", "3.3.3.3"), ("user", "carol")];
+    // template without `<..>`
+    let a = env.attrs(
+        id::ACTIONS,
+        r#"INFO ssh.failedlogin.notify: run ["logger" "someone failed to log in"]"#,
+    );
+    assert_eq!(a[3..], expect(&last)[..]);
+    // plugin action (no template at all)
+    let a = env.attrs(
+        id::ACTIONS,
+        r#"INFO ssh.failedlogin.plugged: run ["ipset" "add" "reaction4" "3.3.3.3"]"#,
+    );
+    assert_eq!(
+        a[2..],
+        expect(&[("action", "plugged"), last[0], last[1]])[..]
+    );
+}
+
+// ------------------------------------------------------------------------ pending
+
+fn pending(stream: &str, filter: &str, key: &str, action: &str, count: u64) -> PendingEntry {
+    PendingEntry {
+        stream: stream.into(),
+        filter: filter.into(),
+        key: key.into(),
+        action: action.into(),
+        count,
+    }
+}
+
+fn sorted(mut v: Vec<(Vec<KeyValue>, u64)>) -> Vec<(Vec<(String, String)>, u64)> {
+    let mut out: Vec<_> = v.drain(..).map(|(a, n)| (pairs(&a), n)).collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn pending_keys_with_spaces_are_split_with_remembered_matches() {
+    let mut env = Env::standard();
+    // agent < ip: the value with spaces comes first, the naive split would be wrong
+    env.record(r#"INFO http.agents: match ["Mozilla/5.0 (X11; Linux)", "1.2.3.4"]"#);
+    let entries = [
+        pending(
+            "http",
+            "agents",
+            "Mozilla/5.0 (X11; Linux) 1.2.3.4",
+            "block",
+            2,
+        ),
+        pending("ssh", "failedlogin", "5.6.7.8 root", "unban", 1),
+    ];
+    let out = sorted(env.labeller.label_pending(&entries, &env.internal));
+    assert_eq!(
+        out,
+        vec![
+            (
+                expect(&[
+                    ("stream", "http"),
+                    ("filter", "agents"),
+                    ("action", "block"),
+                    ("agent", "Mozilla/5.0 (X11; Linux)"),
+                    ("ip", "1.2.3.4"),
+                ]),
+                2
+            ),
+            (
+                expect(&[
+                    ("stream", "ssh"),
+                    ("filter", "failedlogin"),
+                    ("action", "unban"),
+                    ("ip", "5.6.7.8"),
+                    ("user", "root"),
+                ]),
+                1
+            ),
+        ]
+    );
+}
+
+#[test]
+fn pending_executions_with_the_same_labels_are_added_up() {
+    let config = "metrics:\n  for:\n    ssh:\n      failedlogin:\n        user: false\n";
+    let mut env = Env::new(config, REACTION);
+    let entries = [
+        pending("ssh", "failedlogin", "1.1.1.1 alice", "unban", 2),
+        pending("ssh", "failedlogin", "1.1.1.1 bob", "unban", 3),
+        pending("ssh", "failedlogin", "2.2.2.2 bob", "unban", 1),
+        pending("ghost", "filter", "x", "a", 4),
+        pending("ghost", "filter", "y", "a", 1),
+    ];
+    let out = sorted(env.labeller.label_pending(&entries, &env.internal));
+    assert_eq!(
+        out,
+        vec![
+            (
+                expect(&[("stream", "ghost"), ("filter", "filter"), ("action", "a")]),
+                5
+            ),
+            (
+                expect(&[
+                    ("stream", "ssh"),
+                    ("filter", "failedlogin"),
+                    ("action", "unban"),
+                    ("ip", "1.1.1.1"),
+                ]),
+                5
+            ),
+            (
+                expect(&[
+                    ("stream", "ssh"),
+                    ("filter", "failedlogin"),
+                    ("action", "unban"),
+                    ("ip", "2.2.2.2"),
+                ]),
+                1
+            ),
+        ]
+    );
+}
+
+#[test]
+fn pending_without_extra_and_pending_false() {
+    let entries = [
+        pending("ssh", "failedlogin", "1.1.1.1 alice", "unban", 2),
+        pending("ssh", "failedlogin", "2.2.2.2 bob", "unban", 1),
+    ];
+    let mut env = Env::new(
+        "metrics:\n  export:\n    pending: {extra: false}\n",
+        REACTION,
+    );
+    assert_eq!(
+        sorted(env.labeller.label_pending(&entries, &env.internal)),
+        vec![(
+            expect(&[
+                ("stream", "ssh"),
+                ("filter", "failedlogin"),
+                ("action", "unban")
+            ]),
+            3
+        )]
+    );
+    let mut env = Env::new("metrics:\n  export:\n    pending: false\n", REACTION);
+    assert!(env
+        .labeller
+        .label_pending(&entries, &env.internal)
+        .is_empty());
+}
