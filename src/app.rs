@@ -5,8 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, LogSource, StartAt};
@@ -17,7 +15,7 @@ use crate::reaction::{ClientConfig, ReactionClient};
 use crate::scrape::Scraper;
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
 use crate::status::StatusRefresher;
-use crate::telemetry::{Telemetry, VERSION};
+use crate::telemetry::{otlp, Telemetry};
 
 /// Everything `start` runs, built from a configuration.
 pub struct App {
@@ -29,17 +27,33 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: Config) -> App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
         let config = Arc::new(config);
-        let resource = Resource::builder()
-            .with_service_name("reaction-metrics-exporter")
-            .with_attribute(KeyValue::new("service.version", VERSION))
-            .build();
-        let telemetry = Telemetry::new(config.metrics.cardinality_limit, resource);
+        let env = |k: &str| std::env::var(k).ok();
+        let resource = otlp::resource(&config.otlp, &env);
+        let otlp = match otlp::Settings::resolve(&config.otlp, &env)? {
+            Some(settings) => {
+                tracing::info!(
+                    endpoint = settings.endpoint,
+                    temporality = ?settings.temporality,
+                    "pushing metrics over OTLP gRPC"
+                );
+                Some(otlp::OtlpExporter::new(settings, config.metrics.cardinality_limit)?)
+            }
+            None => None,
+        };
+        let telemetry = Telemetry::new(
+            config.metrics.cardinality_limit,
+            resource,
+            otlp.as_ref().map(|e| e.reader()),
+        );
         let internal = Arc::new(Internal::new(
             telemetry.instruments.clone(),
             telemetry.gauges.clone(),
         ));
+        if let Some(e) = &otlp {
+            e.attach(internal.clone());
+        }
         let client = Arc::new(ReactionClient::new(ClientConfig {
             binary: config.reaction.binary.clone(),
             config: config.reaction.config.clone(),
@@ -72,13 +86,13 @@ impl App {
                  missing until it can be loaded (retried when a line needs it)"
             );
         }
-        App {
+        Ok(App {
             config,
             telemetry,
             internal,
             scraper,
             pipeline,
-        }
+        })
     }
 
     /// Serve on `listener` until `shutdown` resolves.
@@ -140,8 +154,14 @@ impl App {
             Err(_) => tracing::warn!("http server did not stop within 5 s"),
             _ => {}
         }
+        // Flushes the OTLP reader's last deltas (bounded); the pull reader has nothing to do.
         let provider = telemetry.provider.clone();
-        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        let wait = Duration::from_secs(15);
+        match tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(wait)).await {
+            Ok(Err(e)) => tracing::warn!("final export: {e}"),
+            Err(e) => tracing::warn!("final export: {e}"),
+            Ok(Ok(())) => {}
+        }
         Ok(())
     }
 }

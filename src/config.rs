@@ -41,6 +41,9 @@ pub struct Config {
     pub listen: Listen,
     pub reaction: Reaction,
     pub metrics: Metrics,
+    /// New: push the same metrics over OTLP gRPC (off unless an endpoint is configured
+    /// here or in `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub otlp: Otlp,
 }
 
 impl Default for Config {
@@ -50,8 +53,65 @@ impl Default for Config {
             listen: Listen::default(),
             reaction: Reaction::default(),
             metrics: Metrics::default(),
+            otlp: Otlp::default(),
         }
     }
+}
+
+/// `otlp`: every key left `null` (or empty) falls back to the standard `OTEL_*` variable
+/// named beside it, then to the default given there; a key set here wins over the variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Otlp {
+    /// gRPC endpoint, `http://host:4317` (or `https://` for TLS).
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`; none: OTLP off.
+    pub endpoint: Option<String>,
+    /// Seconds between exports. `OTEL_METRIC_EXPORT_INTERVAL` (ms); 60.
+    pub interval: Option<f64>,
+    /// Seconds for one export request. `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms); 10.
+    pub timeout: Option<f64>,
+    /// gRPC metadata sent with each request, added to `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub headers: BTreeMap<String, String>,
+    /// PEM file of the CA that signed the collector's certificate (`https://` endpoints;
+    /// the system roots otherwise). `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    pub ca: Option<PathBuf>,
+    /// `delta` or `cumulative`. `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`; delta.
+    pub temporality: Option<TemporalityPref>,
+    /// `service.name`. `OTEL_SERVICE_NAME`; reaction-metrics-exporter.
+    pub service_name: Option<String>,
+    /// `service.instance.id`. The host name (`/proc/sys/kernel/hostname`), else the
+    /// machine id.
+    pub instance_id: Option<String>,
+    /// Resource attributes, added to `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: BTreeMap<String, String>,
+    /// Exports are split into requests of at most this many bytes (receivers refuse gRPC
+    /// messages over 4 MiB by default).
+    pub max_request_size: usize,
+}
+
+impl Default for Otlp {
+    fn default() -> Self {
+        Otlp {
+            endpoint: None,
+            interval: None,
+            timeout: None,
+            headers: BTreeMap::new(),
+            ca: None,
+            temporality: None,
+            service_name: None,
+            instance_id: None,
+            resource: BTreeMap::new(),
+            max_request_size: 3 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemporalityPref {
+    Delta,
+    Cumulative,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,6 +591,17 @@ impl Config {
             return Err((
                 "reaction.timeout".into(),
                 "must be a positive number of seconds".into(),
+            ));
+        }
+        for (key, v) in [("otlp.interval", self.otlp.interval), ("otlp.timeout", self.otlp.timeout)] {
+            if v.is_some_and(|v| !v.is_finite() || v <= 0.0) {
+                return Err((key.into(), "must be a positive number of seconds".into()));
+            }
+        }
+        if self.otlp.max_request_size < 64 * 1024 {
+            return Err((
+                "otlp.max_request_size".into(),
+                "must be at least 65536 bytes".into(),
             ));
         }
         if self.metrics.cardinality_limit == 0 {

@@ -162,11 +162,40 @@ impl Internal {
         );
     }
 
+    pub fn otlp_failure(&self, kind: &'static str, detail: &dyn Display) {
+        self.instruments.add(
+            id::OTLP_FAILURES,
+            1,
+            &[KeyValue::new("kind", kind)],
+        );
+        if let Some(suppressed) = self.limit.allow(&format!("otlp:{kind}")) {
+            tracing::warn!(suppressed, "OTLP: {detail}");
+        }
+    }
+
+    /// `points` data points went to an overflow series in `reader` ("prometheus", "otlp");
+    /// `dropped` gauge points could not be kept.
+    pub fn overflow(&self, reader: &'static str, points: u64) {
+        self.instruments.add(
+            id::OVERFLOWS,
+            points,
+            &[KeyValue::new("reader", reader)],
+        );
+        if let Some(suppressed) = self.limit.allow(&format!("overflow:{reader}")) {
+            tracing::warn!(
+                reader,
+                suppressed,
+                "cardinality limit reached: {points} data points went to the overflow series \
+                 (raise metrics.cardinality_limit?)"
+            );
+        }
+    }
+
     fn source_error(&self, source: &'static str, what: &str, err: &dyn Display) {
         self.instruments
             .add(id::SOURCE_ERRORS, 1, &[KeyValue::new("source", source)]);
         if let Some(suppressed) = self.limit.allow(&format!("source:{what}")) {
-            tracing::error!(source, suppressed, "cannot read {what}: {err} (retrying)");
+            tracing::error!(source, suppressed, "{what}: {err} (retrying)");
         }
     }
 }
@@ -181,7 +210,7 @@ impl SourceObserver for Internal {
         tracing::info!(path = %path.display(), "log file truncated: reading from its start");
     }
     fn error(&self, path: &Path, err: &io::Error) {
-        self.source_error("file", &path.display().to_string(), err);
+        self.source_error("file", &format!("cannot read {}", path.display()), err);
     }
     fn recovered(&self, path: &Path) {
         tracing::info!(path = %path.display(), "log file readable again");
@@ -192,6 +221,21 @@ impl SourceObserver for Internal {
             "",
             &format_args!("invalid UTF-8 in {}, decoded lossily", path.display()),
         );
+    }
+    fn child_failed(&self, what: &str, detail: &dyn Display) {
+        self.source_error("journald", what, detail);
+    }
+    fn child_stderr(&self, line: &str) {
+        if let Some(suppressed) = self.limit.allow("journalctl-stderr") {
+            tracing::warn!(suppressed, "journalctl: {line}");
+        }
+    }
+    fn position_invalid(&self, position: &str, fallback: &str) {
+        self.instruments.add(id::POSITIONS_INVALID, 1, &[]);
+        tracing::warn!("saved position {position:?} cannot be used: starting from {fallback}");
+    }
+    fn child_recovered(&self, what: &str) {
+        tracing::info!("{what}: working again");
     }
     fn line_too_long(&self, path: &Path, len: usize) {
         self.line_rejected(

@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async move {
                 let listener = bind(&config).await?;
-                let app = App::build(config).await;
+                let app = App::build(config).await?;
                 app.run(listener, shutdown_signal()).await
             })
         }

@@ -11,7 +11,7 @@ use crate::internal::{Internal, Reject};
 use crate::label::Labeller;
 use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
-use crate::source::LogLine;
+use crate::source::{Batch, LogLine, Position};
 use crate::status::StatusRefresher;
 use crate::telemetry::Instruments;
 
@@ -24,6 +24,8 @@ pub struct Pipeline {
     pub internal: Arc<Internal>,
     pub client: Arc<ReactionClient>,
     pub status: Arc<StatusRefresher>,
+    /// The source position after the last line processed (what a checkpoint saves).
+    pub processed: Arc<Mutex<Option<Position>>>,
     last_reload: Option<Instant>,
 }
 
@@ -41,14 +43,18 @@ impl Pipeline {
             internal,
             client,
             status,
+            processed: Arc::default(),
             last_reload: None,
         }
     }
 
     /// Consume batches until the source closes the channel.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<LogLine>>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
         while let Some(batch) = rx.recv().await {
-            self.process(batch).await;
+            self.process(batch.lines).await;
+            if batch.position.is_some() {
+                *self.processed.lock().expect("position") = batch.position;
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use crate::internal::Internal;
 use crate::status::StatusRefresher;
 use crate::telemetry::collect::{merge_sums, Collected, SeriesKey};
 use crate::telemetry::families::{Legacy, FAMILIES};
+use crate::telemetry::otlp::pending::OVERFLOW_KEY;
 use crate::telemetry::render::{render, Exposition, Format};
 use crate::telemetry::{SharedReader, VERSION};
 
@@ -99,6 +100,15 @@ impl Scraper {
     ) -> (HashMap<SeriesKey, u64>, Exposition) {
         let mut counts = std::mem::take(&mut *self.carry.lock().expect("carry"));
         let mut own = HashMap::new();
+        let overflowed: u64 = c
+            .sums
+            .iter()
+            .filter(|((_, attrs), _)| attrs.iter().any(|(k, _)| k == OVERFLOW_KEY))
+            .map(|(_, v)| v)
+            .sum();
+        if overflowed > 0 {
+            self.internal.overflow("prometheus", overflowed);
+        }
         for (k, v) in c.sums {
             match FAMILIES[k.0].legacy_kind {
                 Legacy::DeltaGauge => {

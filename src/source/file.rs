@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{LogLine, SourceObserver};
+use super::{Batch, LogLine, Position, SourceObserver};
 
 /// Default for [`FileSourceConfig::poll_interval`].
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -496,7 +496,7 @@ impl FileTailer {
 /// a shutdown.
 pub async fn run(
     tailer: FileTailer,
-    tx: tokio::sync::mpsc::Sender<Vec<LogLine>>,
+    tx: tokio::sync::mpsc::Sender<Batch>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let interval = tailer.config.poll_interval.max(Duration::from_millis(1));
@@ -516,8 +516,11 @@ pub async fn run(
             Err(_) => return, // the runtime is shutting down
         };
         let backlog = t.has_backlog();
+        let position = t
+            .position()
+            .map(|(dev, ino, offset)| Position::File { dev, ino, offset });
         tailer = Some(t);
-        if !lines.is_empty() && tx.send(lines).await.is_err() {
+        if !lines.is_empty() && tx.send(Batch { lines, position }).await.is_err() {
             return;
         }
         if stopping {
@@ -592,6 +595,18 @@ mod tests {
         }
         fn line_too_long(&self, _: &Path, len: usize) {
             self.push(Event::TooLong(len));
+        }
+        fn child_failed(&self, what: &str, _: &dyn std::fmt::Display) {
+            unreachable!("the file source has no child: {what}")
+        }
+        fn child_stderr(&self, line: &str) {
+            unreachable!("the file source has no child: {line}")
+        }
+        fn position_invalid(&self, position: &str, _: &str) {
+            unreachable!("not used by the file source: {position}")
+        }
+        fn child_recovered(&self, what: &str) {
+            unreachable!("the file source has no child: {what}")
         }
     }
 
@@ -973,7 +988,7 @@ mod tests {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(f.tailer, tx, stop_rx));
         let first = timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
-        let texts = |v: Vec<LogLine>| v.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        let texts = |b: Batch| b.lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
         assert_eq!(texts(first.unwrap()), strings(&["a", "b"]));
         append(&f.path, b"c\n");
         stop.send(true).unwrap();

@@ -1,9 +1,12 @@
 //! Log line producers. A source turns bytes somewhere (a file, the journal) into
 //! [`LogLine`]s and reports what happened to it through a [`SourceObserver`].
 
+use std::fmt::Display;
 use std::io;
 use std::path::Path;
 use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
 
 pub mod file;
 
@@ -15,6 +18,21 @@ pub struct LogLine {
     pub time: SystemTime,
     /// The line without its trailing newline (and without a trailing `\r`).
     pub text: String,
+}
+
+/// Where a source is in its input, after the last line it emitted: what a checkpoint saves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Position {
+    File { dev: u64, ino: u64, offset: u64 },
+    Journal { cursor: String },
+}
+
+/// Lines in order, and the position after the last of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub lines: Vec<LogLine>,
+    pub position: Option<Position>,
 }
 
 /// What a source tells the self-monitoring about itself. The implementation logs
@@ -33,4 +51,14 @@ pub trait SourceObserver: Send + Sync {
     fn invalid_utf8(&self, path: &Path);
     /// A line longer than the configured maximum was dropped (`len` bytes seen so far).
     fn line_too_long(&self, path: &Path, len: usize);
+    /// A helper process (journalctl) could not start, exited or failed; `what` says which
+    /// (e.g. "journalctl not found", "journalctl exited with status 1").
+    fn child_failed(&self, what: &str, detail: &dyn Display);
+    /// A line the helper process wrote on its stderr (logged, rate-limited).
+    fn child_stderr(&self, line: &str);
+    /// A saved position could not be used (a journal cursor that journalctl rejects or that
+    /// no longer exists); the source fell back to `fallback` (e.g. "the end of the journal").
+    fn position_invalid(&self, position: &str, fallback: &str);
+    /// The source works again after `child_failed`.
+    fn child_recovered(&self, what: &str);
 }

@@ -64,6 +64,9 @@ pub mod id {
     pub const CPU: usize = 16;
     pub const RSS: usize = 17;
     pub const FDS: usize = 18;
+    pub const POSITIONS_INVALID: usize = 19;
+    pub const OTLP_FAILURES: usize = 20;
+    pub const OVERFLOWS: usize = 21;
 }
 
 pub const BUILD_INFO: &str = "reaction_exporter_build_info";
@@ -72,7 +75,7 @@ pub const BUILD_INFO_HELP: &str =
 pub const STATUS_INFO_HELP: &str =
     "A metric with a constant '1' value labelled by version of reaction and its status.";
 
-pub static FAMILIES: [Family; 19] = [
+pub static FAMILIES: [Family; 22] = [
     Family {
         otel: "reaction.filter.matches",
         kind: Kind::Counter,
@@ -299,6 +302,42 @@ pub static FAMILIES: [Family; 19] = [
         legacy: "process_open_fds",
         help: "Number of open file descriptors.",
         legacy_kind: Legacy::Gauge,
+        internal: true,
+    },
+    Family {
+        otel: "reaction.exporter.positions.invalid",
+        kind: Kind::Counter,
+        unit: "{position}",
+        description: "Saved source positions (journal cursors, file checkpoints) that could not be used.",
+        attributes: &[],
+        patterns: false,
+        legacy: "reaction_exporter_positions_invalid_total",
+        help: "Saved source positions (journal cursors, file checkpoints) that could not be used.",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
+    Family {
+        otel: "reaction.exporter.otlp.failures",
+        kind: Kind::Counter,
+        unit: "{failure}",
+        description: "Failed OTLP exports (their data is kept for the next export) and points the collector rejected, by kind.",
+        attributes: &["kind"],
+        patterns: false,
+        legacy: "reaction_exporter_otlp_failures_total",
+        help: "Failed OTLP exports (their data is kept for the next export) and points the collector rejected, by kind.",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
+    Family {
+        otel: "reaction.exporter.cardinality.overflows",
+        kind: Kind::Counter,
+        unit: "{point}",
+        description: "Data points that went to an overflow series because an instrument hit `metrics.cardinality_limit`, by reader.",
+        attributes: &["reader"],
+        patterns: false,
+        legacy: "reaction_exporter_cardinality_overflows_total",
+        help: "Data points that went to an overflow series because an instrument hit metrics.cardinality_limit, by reader.",
+        legacy_kind: Legacy::Counter,
         internal: true,
     },
 ];

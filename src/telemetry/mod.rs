@@ -17,6 +17,7 @@ use opentelemetry_sdk::Resource;
 pub mod collect;
 pub mod families;
 pub mod instruments;
+pub mod otlp;
 pub mod render;
 
 pub use instruments::{GaugeState, Instruments};
@@ -57,17 +58,25 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Build the provider with the delta pull reader and the given extra readers.
+    /// Build the provider with the delta pull reader and, when given, the OTLP reader.
     /// `cardinality_limit` applies to every instrument, per reader.
-    pub fn new(cardinality_limit: usize, resource: Resource) -> Telemetry {
+    pub fn new(
+        cardinality_limit: usize,
+        resource: Resource,
+        otlp: Option<opentelemetry_sdk::metrics::PeriodicReader<otlp::OtlpExporter>>,
+    ) -> Telemetry {
         let pull_reader = SharedReader(Arc::new(
             ManualReader::builder()
                 .with_temporality(Temporality::Delta)
                 .build(),
         ));
-        let provider = SdkMeterProvider::builder()
+        let mut builder = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_reader(pull_reader.clone())
+            .with_reader(pull_reader.clone());
+        if let Some(reader) = otlp {
+            builder = builder.with_reader(reader);
+        }
+        let provider = builder
             .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
                 Stream::builder()
                     .with_cardinality_limit(cardinality_limit)

@@ -56,7 +56,7 @@ impl Format {
 }
 
 /// Families in output order (the legacy order, then the exporter's own).
-const ORDER: [usize; 16] = [
+const ORDER: [usize; 19] = [
     id::COMMANDS,
     id::STREAM_EVENTS,
     id::MATCHES,
@@ -71,6 +71,9 @@ const ORDER: [usize; 16] = [
     id::ACTIONS_HELD,
     id::TRANSFORM_ERRORS,
     id::UNDELIVERED,
+    id::POSITIONS_INVALID,
+    id::OTLP_FAILURES,
+    id::OVERFLOWS,
     id::LAST_EVENT,
     id::CPU,
 ];

@@ -1,0 +1,448 @@
+//! What the OTLP exporter has collected but not yet delivered. Exports are merged in per
+//! series (delta sums add up, keeping the earliest start; cumulative sums and gauges keep the
+//! latest point), so a collector outage loses nothing: the next successful export carries
+//! everything. Memory is bounded: past `limit` series per metric, new sum series are added
+//! into the metric's overflow series (`otel.metric.overflow=true`) and new gauge series are
+//! dropped, both counted. Sending splits the buffer into requests under a size.
+
+use std::collections::{BTreeMap, HashMap};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+/// The attribute the SDK (and this buffer) puts on overflow series.
+pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
+
+type PointKey = Vec<(String, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DeltaSum,
+    /// Cumulative sums and gauges: the latest point wins.
+    Latest,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The metric without its points.
+    template: Metric,
+    kind: Kind,
+    points: HashMap<PointKey, NumberDataPoint>,
+}
+
+/// What merging one export did that the self-monitoring should count.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Points that went into an overflow series (sums) because of the limit.
+    pub overflowed: u64,
+    /// Gauge points dropped because of the limit.
+    pub dropped: u64,
+    /// The value of delta sum points that arrived in the SDK's overflow series (the
+    /// instrument's own cardinality limit).
+    pub sdk_overflow: u64,
+}
+
+#[derive(Debug)]
+pub struct Pending {
+    resource: Option<Resource>,
+    schema_url: String,
+    scopes: BTreeMap<String, (Option<InstrumentationScope>, BTreeMap<String, Entry>)>,
+    limit: usize,
+}
+
+impl Pending {
+    /// At most `limit` series per metric are kept.
+    pub fn new(limit: usize) -> Pending {
+        Pending {
+            resource: None,
+            schema_url: String::new(),
+            scopes: BTreeMap::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points() == 0
+    }
+
+    /// Number of series held.
+    pub fn points(&self) -> usize {
+        self.scopes
+            .values()
+            .flat_map(|(_, m)| m.values())
+            .map(|e| e.points.len())
+            .sum()
+    }
+
+    /// Merge one export (or a request that failed to send) in.
+    pub fn merge(&mut self, req: ExportMetricsServiceRequest) -> MergeStats {
+        let mut stats = MergeStats::default();
+        for rm in req.resource_metrics {
+            if rm.resource.is_some() {
+                self.resource = rm.resource;
+            }
+            self.schema_url = rm.schema_url;
+            for sm in rm.scope_metrics {
+                let name = sm.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                let scope = self
+                    .scopes
+                    .entry(name)
+                    .or_insert_with(|| (sm.scope.clone(), BTreeMap::new()));
+                for mut m in sm.metrics {
+                    let (kind, points) = match m.data.take() {
+                        Some(Data::Sum(s)) => {
+                            let delta = s.aggregation_temporality
+                                == AggregationTemporality::Delta as i32;
+                            let kind = if delta { Kind::DeltaSum } else { Kind::Latest };
+                            m.data = Some(Data::Sum(Sum {
+                                data_points: Vec::new(),
+                                ..s.clone()
+                            }));
+                            (kind, s.data_points)
+                        }
+                        Some(Data::Gauge(g)) => {
+                            m.data = Some(Data::Gauge(Gauge {
+                                data_points: Vec::new(),
+                            }));
+                            (Kind::Latest, g.data_points)
+                        }
+                        other => {
+                            tracing::debug!(name = m.name, ?other, "OTLP: unexpected data kind");
+                            continue;
+                        }
+                    };
+                    let entry = scope.1.entry(m.name.clone()).or_insert_with(|| Entry {
+                        template: m,
+                        kind,
+                        points: HashMap::new(),
+                    });
+                    for p in points {
+                        if kind == Kind::DeltaSum && is_overflow(&p.attributes) {
+                            if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                                stats.sdk_overflow += v.max(0) as u64;
+                            }
+                        }
+                        merge_point(entry, p, self.limit, &mut stats);
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    /// Take everything out as requests of at most about `max_bytes` each (encoded), in a
+    /// stable order (scope, metric, attributes).
+    pub fn take_requests(&mut self, max_bytes: usize) -> Vec<ExportMetricsServiceRequest> {
+        let resource = self.resource.clone();
+        let schema_url = self.schema_url.clone();
+        let base = ResourceMetrics {
+            resource,
+            scope_metrics: Vec::new(),
+            schema_url,
+        };
+        let base_len = base.encoded_len() + 16;
+        let mut out = Vec::new();
+        let mut current = base.clone();
+        let mut size = base_len;
+        for (_, (scope, metrics)) in std::mem::take(&mut self.scopes) {
+            let scope_len = scope.as_ref().map_or(0, |s| s.encoded_len()) + 16;
+            for (_, entry) in metrics {
+                let metric_len = entry.template.encoded_len() + 16;
+                let mut points: Vec<(PointKey, NumberDataPoint)> =
+                    entry.points.into_iter().collect();
+                points.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                for (_, p) in points {
+                    let p_len = p.encoded_len() + 8;
+                    let (has_scope, has_metric) = last_open(&current, &scope, &entry.template);
+                    let mut need = p_len;
+                    if !has_metric {
+                        need += metric_len;
+                    }
+                    if !has_scope {
+                        need += scope_len;
+                    }
+                    if size + need > max_bytes && !current.scope_metrics.is_empty() {
+                        out.push(request(std::mem::replace(&mut current, base.clone())));
+                        size = base_len;
+                        need = p_len + metric_len + scope_len;
+                    }
+                    push_point(&mut current, &scope, &entry.template, p);
+                    size += need;
+                }
+            }
+        }
+        if !current.scope_metrics.is_empty() {
+            out.push(request(current));
+        }
+        out
+    }
+}
+
+fn request(rm: ResourceMetrics) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![rm],
+    }
+}
+
+/// Whether the request's last scope is `scope` and its last metric is `template`'s.
+fn last_open(rm: &ResourceMetrics, scope: &Option<InstrumentationScope>, template: &Metric) -> (bool, bool) {
+    match rm.scope_metrics.last() {
+        Some(sm) if sm.scope == *scope => (
+            true,
+            sm.metrics.last().is_some_and(|m| m.name == template.name),
+        ),
+        _ => (false, false),
+    }
+}
+
+fn push_point(
+    rm: &mut ResourceMetrics,
+    scope: &Option<InstrumentationScope>,
+    template: &Metric,
+    p: NumberDataPoint,
+) {
+    let (has_scope, has_metric) = last_open(rm, scope, template);
+    if !has_scope {
+        rm.scope_metrics.push(ScopeMetrics {
+            scope: scope.clone(),
+            metrics: Vec::new(),
+            schema_url: String::new(),
+        });
+    }
+    let sm = rm.scope_metrics.last_mut().expect("scope pushed");
+    if !has_metric {
+        sm.metrics.push(template.clone());
+    }
+    let m = sm.metrics.last_mut().expect("metric pushed");
+    match m.data.as_mut() {
+        Some(Data::Sum(s)) => s.data_points.push(p),
+        Some(Data::Gauge(g)) => g.data_points.push(p),
+        _ => {}
+    }
+}
+
+fn merge_point(entry: &mut Entry, p: NumberDataPoint, limit: usize, stats: &mut MergeStats) {
+    let key = point_key(&p.attributes);
+    if let Some(old) = entry.points.get_mut(&key) {
+        combine(entry.kind, old, p);
+        return;
+    }
+    let overflow = key.len() == 1 && key[0].0 == OVERFLOW_KEY;
+    if entry.points.len() < limit || overflow {
+        entry.points.insert(key, p);
+        return;
+    }
+    match entry.kind {
+        Kind::DeltaSum => {
+            stats.overflowed += 1;
+            let okey = vec![(OVERFLOW_KEY.to_string(), "true".to_string())];
+            let mut op = p;
+            op.attributes = vec![KeyValue {
+                key: OVERFLOW_KEY.into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::BoolValue(true)),
+                }),
+                ..Default::default()
+            }];
+            match entry.points.get_mut(&okey) {
+                Some(old) => combine(entry.kind, old, op),
+                None => {
+                    entry.points.insert(okey, op);
+                }
+            }
+        }
+        Kind::Latest => stats.dropped += 1,
+    }
+}
+
+/// Combine `new` into `old` (an older point of the same series).
+fn combine(kind: Kind, old: &mut NumberDataPoint, new: NumberDataPoint) {
+    match kind {
+        Kind::DeltaSum => {
+            use number_data_point::Value::{AsDouble, AsInt};
+            old.value = match (old.value, new.value) {
+                (Some(AsInt(a)), Some(AsInt(b))) => Some(AsInt(a.saturating_add(b))),
+                (Some(AsDouble(a)), Some(AsDouble(b))) => Some(AsDouble(a + b)),
+                (a, None) => a,
+                (_, b) => b,
+            };
+            old.start_time_unix_nano = old.start_time_unix_nano.min(new.start_time_unix_nano);
+            old.time_unix_nano = old.time_unix_nano.max(new.time_unix_nano);
+        }
+        Kind::Latest => {
+            if new.time_unix_nano >= old.time_unix_nano {
+                *old = new;
+            }
+        }
+    }
+}
+
+fn is_overflow(attrs: &[KeyValue]) -> bool {
+    attrs.len() == 1 && attrs[0].key == OVERFLOW_KEY
+}
+
+fn point_key(attrs: &[KeyValue]) -> PointKey {
+    let mut k: PointKey = attrs
+        .iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                Some(any_value::Value::BoolValue(b)) => b.to_string(),
+                Some(any_value::Value::IntValue(i)) => i.to_string(),
+                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn point(ip: &str, v: i64, start: u64, time: u64) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes: vec![kv("stream", "ssh"), kv("ip", ip)],
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+            value: Some(number_data_point::Value::AsInt(v)),
+            ..Default::default()
+        }
+    }
+
+    fn export(points: Vec<NumberDataPoint>, temporality: AggregationTemporality) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource::default()),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "s".into(),
+                        ..Default::default()
+                    }),
+                    metrics: vec![Metric {
+                        name: "reaction.filter.matches".into(),
+                        unit: "{match}".into(),
+                        data: Some(Data::Sum(Sum {
+                            data_points: points,
+                            aggregation_temporality: temporality as i32,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    }],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    fn values(reqs: &[ExportMetricsServiceRequest]) -> BTreeMap<String, (i64, u64, u64)> {
+        let mut out = BTreeMap::new();
+        for r in reqs {
+            for rm in &r.resource_metrics {
+                for sm in &rm.scope_metrics {
+                    for m in &sm.metrics {
+                        let Some(Data::Sum(s)) = &m.data else { panic!() };
+                        for p in &s.data_points {
+                            let key = point_key(&p.attributes)
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(",");
+                            let Some(number_data_point::Value::AsInt(v)) = p.value else { panic!() };
+                            assert!(out.insert(key, (v, p.start_time_unix_nano, p.time_unix_nano)).is_none());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn failed_deltas_add_up_per_series() {
+        let mut p = Pending::new(100);
+        p.merge(export(vec![point("1.1.1.1", 2, 10, 20)], AggregationTemporality::Delta));
+        p.merge(export(
+            vec![point("1.1.1.1", 3, 20, 30), point("2.2.2.2", 1, 20, 30)],
+            AggregationTemporality::Delta,
+        ));
+        let v = values(&p.take_requests(1 << 20));
+        assert_eq!(v["ip=1.1.1.1,stream=ssh"], (5, 10, 30));
+        assert_eq!(v["ip=2.2.2.2,stream=ssh"], (1, 20, 30));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn cumulative_keeps_latest() {
+        let mut p = Pending::new(100);
+        p.merge(export(vec![point("1.1.1.1", 2, 10, 20)], AggregationTemporality::Cumulative));
+        p.merge(export(vec![point("1.1.1.1", 5, 10, 30)], AggregationTemporality::Cumulative));
+        let v = values(&p.take_requests(1 << 20));
+        assert_eq!(v["ip=1.1.1.1,stream=ssh"], (5, 10, 30));
+    }
+
+    #[test]
+    fn past_the_limit_sums_go_to_overflow() {
+        let mut p = Pending::new(2);
+        let stats = p.merge(export(
+            (0..5).map(|i| point(&format!("10.0.0.{i}"), 1, 0, 1)).collect(),
+            AggregationTemporality::Delta,
+        ));
+        assert_eq!(stats.overflowed, 3);
+        let v = values(&p.take_requests(1 << 20));
+        assert_eq!(v["otel.metric.overflow=true"].0, 3);
+        assert_eq!(v.values().map(|x| x.0).sum::<i64>(), 5, "nothing lost");
+    }
+
+    #[test]
+    fn requests_are_split_under_the_size_and_lose_nothing() {
+        let mut p = Pending::new(1_000_000);
+        let n = 20_000;
+        p.merge(export(
+            (0..n).map(|i| point(&format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256), 1, 0, 1)).collect(),
+            AggregationTemporality::Delta,
+        ));
+        let max = 64 * 1024;
+        let reqs = p.take_requests(max);
+        assert!(reqs.len() > 5);
+        for r in &reqs {
+            assert!(r.encoded_len() <= max, "{} > {max}", r.encoded_len());
+        }
+        let v = values(&reqs);
+        assert_eq!(v.len(), n);
+        assert!(v.values().all(|x| x.0 == 1));
+    }
+
+    #[test]
+    fn failed_request_merged_back_is_sent_again() {
+        let mut p = Pending::new(100);
+        p.merge(export(vec![point("1.1.1.1", 2, 10, 20)], AggregationTemporality::Delta));
+        let reqs = p.take_requests(1 << 20);
+        for r in reqs {
+            p.merge(r);
+        }
+        p.merge(export(vec![point("1.1.1.1", 1, 20, 30)], AggregationTemporality::Delta));
+        let v = values(&p.take_requests(1 << 20));
+        assert_eq!(v["ip=1.1.1.1,stream=ssh"], (3, 10, 30));
+    }
+}
