@@ -24,6 +24,9 @@ pub struct App {
     pub internal: Arc<Internal>,
     pub scraper: Arc<Scraper>,
     pipeline: Pipeline,
+    /// With OTLP on: how often reaction's status and pending actions are refreshed for it
+    /// (scrapes refresh them too).
+    status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
 }
 
 impl App {
@@ -31,14 +34,21 @@ impl App {
         let config = Arc::new(config);
         let env = |k: &str| std::env::var(k).ok();
         let resource = otlp::resource(&config.otlp, &env);
-        let otlp = match otlp::Settings::resolve(&config.otlp, &env)? {
+        let otlp_settings = otlp::Settings::resolve(&config.otlp, &env)?;
+        let refresh_every = otlp_settings
+            .as_ref()
+            .map(|s| s.interval.unwrap_or(Duration::from_secs(60)));
+        let otlp = match otlp_settings {
             Some(settings) => {
                 tracing::info!(
                     endpoint = settings.endpoint,
                     temporality = ?settings.temporality,
                     "pushing metrics over OTLP gRPC"
                 );
-                Some(otlp::OtlpExporter::new(settings, config.metrics.cardinality_limit)?)
+                Some(otlp::OtlpExporter::new(
+                    settings,
+                    config.metrics.cardinality_limit,
+                )?)
             }
             None => None,
         };
@@ -78,7 +88,7 @@ impl App {
             telemetry.instruments.clone(),
             internal.clone(),
             client,
-            status,
+            status.clone(),
         );
         if !pipeline.reload_reaction_config().await {
             tracing::warn!(
@@ -92,6 +102,7 @@ impl App {
             internal,
             scraper,
             pipeline,
+            status_refresh: refresh_every.map(|every| (status, every)),
         })
     }
 
@@ -107,7 +118,18 @@ impl App {
             internal,
             scraper,
             pipeline,
+            status_refresh,
         } = self;
+        let refresher = status_refresh.map(|(status, every)| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    status.refresh().await;
+                }
+            })
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(64);
         let source = match &config.reaction.logs.source {
@@ -149,6 +171,9 @@ impl App {
         let _ = source.await;
         let _ = pipeline.await;
         let _ = http_stop_tx.send(());
+        if let Some(r) = refresher {
+            r.abort();
+        }
         match tokio::time::timeout(Duration::from_secs(5), server).await {
             Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
             Err(_) => tracing::warn!("http server did not stop within 5 s"),

@@ -593,7 +593,10 @@ impl Config {
                 "must be a positive number of seconds".into(),
             ));
         }
-        for (key, v) in [("otlp.interval", self.otlp.interval), ("otlp.timeout", self.otlp.timeout)] {
+        for (key, v) in [
+            ("otlp.interval", self.otlp.interval),
+            ("otlp.timeout", self.otlp.timeout),
+        ] {
             if v.is_some_and(|v| !v.is_finite() || v <= 0.0) {
                 return Err((key.into(), "must be a positive number of seconds".into()));
             }

@@ -163,11 +163,8 @@ impl Internal {
     }
 
     pub fn otlp_failure(&self, kind: &'static str, detail: &dyn Display) {
-        self.instruments.add(
-            id::OTLP_FAILURES,
-            1,
-            &[KeyValue::new("kind", kind)],
-        );
+        self.instruments
+            .add(id::OTLP_FAILURES, 1, &[KeyValue::new("kind", kind)]);
         if let Some(suppressed) = self.limit.allow(&format!("otlp:{kind}")) {
             tracing::warn!(suppressed, "OTLP: {detail}");
         }
@@ -176,11 +173,8 @@ impl Internal {
     /// `points` data points went to an overflow series in `reader` ("prometheus", "otlp");
     /// `dropped` gauge points could not be kept.
     pub fn overflow(&self, reader: &'static str, points: u64) {
-        self.instruments.add(
-            id::OVERFLOWS,
-            points,
-            &[KeyValue::new("reader", reader)],
-        );
+        self.instruments
+            .add(id::OVERFLOWS, points, &[KeyValue::new("reader", reader)]);
         if let Some(suppressed) = self.limit.allow(&format!("overflow:{reader}")) {
             tracing::warn!(
                 reader,

@@ -86,7 +86,9 @@ impl Settings {
                     .trim()
                     .parse::<u64>()
                     .map(|ms| Some(Duration::from_millis(ms)))
-                    .map_err(|_| OtlpError::Invalid(format!("{}={v:?} is not milliseconds", names[0]))),
+                    .map_err(|_| {
+                        OtlpError::Invalid(format!("{}={v:?} is not milliseconds", names[0]))
+                    }),
             }
         };
         let interval = match cfg.interval {
@@ -102,10 +104,15 @@ impl Settings {
             .unwrap_or(Duration::from_secs(10)),
         };
         let mut headers = BTreeMap::new();
-        if let Some(h) = var(&["OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]) {
+        if let Some(h) = var(&[
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ]) {
             for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
-                    OtlpError::Invalid(format!("OTEL_EXPORTER_OTLP_HEADERS: {pair:?} is not key=value"))
+                    OtlpError::Invalid(format!(
+                        "OTEL_EXPORTER_OTLP_HEADERS: {pair:?} is not key=value"
+                    ))
                 })?;
                 headers.insert(k.trim().to_string(), percent_decode(v.trim()));
             }
@@ -132,7 +139,10 @@ impl Settings {
             interval,
             timeout,
             headers,
-            ca: cfg.ca.clone().or_else(|| var(&["OTEL_EXPORTER_OTLP_CERTIFICATE"]).map(PathBuf::from)),
+            ca: cfg
+                .ca
+                .clone()
+                .or_else(|| var(&["OTEL_EXPORTER_OTLP_CERTIFICATE"]).map(PathBuf::from)),
             temporality,
             max_request_size: cfg.max_request_size,
         }))
@@ -180,11 +190,15 @@ pub fn resource(cfg: &Otlp, env: &dyn Fn(&str) -> Option<String>) -> Resource {
 
 /// The host name, else the machine id.
 pub fn instance_id() -> Option<String> {
-    ["/proc/sys/kernel/hostname", "/etc/hostname", "/etc/machine-id"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_string())
-        .find(|s| !s.is_empty())
+    [
+        "/proc/sys/kernel/hostname",
+        "/etc/hostname",
+        "/etc/machine-id",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .map(|s| s.trim().to_string())
+    .find(|s| !s.is_empty())
 }
 
 /// Shared by the exporter and the sends it spawns.
@@ -341,7 +355,9 @@ impl PushMetricExporter for OtlpExporter {
             self.shared.report(|i| i.overflow("otlp", overflowed));
         }
         let shared = self.shared.clone();
-        let task = self.runtime.spawn(async move { shared.send_pending().await });
+        let task = self
+            .runtime
+            .spawn(async move { shared.send_pending().await });
         async move {
             match task.await {
                 Ok(Ok(_)) => Ok(()),
@@ -378,7 +394,10 @@ mod tests {
 
     #[test]
     fn off_without_endpoint() {
-        assert_eq!(Settings::resolve(&Otlp::default(), &env(&[])).unwrap(), None);
+        assert_eq!(
+            Settings::resolve(&Otlp::default(), &env(&[])).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -386,8 +405,14 @@ mod tests {
         let e = env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20x,x-team=sec"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Cumulative"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20x,x-team=sec",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "Cumulative",
+            ),
         ]);
         let s = Settings::resolve(&Otlp::default(), &e).unwrap().unwrap();
         assert_eq!(s.endpoint, "http://collector:4317");
@@ -428,7 +453,10 @@ mod tests {
     #[test]
     fn resource_has_service_and_instance() {
         let r = resource(&Otlp::default(), &env(&[("OTEL_SERVICE_NAME", "edge-1")]));
-        let get = |k: &str| r.get(&opentelemetry::Key::from(k.to_string())).map(|v| v.to_string());
+        let get = |k: &str| {
+            r.get(&opentelemetry::Key::from(k.to_string()))
+                .map(|v| v.to_string())
+        };
         assert_eq!(get("service.name").as_deref(), Some("edge-1"));
         assert_eq!(get("service.version").as_deref(), Some(VERSION));
         assert!(get("service.instance.id").is_some());
@@ -438,7 +466,10 @@ mod tests {
             ..Otlp::default()
         };
         let r = resource(&cfg, &env(&[("OTEL_SERVICE_NAME", "edge-1")]));
-        let get = |k: &str| r.get(&opentelemetry::Key::from(k.to_string())).map(|v| v.to_string());
+        let get = |k: &str| {
+            r.get(&opentelemetry::Key::from(k.to_string()))
+                .map(|v| v.to_string())
+        };
         assert_eq!(get("service.name").as_deref(), Some("cfg"));
         assert_eq!(get("service.instance.id").as_deref(), Some("host-a"));
     }

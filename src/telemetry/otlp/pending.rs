@@ -89,7 +89,11 @@ impl Pending {
             }
             self.schema_url = rm.schema_url;
             for sm in rm.scope_metrics {
-                let name = sm.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                let name = sm
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
                 let scope = self
                     .scopes
                     .entry(name)
@@ -97,8 +101,8 @@ impl Pending {
                 for mut m in sm.metrics {
                     let (kind, points) = match m.data.take() {
                         Some(Data::Sum(s)) => {
-                            let delta = s.aggregation_temporality
-                                == AggregationTemporality::Delta as i32;
+                            let delta =
+                                s.aggregation_temporality == AggregationTemporality::Delta as i32;
                             let kind = if delta { Kind::DeltaSum } else { Kind::Latest };
                             m.data = Some(Data::Sum(Sum {
                                 data_points: Vec::new(),
@@ -191,7 +195,11 @@ fn request(rm: ResourceMetrics) -> ExportMetricsServiceRequest {
 }
 
 /// Whether the request's last scope is `scope` and its last metric is `template`'s.
-fn last_open(rm: &ResourceMetrics, scope: &Option<InstrumentationScope>, template: &Metric) -> (bool, bool) {
+fn last_open(
+    rm: &ResourceMetrics,
+    scope: &Option<InstrumentationScope>,
+    template: &Metric,
+) -> (bool, bool) {
     match rm.scope_metrics.last() {
         Some(sm) if sm.scope == *scope => (
             true,
@@ -329,7 +337,10 @@ mod tests {
         }
     }
 
-    fn export(points: Vec<NumberDataPoint>, temporality: AggregationTemporality) -> ExportMetricsServiceRequest {
+    fn export(
+        points: Vec<NumberDataPoint>,
+        temporality: AggregationTemporality,
+    ) -> ExportMetricsServiceRequest {
         ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(Resource::default()),
@@ -361,15 +372,21 @@ mod tests {
             for rm in &r.resource_metrics {
                 for sm in &rm.scope_metrics {
                     for m in &sm.metrics {
-                        let Some(Data::Sum(s)) = &m.data else { panic!() };
+                        let Some(Data::Sum(s)) = &m.data else {
+                            panic!()
+                        };
                         for p in &s.data_points {
                             let key = point_key(&p.attributes)
                                 .iter()
                                 .map(|(k, v)| format!("{k}={v}"))
                                 .collect::<Vec<_>>()
                                 .join(",");
-                            let Some(number_data_point::Value::AsInt(v)) = p.value else { panic!() };
-                            assert!(out.insert(key, (v, p.start_time_unix_nano, p.time_unix_nano)).is_none());
+                            let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                                panic!()
+                            };
+                            assert!(out
+                                .insert(key, (v, p.start_time_unix_nano, p.time_unix_nano))
+                                .is_none());
                         }
                     }
                 }
@@ -381,7 +398,10 @@ mod tests {
     #[test]
     fn failed_deltas_add_up_per_series() {
         let mut p = Pending::new(100);
-        p.merge(export(vec![point("1.1.1.1", 2, 10, 20)], AggregationTemporality::Delta));
+        p.merge(export(
+            vec![point("1.1.1.1", 2, 10, 20)],
+            AggregationTemporality::Delta,
+        ));
         p.merge(export(
             vec![point("1.1.1.1", 3, 20, 30), point("2.2.2.2", 1, 20, 30)],
             AggregationTemporality::Delta,
@@ -395,8 +415,14 @@ mod tests {
     #[test]
     fn cumulative_keeps_latest() {
         let mut p = Pending::new(100);
-        p.merge(export(vec![point("1.1.1.1", 2, 10, 20)], AggregationTemporality::Cumulative));
-        p.merge(export(vec![point("1.1.1.1", 5, 10, 30)], AggregationTemporality::Cumulative));
+        p.merge(export(
+            vec![point("1.1.1.1", 2, 10, 20)],
+            AggregationTemporality::Cumulative,
+        ));
+        p.merge(export(
+            vec![point("1.1.1.1", 5, 10, 30)],
+            AggregationTemporality::Cumulative,
+        ));
         let v = values(&p.take_requests(1 << 20));
         assert_eq!(v["ip=1.1.1.1,stream=ssh"], (5, 10, 30));
     }
@@ -405,7 +431,9 @@ mod tests {
     fn past_the_limit_sums_go_to_overflow() {
         let mut p = Pending::new(2);
         let stats = p.merge(export(
-            (0..5).map(|i| point(&format!("10.0.0.{i}"), 1, 0, 1)).collect(),
+            (0..5)
+                .map(|i| point(&format!("10.0.0.{i}"), 1, 0, 1))
+                .collect(),
             AggregationTemporality::Delta,
         ));
         assert_eq!(stats.overflowed, 3);
@@ -419,7 +447,16 @@ mod tests {
         let mut p = Pending::new(1_000_000);
         let n = 20_000;
         p.merge(export(
-            (0..n).map(|i| point(&format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256), 1, 0, 1)).collect(),
+            (0..n)
+                .map(|i| {
+                    point(
+                        &format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                        1,
+                        0,
+                        1,
+                    )
+                })
+                .collect(),
             AggregationTemporality::Delta,
         ));
         let max = 64 * 1024;
@@ -436,12 +473,18 @@ mod tests {
     #[test]
     fn failed_request_merged_back_is_sent_again() {
         let mut p = Pending::new(100);
-        p.merge(export(vec![point("1.1.1.1", 2, 10, 20)], AggregationTemporality::Delta));
+        p.merge(export(
+            vec![point("1.1.1.1", 2, 10, 20)],
+            AggregationTemporality::Delta,
+        ));
         let reqs = p.take_requests(1 << 20);
         for r in reqs {
             p.merge(r);
         }
-        p.merge(export(vec![point("1.1.1.1", 1, 20, 30)], AggregationTemporality::Delta));
+        p.merge(export(
+            vec![point("1.1.1.1", 1, 20, 30)],
+            AggregationTemporality::Delta,
+        ));
         let v = values(&p.take_requests(1 << 20));
         assert_eq!(v["ip=1.1.1.1,stream=ssh"], (3, 10, 30));
     }
