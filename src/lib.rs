@@ -17,5 +17,6 @@ pub mod reaction;
 pub mod scrape;
 pub mod server;
 pub mod source;
+pub mod state;
 pub mod status;
 pub mod telemetry;

@@ -516,9 +516,13 @@ pub async fn run(
             Err(_) => return, // the runtime is shutting down
         };
         let backlog = t.has_backlog();
-        let position = t
-            .position()
-            .map(|(dev, ino, offset)| Position::File { dev, ino, offset });
+        let position = t.position().map(|(dev, ino, offset)| Position::File {
+            dev,
+            ino,
+            offset,
+            head_len: 0,
+            head_hash: 0,
+        });
         tailer = Some(t);
         if !lines.is_empty() && tx.send(Batch { lines, position }).await.is_err() {
             return;

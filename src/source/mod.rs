@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub mod file;
+pub mod journald;
 
 /// One complete line of reaction's output, as read from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +25,16 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Position {
-    File { dev: u64, ino: u64, offset: u64 },
+    /// A file: its identity, the offset after the last line emitted, and a fingerprint of
+    /// its head (FNV-1a 64 of its first `head_len` bytes, at most 256) to detect a file
+    /// truncated and rewritten, or an inode number reused by another file.
+    File {
+        dev: u64,
+        ino: u64,
+        offset: u64,
+        head_len: u64,
+        head_hash: u64,
+    },
     Journal { cursor: String },
 }
 

@@ -1,0 +1,270 @@
+//! The state file: where the source was and which counts were not yet delivered on
+//! `/metrics`, saved atomically (temporary file, fsync, rename, fsync of the directory) at
+//! each delivered scrape and at shutdown, and read back at start within the recall window.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::Position;
+use crate::telemetry::collect::{Attrs, SeriesKey};
+use crate::telemetry::families::{by_otel_name, FAMILIES};
+
+/// Names this file format; anything else is refused.
+pub const FORMAT: &str = "reaction-metrics-exporter/state/1";
+pub const FILE_NAME: &str = "reaction-metrics-exporter.state.json";
+
+/// Which input a state belongs to: a state saved for another file or unit is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceId {
+    File { path: PathBuf },
+    Journal { unit: String, directory: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedCount {
+    pub family: String,
+    pub attributes: Attrs,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub format: String,
+    /// Seconds since the epoch.
+    pub saved_at: f64,
+    pub source: SourceId,
+    /// After the last line whose counts are delivered or in `counts`.
+    pub position: Option<Position>,
+    /// Counts not delivered on `/metrics` yet.
+    pub counts: Vec<SavedCount>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid state file ({detail}): ignored")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("{path} was saved for {saved:?}, not for {expected:?}: ignored")]
+    Foreign {
+        path: PathBuf,
+        saved: Box<SourceId>,
+        expected: Box<SourceId>,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl State {
+    pub fn new(source: SourceId, position: Option<Position>, counts: Vec<SavedCount>) -> State {
+        State {
+            format: FORMAT.to_string(),
+            saved_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            source,
+            position,
+            counts,
+        }
+    }
+
+    /// How long ago it was saved (zero if in the future).
+    pub fn age(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Duration::from_secs_f64((now - self.saved_at).max(0.0))
+    }
+
+    /// The counts as series of the delta families (unknown families are skipped).
+    pub fn series(&self) -> Vec<(SeriesKey, u64)> {
+        self.counts
+            .iter()
+            .filter_map(|c| {
+                let f = by_otel_name(&c.family)?;
+                let mut attrs = c.attributes.clone();
+                attrs.sort_unstable();
+                Some(((f, attrs), c.value))
+            })
+            .collect()
+    }
+}
+
+/// Counts as saved entries.
+pub fn saved_counts<'a>(counts: impl Iterator<Item = (&'a SeriesKey, &'a u64)>) -> Vec<SavedCount> {
+    let mut v: Vec<SavedCount> = counts
+        .filter(|(_, v)| **v > 0)
+        .map(|((f, attrs), v)| SavedCount {
+            family: FAMILIES[*f].otel.to_string(),
+            attributes: attrs.clone(),
+            value: *v,
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.family, &a.attributes).cmp(&(&b.family, &b.attributes)));
+    v
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+/// Read the state of `dir`, if any, checking its format and that it belongs to `expected`.
+pub fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, StateError> {
+    let path = path(dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    let state: State = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    if state.format != FORMAT {
+        return Err(StateError::Corrupt {
+            path,
+            detail: format!("format {:?}, expected {FORMAT:?}", state.format),
+        });
+    }
+    if !state.saved_at.is_finite() {
+        return Err(StateError::Corrupt {
+            path,
+            detail: "invalid saved_at".into(),
+        });
+    }
+    let position_fits = matches!(
+        (&state.source, &state.position),
+        (_, None)
+            | (SourceId::File { .. }, Some(Position::File { .. }))
+            | (SourceId::Journal { .. }, Some(Position::Journal { .. }))
+    );
+    if !position_fits {
+        return Err(StateError::Corrupt {
+            path,
+            detail: "the position does not fit the source".into(),
+        });
+    }
+    if &state.source != expected {
+        return Err(StateError::Foreign {
+            path,
+            saved: Box::new(state.source),
+            expected: Box::new(expected.clone()),
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Replace the state of `dir` atomically.
+pub fn save(dir: &Path, state: &State) -> Result<(), StateError> {
+    let path = path(dir);
+    let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
+    let werr = |source| StateError::Write {
+        path: path.clone(),
+        source,
+    };
+    let text = serde_json::to_vec(state).expect("state serializes");
+    let mut f = File::create(&tmp).map_err(werr)?;
+    f.write_all(&text).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(werr)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Remove the state of `dir` (after it has been taken over).
+pub fn remove(dir: &Path) {
+    let _ = fs::remove_file(path(dir));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::families::id;
+
+    fn file_id() -> SourceId {
+        SourceId::File {
+            path: "/var/log/reaction.log".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let key: SeriesKey = (
+            id::MATCHES,
+            vec![("ip".into(), "1.2.3.4".into()), ("stream".into(), "ssh".into())],
+        );
+        let s = State::new(
+            file_id(),
+            Some(Position::File {
+                dev: 1,
+                ino: 2,
+                offset: 3,
+                head_len: 4,
+                head_hash: 5,
+            }),
+            saved_counts([(&key, &5u64)].into_iter()),
+        );
+        save(dir.path(), &s).unwrap();
+        let back = load(dir.path(), &file_id()).unwrap().unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.series(), vec![(key, 5)]);
+        assert!(back.age() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn missing_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path(), &file_id()).unwrap().is_none());
+    }
+
+    #[test]
+    fn corrupt_truncated_and_foreign_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::new(file_id(), None, vec![]);
+        save(dir.path(), &s).unwrap();
+        let text = fs::read_to_string(path(dir.path())).unwrap();
+        fs::write(path(dir.path()), &text[..text.len() / 2]).unwrap();
+        assert!(matches!(
+            load(dir.path(), &file_id()),
+            Err(StateError::Corrupt { .. })
+        ));
+        fs::write(path(dir.path()), b"\x00\x01garbage").unwrap();
+        assert!(matches!(
+            load(dir.path(), &file_id()),
+            Err(StateError::Corrupt { .. })
+        ));
+        fs::write(path(dir.path()), text.replace(FORMAT, "other/1")).unwrap();
+        assert!(matches!(
+            load(dir.path(), &file_id()),
+            Err(StateError::Corrupt { .. })
+        ));
+        fs::write(path(dir.path()), &text).unwrap();
+        let other = SourceId::Journal {
+            unit: "reaction.service".into(),
+            directory: None,
+        };
+        assert!(matches!(
+            load(dir.path(), &other),
+            Err(StateError::Foreign { .. })
+        ));
+    }
+}
