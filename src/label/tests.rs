@@ -93,6 +93,7 @@ impl Env {
         let telemetry = Telemetry::new(
             config.metrics.cardinality_limit,
             Resource::builder().build(),
+            None,
         );
         let internal = Internal::new(telemetry.instruments.clone(), telemetry.gauges.clone());
         let mut labeller = Labeller::new(Arc::new(config));
