@@ -57,8 +57,12 @@ impl Scraper {
     }
 
     pub async fn scrape(&self, format: Format) -> Page {
+        // Dropped at an await below (client gone while reaction is slow): nothing was
+        // collected, the counts wait for the next scrape, but this one was not delivered.
+        let mut abandoned = Abandoned(Some(&self.internal));
         let mut totals = self.totals.lock().await;
         self.status.refresh().await;
+        abandoned.0 = None;
 
         let mut rm = ResourceMetrics::default();
         if let Err(e) = self.reader.collect(&mut rm) {
@@ -131,6 +135,17 @@ impl Scraper {
     /// Counts collected but not yet delivered (for tests and shutdown).
     pub fn carried(&self) -> HashMap<SeriesKey, u64> {
         self.carry.lock().expect("carry").clone()
+    }
+}
+
+/// Counts a scrape dropped before it collected anything as undelivered.
+struct Abandoned<'a>(Option<&'a Internal>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(internal) = self.0 {
+            internal.undelivered(0);
+        }
     }
 }
 
