@@ -35,7 +35,9 @@ pub enum Position {
         head_len: u64,
         head_hash: u64,
     },
-    Journal { cursor: String },
+    Journal {
+        cursor: String,
+    },
 }
 
 /// Lines in order, and the position after the last of them.
