@@ -14,6 +14,9 @@ use crate::pipeline::Pipeline;
 use crate::reaction::{ClientConfig, ReactionClient};
 use crate::scrape::Scraper;
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
+use crate::source::journald::{run as run_journald, JournaldConfig};
+use crate::source::{Position, SourceObserver};
+use crate::state::{self, Checkpointer, SourceId};
 use crate::status::StatusRefresher;
 use crate::telemetry::{otlp, Telemetry};
 
@@ -24,6 +27,9 @@ pub struct App {
     pub internal: Arc<Internal>,
     pub scraper: Arc<Scraper>,
     pipeline: Pipeline,
+    /// Where to resume the source (from the state file, within the recall window).
+    resume: Option<Position>,
+    checkpoint: Arc<Checkpointer>,
     /// With OTLP on: how often reaction's status and pending actions are refreshed for it
     /// (scrapes refresh them too).
     status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
@@ -77,12 +83,6 @@ impl App {
             telemetry.gauges.clone(),
             internal.clone(),
         ));
-        let scraper = Arc::new(Scraper::new(
-            telemetry.pull_reader.clone(),
-            status.clone(),
-            internal.clone(),
-            config.metrics.export.internals(),
-        ));
         let mut pipeline = Pipeline::new(
             labeller,
             telemetry.instruments.clone(),
@@ -90,6 +90,19 @@ impl App {
             client,
             status.clone(),
         );
+        let source_id = source_id(&config, &env);
+        let state_dir = config.state.resolve_directory(&env);
+        let (resume, restored) = restore(&config, &state_dir, &source_id, &internal);
+        let checkpoint = Arc::new(Checkpointer::new(state_dir, source_id, internal.clone()));
+        let scraper = Arc::new(Scraper::new(
+            telemetry.pull_reader.clone(),
+            status.clone(),
+            internal.clone(),
+            config.metrics.export.internals(),
+            pipeline.processed.clone(),
+            restored,
+            Some(checkpoint.clone()),
+        ));
         if !pipeline.reload_reaction_config().await {
             tracing::warn!(
                 "running without reaction's configuration for now: pattern labels are \
@@ -102,6 +115,8 @@ impl App {
             internal,
             scraper,
             pipeline,
+            resume,
+            checkpoint,
             status_refresh: refresh_every.map(|every| (status, every)),
         })
     }
@@ -118,6 +133,8 @@ impl App {
             internal,
             scraper,
             pipeline,
+            resume,
+            checkpoint,
             status_refresh,
         } = self;
         let refresher = status_refresh.map(|(status, every)| {
@@ -132,25 +149,48 @@ impl App {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(64);
-        let source = match &config.reaction.logs.source {
+        let logs = &config.reaction.logs;
+        let from_beginning = logs.start_at == StartAt::Beginning;
+        let source = match &logs.source {
             LogSource::File(path) => {
                 tracing::info!(path = %path.display(), "reading reaction's log file");
                 let tailer = FileTailer::new(
                     FileSourceConfig {
                         path: path.clone(),
-                        from_beginning: config.reaction.logs.start_at == StartAt::Beginning,
+                        from_beginning,
                         poll_interval: Duration::from_millis(200),
-                        max_line_bytes: config.reaction.logs.max_line_length,
+                        max_line_bytes: logs.max_line_length,
+                        resume,
                     },
                     internal.clone(),
                 );
                 tokio::spawn(run_file(tailer, tx, stop_rx))
             }
             LogSource::Systemd(unit) => {
-                anyhow::bail!(
-                    "reaction.logs.systemd ({unit}): the journald source is not available in \
-                     this version; use `reaction.logs.file`"
+                let env = |k: &str| std::env::var(k).ok();
+                let directory = journal_directory(&config, &env);
+                let after_cursor = match resume {
+                    Some(Position::Journal { cursor }) => Some(cursor),
+                    Some(other) => {
+                        internal.position_invalid(&format!("{other:?}"), "the configured start");
+                        None
+                    }
+                    None => None,
+                };
+                tracing::info!(
+                    unit,
+                    directory = ?directory,
+                    "reading reaction's journal through journalctl"
                 );
+                let journald = JournaldConfig {
+                    unit: unit.clone(),
+                    directory,
+                    journalctl: logs.journalctl.clone(),
+                    from_beginning,
+                    after_cursor,
+                };
+                let observer: Arc<dyn SourceObserver> = internal.clone();
+                tokio::spawn(run_journald(journald, observer, tx, stop_rx))
             }
         };
         let pipeline = tokio::spawn(pipeline.run(rx));
@@ -179,6 +219,24 @@ impl App {
             Err(_) => tracing::warn!("http server did not stop within 5 s"),
             _ => {}
         }
+        // Every line read is recorded: save the position with what no scrape delivered.
+        let (position, counts) = scraper.final_state().await;
+        let n = counts.len();
+        let saved = {
+            let checkpoint = checkpoint.clone();
+            tokio::task::spawn_blocking(move || checkpoint.save_now(u64::MAX, position, counts))
+                .await
+                .unwrap_or(false)
+        };
+        if saved {
+            tracing::info!(
+                series = n,
+                file = %state::path(checkpoint.dir()).display(),
+                "saved the position and the counts not yet scraped: a restart within {} s \
+                 continues from here",
+                config.state.recall
+            );
+        }
         // Flushes the OTLP reader's last deltas (bounded); the pull reader has nothing to do.
         let provider = telemetry.provider.clone();
         let wait = Duration::from_secs(15);
@@ -188,6 +246,73 @@ impl App {
             Ok(Ok(())) => {}
         }
         Ok(())
+    }
+}
+
+/// What the state file is for: a state saved for another input is refused.
+fn source_id(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> SourceId {
+    match &config.reaction.logs.source {
+        LogSource::File(path) => SourceId::File { path: path.clone() },
+        LogSource::Systemd(unit) => SourceId::Journal {
+            unit: unit.clone(),
+            directory: journal_directory(config, env),
+        },
+    }
+}
+
+/// `reaction.logs.directory`, or `/var/log/journal` in a container (`DOCKER` set).
+fn journal_directory(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<std::path::PathBuf> {
+    config
+        .reaction
+        .logs
+        .directory
+        .clone()
+        .or_else(|| env("DOCKER").map(|_| "/var/log/journal".into()))
+}
+
+/// Read the state file: within the recall window, the position to resume from and the
+/// counts to show in the first scrape; otherwise nothing (and say why).
+fn restore(
+    config: &Config,
+    dir: &std::path::Path,
+    source: &SourceId,
+    internal: &Internal,
+) -> (
+    Option<Position>,
+    std::collections::HashMap<crate::telemetry::collect::SeriesKey, u64>,
+) {
+    let recall = Duration::from_secs(config.state.recall);
+    match state::load(dir, source) {
+        Ok(None) => (None, Default::default()),
+        Ok(Some(s)) if s.age() <= recall => {
+            let counts: std::collections::HashMap<_, _> = s.series().into_iter().collect();
+            tracing::info!(
+                saved_seconds_ago = s.age().as_secs(),
+                series = counts.len(),
+                position = ?s.position,
+                "continuing from the saved state"
+            );
+            (s.position, counts)
+        }
+        Ok(Some(s)) => {
+            tracing::warn!(
+                saved_seconds_ago = s.age().as_secs(),
+                recall_seconds = config.state.recall,
+                "the saved state is older than state.recall: starting per reaction.logs.start_at, \
+                 its {} undelivered series are dropped",
+                s.counts.len()
+            );
+            internal.position_invalid("the saved state (too old)", "reaction.logs.start_at");
+            (None, Default::default())
+        }
+        Err(e) => {
+            internal.state_error(&e);
+            internal.position_invalid("the saved state (unreadable)", "reaction.logs.start_at");
+            (None, Default::default())
+        }
     }
 }
 

@@ -44,6 +44,46 @@ pub struct Config {
     /// New: push the same metrics over OTLP gRPC (off unless an endpoint is configured
     /// here or in `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub otlp: Otlp,
+    /// New: continuity across restarts (the legacy exporter's 15-minute window).
+    pub state: StateConfig,
+}
+
+/// `state`: where the exporter keeps its position and undelivered counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of the state file. `null`: `$STATE_DIRECTORY` (systemd's
+    /// `StateDirectory=`), else `/data` when `DOCKER` is set, else the working directory.
+    pub directory: Option<PathBuf>,
+    /// Seconds: a restart within this window resumes from the saved position and counts;
+    /// past it, the exporter starts per `reaction.logs.start_at` and says so.
+    pub recall: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            directory: None,
+            recall: 900,
+        }
+    }
+}
+
+impl StateConfig {
+    /// The state directory, resolved as documented.
+    pub fn resolve_directory(&self, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+        if let Some(d) = &self.directory {
+            return d.clone();
+        }
+        if let Some(d) = env("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            // systemd may pass several, separated by ':'; the first is ours.
+            return PathBuf::from(d.split(':').next().unwrap_or(&d));
+        }
+        if env("DOCKER").is_some() {
+            return PathBuf::from("/data");
+        }
+        PathBuf::from(".")
+    }
 }
 
 impl Default for Config {
@@ -54,6 +94,7 @@ impl Default for Config {
             reaction: Reaction::default(),
             metrics: Metrics::default(),
             otlp: Otlp::default(),
+            state: StateConfig::default(),
         }
     }
 }
@@ -232,6 +273,12 @@ pub struct Logs {
     pub start_at: StartAt,
     /// New: longer lines are dropped and counted.
     pub max_line_length: usize,
+    /// New, journald: read journal files from this directory (`journalctl -D`), e.g. the
+    /// host's `/var/log/journal` mounted in a container. `null`: the system journal, or
+    /// `/var/log/journal` when `DOCKER` is set (as the legacy exporter did).
+    pub directory: Option<PathBuf>,
+    /// New, journald: the `journalctl` executable.
+    pub journalctl: PathBuf,
 }
 
 impl Default for Logs {
@@ -240,6 +287,8 @@ impl Default for Logs {
             source: LogSource::Systemd(DEFAULT_UNIT.into()),
             start_at: StartAt::End,
             max_line_length: 64 * 1024,
+            directory: None,
+            journalctl: "journalctl".into(),
         }
     }
 }
@@ -265,6 +314,10 @@ struct LogsRaw {
     start_at: Option<StartAt>,
     #[serde(default)]
     max_line_length: Option<usize>,
+    #[serde(default)]
+    directory: Option<PathBuf>,
+    #[serde(default)]
+    journalctl: Option<PathBuf>,
 }
 
 /// Distinguishes an absent key (None, through `default`) from `key: null` (Some(None)).
@@ -296,6 +349,8 @@ impl<'de> Deserialize<'de> for Logs {
             source,
             start_at: raw.start_at.unwrap_or(defaults.start_at),
             max_line_length,
+            directory: raw.directory,
+            journalctl: raw.journalctl.unwrap_or(defaults.journalctl),
         })
     }
 }
@@ -311,6 +366,8 @@ impl Serialize for Logs {
             file,
             start_at: Some(self.start_at),
             max_line_length: Some(self.max_line_length),
+            directory: self.directory.clone(),
+            journalctl: Some(self.journalctl.clone()),
         }
         .serialize(s)
     }

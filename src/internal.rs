@@ -185,6 +185,15 @@ impl Internal {
         }
     }
 
+    /// The state file could not be written (or read): continuity is at risk.
+    pub fn state_error(&self, err: &dyn Display) {
+        self.instruments
+            .add(id::SOURCE_ERRORS, 1, &[KeyValue::new("source", "state")]);
+        if let Some(suppressed) = self.limit.allow("state") {
+            tracing::error!(suppressed, "state file: {err}");
+        }
+    }
+
     fn source_error(&self, source: &'static str, what: &str, err: &dyn Display) {
         self.instruments
             .add(id::SOURCE_ERRORS, 1, &[KeyValue::new("source", source)]);

@@ -11,7 +11,8 @@ use crate::internal::{Internal, Reject};
 use crate::label::Labeller;
 use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
-use crate::source::{Batch, LogLine, Position};
+use crate::scrape::Processed;
+use crate::source::{Batch, LogLine};
 use crate::status::StatusRefresher;
 use crate::telemetry::Instruments;
 
@@ -24,8 +25,9 @@ pub struct Pipeline {
     pub internal: Arc<Internal>,
     pub client: Arc<ReactionClient>,
     pub status: Arc<StatusRefresher>,
-    /// The source position after the last line processed (what a checkpoint saves).
-    pub processed: Arc<Mutex<Option<Position>>>,
+    /// The source position after the last batch processed (what a checkpoint saves);
+    /// locked while a batch is recorded, so a scrape collects between batches.
+    pub processed: Processed,
     last_reload: Option<Instant>,
 }
 
@@ -51,9 +53,10 @@ impl Pipeline {
     /// Consume batches until the source closes the channel.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
         while let Some(batch) = rx.recv().await {
+            let mut position = self.processed.clone().lock_owned().await;
             self.process(batch.lines).await;
             if batch.position.is_some() {
-                *self.processed.lock().expect("position") = batch.position;
+                *position = batch.position;
             }
         }
     }

@@ -1,8 +1,13 @@
 //! One `/metrics` scrape: refresh what reaction says about itself, collect the delta pull
-//! reader, add the counts of undelivered earlier responses, render. Scrapes are serialized
-//! (a collect consumes the deltas). The counts of a response travel with it in a
-//! [`Delivery`]: if the response is not handed to the connection completely, they go back
-//! to the carry-over and appear in the next scrape, so nothing is lost or counted twice.
+//! reader, add the counts of undelivered earlier responses, render.
+//!
+//! Exactly once, also across crashes. The collect happens while the pipeline is between two
+//! batches, so every scrape knows the source position its counts reach. A [`Ledger`] keeps
+//! the counts of every response in flight and of every response that was not delivered
+//! (carried into the next scrape). At each delivered response, a checkpoint saves the
+//! position of the latest collect with every count still outstanding: after a crash, the
+//! exporter adds those counts and reads the source again from that position, so each event
+//! is counted once (see the README for the one narrow window).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +16,8 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use crate::internal::Internal;
+use crate::source::Position;
+use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
 use crate::telemetry::collect::{merge_sums, Collected, SeriesKey};
 use crate::telemetry::families::{Legacy, FAMILIES};
@@ -18,15 +25,44 @@ use crate::telemetry::otlp::pending::OVERFLOW_KEY;
 use crate::telemetry::render::{render, Exposition, Format};
 use crate::telemetry::{SharedReader, VERSION};
 
-/// Counts of responses that were not delivered.
-type Carry = Arc<Mutex<HashMap<SeriesKey, u64>>>;
+type Counts = HashMap<SeriesKey, u64>;
+
+/// The pipeline's position after its last batch; locked by the pipeline while it records a
+/// batch, and by a scrape while it collects.
+pub type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
+
+/// Counts collected but not delivered yet, and the position they reach.
+#[derive(Debug, Default)]
+struct Ledger {
+    next_id: u64,
+    in_flight: HashMap<u64, Arc<Counts>>,
+    carry: Counts,
+    /// Position of the latest collect: every event up to it is delivered or outstanding.
+    position: Option<Position>,
+    /// Numbers the checkpoints.
+    seq: u64,
+}
+
+impl Ledger {
+    fn outstanding(&self) -> Vec<SavedCount> {
+        let mut all = self.carry.clone();
+        for c in self.in_flight.values() {
+            for (k, v) in c.iter() {
+                *all.entry(k.clone()).or_default() += v;
+            }
+        }
+        saved_counts(all.iter())
+    }
+}
 
 pub struct Scraper {
     reader: SharedReader,
     status: Arc<StatusRefresher>,
     internal: Arc<Internal>,
     internals: bool,
-    carry: Carry,
+    processed: Processed,
+    ledger: Arc<Mutex<Ledger>>,
+    checkpoint: Option<Arc<Checkpointer>>,
     /// Running totals of the exporter's own counters (shown cumulative), behind the lock
     /// that serializes scrapes.
     totals: tokio::sync::Mutex<HashMap<SeriesKey, f64>>,
@@ -40,18 +76,27 @@ pub struct Page {
 }
 
 impl Scraper {
+    /// `restored`: counts saved by a previous run, shown in the first scrape.
     pub fn new(
         reader: SharedReader,
         status: Arc<StatusRefresher>,
         internal: Arc<Internal>,
         internals: bool,
+        processed: Processed,
+        restored: Counts,
+        checkpoint: Option<Arc<Checkpointer>>,
     ) -> Scraper {
         Scraper {
             reader,
             status,
             internal,
             internals,
-            carry: Arc::default(),
+            processed,
+            ledger: Arc::new(Mutex::new(Ledger {
+                carry: restored,
+                ..Ledger::default()
+            })),
+            checkpoint,
             totals: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -62,28 +107,39 @@ impl Scraper {
         let mut abandoned = Abandoned(Some(&self.internal));
         let mut totals = self.totals.lock().await;
         self.status.refresh().await;
+        let (collected, position) = {
+            let position = self.processed.lock().await;
+            (self.collect(), position.clone())
+        };
         abandoned.0 = None;
 
-        let mut rm = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut rm) {
-            tracing::error!("collecting metrics failed: {e}");
-        }
-        let collected = Collected::from_resource_metrics(&rm);
-        drop(rm);
-        let (counts, rest) = self.split(collected, &mut totals);
+        let (own, mut exp) = self.split(collected, &mut totals);
+        let (id, counts) = {
+            let mut ledger = self.ledger.lock().expect("ledger");
+            let mut counts = std::mem::take(&mut ledger.carry);
+            merge_sums(&mut counts, own);
+            let counts = Arc::new(counts);
+            let id = ledger.next_id;
+            ledger.next_id += 1;
+            ledger.in_flight.insert(id, counts.clone());
+            if position.is_some() {
+                ledger.position = position;
+            }
+            (id, counts)
+        };
         // From here on the counts are owned by the delivery: dropped undelivered, they are
         // carried over.
         let delivery = Delivery {
-            counts: Some(counts),
-            carry: self.carry.clone(),
+            id,
+            ledger: self.ledger.clone(),
+            checkpoint: self.checkpoint.clone(),
             internal: self.internal.clone(),
+            done: false,
         };
-        let counts = delivery.counts.as_ref().expect("just set");
-
-        let mut exp = rest;
-        for ((f, attrs), v) in counts {
+        for ((f, attrs), v) in counts.iter() {
             exp.push(*f, attrs.clone(), *v as f64);
         }
+        drop(counts);
         for ((f, attrs), v) in totals.iter() {
             exp.push(*f, attrs.clone(), *v);
         }
@@ -95,14 +151,17 @@ impl Scraper {
         }
     }
 
-    /// Legacy delta families (plus carried counts) on one side; the exporter's own counters
-    /// added to their totals; gauges as they are.
-    fn split(
-        &self,
-        c: Collected,
-        totals: &mut HashMap<SeriesKey, f64>,
-    ) -> (HashMap<SeriesKey, u64>, Exposition) {
-        let mut counts = std::mem::take(&mut *self.carry.lock().expect("carry"));
+    fn collect(&self) -> Collected {
+        let mut rm = ResourceMetrics::default();
+        if let Err(e) = self.reader.collect(&mut rm) {
+            tracing::error!("collecting metrics failed: {e}");
+        }
+        Collected::from_resource_metrics(&rm)
+    }
+
+    /// Legacy delta families on one side; the exporter's own counters added to their
+    /// totals; gauges as they are.
+    fn split(&self, c: Collected, totals: &mut HashMap<SeriesKey, f64>) -> (Counts, Exposition) {
         let mut own = HashMap::new();
         let overflowed: u64 = c
             .sums
@@ -121,7 +180,6 @@ impl Scraper {
                 _ => *totals.entry(k).or_default() += v as f64,
             }
         }
-        merge_sums(&mut counts, own);
         for (k, v) in c.sums_f64 {
             *totals.entry(k).or_default() += v;
         }
@@ -129,12 +187,30 @@ impl Scraper {
         for ((f, attrs), v) in c.gauges {
             exp.push(f, attrs, v);
         }
-        (counts, exp)
+        (own, exp)
     }
 
-    /// Counts collected but not yet delivered (for tests and shutdown).
-    pub fn carried(&self) -> HashMap<SeriesKey, u64> {
-        self.carry.lock().expect("carry").clone()
+    /// Counts collected but not yet delivered (carried over).
+    pub fn carried(&self) -> Counts {
+        self.ledger.lock().expect("ledger").carry.clone()
+    }
+
+    /// At shutdown, once the source is stopped and the pipeline drained: collect what no
+    /// scrape took, and return the final position with every undelivered count.
+    pub async fn final_state(&self) -> (Option<Position>, Vec<SavedCount>) {
+        let mut totals = self.totals.lock().await;
+        let (collected, position) = {
+            let position = self.processed.lock().await;
+            (self.collect(), position.clone())
+        };
+        let (own, _) = self.split(collected, &mut totals);
+        let mut ledger = self.ledger.lock().expect("ledger");
+        merge_sums(&mut ledger.carry, own);
+        if position.is_some() {
+            ledger.position = position;
+        }
+        ledger.seq += 1;
+        (ledger.position.clone(), ledger.outstanding())
     }
 }
 
@@ -152,25 +228,44 @@ impl Drop for Abandoned<'_> {
 /// The counts of one response. Call [`Delivery::delivered`] once the response is handed to
 /// the connection completely; dropped before that, the counts return to the carry-over.
 pub struct Delivery {
-    counts: Option<HashMap<SeriesKey, u64>>,
-    carry: Carry,
+    id: u64,
+    ledger: Arc<Mutex<Ledger>>,
+    checkpoint: Option<Arc<Checkpointer>>,
     internal: Arc<Internal>,
+    done: bool,
 }
 
 impl Delivery {
     pub fn delivered(mut self) {
-        self.counts = None;
+        self.done = true;
+        let mut ledger = self.ledger.lock().expect("ledger");
+        ledger.in_flight.remove(&self.id);
+        if let Some(cp) = &self.checkpoint {
+            ledger.seq += 1;
+            let (seq, position, counts) =
+                (ledger.seq, ledger.position.clone(), ledger.outstanding());
+            drop(ledger);
+            cp.save_later(seq, position, counts);
+        }
     }
 }
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        if let Some(counts) = self.counts.take() {
-            if counts.is_empty() {
-                return;
-            }
-            self.internal.undelivered(counts.len());
-            merge_sums(&mut self.carry.lock().expect("carry"), counts);
+        if self.done {
+            return;
         }
+        let mut ledger = self.ledger.lock().expect("ledger");
+        let Some(counts) = ledger.in_flight.remove(&self.id) else {
+            return;
+        };
+        let counts = Arc::try_unwrap(counts).unwrap_or_else(|c| (*c).clone());
+        if counts.is_empty() {
+            return;
+        }
+        let n = counts.len();
+        merge_sums(&mut ledger.carry, counts);
+        drop(ledger);
+        self.internal.undelivered(n);
     }
 }

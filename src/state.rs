@@ -21,8 +21,13 @@ pub const FILE_NAME: &str = "reaction-metrics-exporter.state.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceId {
-    File { path: PathBuf },
-    Journal { unit: String, directory: Option<PathBuf> },
+    File {
+        path: PathBuf,
+    },
+    Journal {
+        unit: String,
+        directory: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,9 +194,73 @@ pub fn save(dir: &Path, state: &State) -> Result<(), StateError> {
     Ok(())
 }
 
-/// Remove the state of `dir` (after it has been taken over).
-pub fn remove(dir: &Path) {
-    let _ = fs::remove_file(path(dir));
+/// Writes checkpoints in the background, newest wins: a snapshot older than the last one
+/// written is skipped.
+pub struct Checkpointer {
+    dir: PathBuf,
+    source: SourceId,
+    written: std::sync::Mutex<u64>,
+    internal: std::sync::Arc<crate::internal::Internal>,
+}
+
+impl Checkpointer {
+    pub fn new(
+        dir: PathBuf,
+        source: SourceId,
+        internal: std::sync::Arc<crate::internal::Internal>,
+    ) -> Checkpointer {
+        Checkpointer {
+            dir,
+            source,
+            written: std::sync::Mutex::new(0),
+            internal,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn source(&self) -> &SourceId {
+        &self.source
+    }
+
+    /// Save snapshot number `seq` (increasing) now, on this thread.
+    pub fn save_now(&self, seq: u64, position: Option<Position>, counts: Vec<SavedCount>) -> bool {
+        let mut written = self.written.lock().expect("checkpointer");
+        if seq <= *written {
+            return true;
+        }
+        let state = State::new(self.source.clone(), position, counts);
+        match save(&self.dir, &state) {
+            Ok(()) => {
+                *written = seq;
+                true
+            }
+            Err(e) => {
+                self.internal.state_error(&e);
+                false
+            }
+        }
+    }
+
+    /// Save snapshot number `seq` on the blocking pool.
+    pub fn save_later(
+        self: &std::sync::Arc<Self>,
+        seq: u64,
+        position: Option<Position>,
+        counts: Vec<SavedCount>,
+    ) {
+        let this = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(move || this.save_now(seq, position, counts));
+            }
+            Err(_) => {
+                this.save_now(seq, position, counts);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,7 +279,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key: SeriesKey = (
             id::MATCHES,
-            vec![("ip".into(), "1.2.3.4".into()), ("stream".into(), "ssh".into())],
+            vec![
+                ("ip".into(), "1.2.3.4".into()),
+                ("stream".into(), "ssh".into()),
+            ],
         );
         let s = State::new(
             file_id(),

@@ -140,6 +140,8 @@ impl Exporter {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // The default state directory is the working directory: the test's own.
+            .current_dir(config_path.parent().unwrap())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         for (k, v) in env {
@@ -381,15 +383,17 @@ pub fn total(body: &str, family: &str, having: &[(&str, &str)]) -> f64 {
 
 /// An exporter configuration for a log file and a fixture: port 0, hold 0, reading the file
 /// from its beginning (so lines appended right after start are never skipped), and
-/// `extra_yaml` appended (top-level keys other than `loglevel`, `listen`, `reaction`).
+/// the state file in the log's directory, and `extra_yaml` appended (top-level keys other
+/// than `loglevel`, `listen`, `reaction`, `state`).
 pub fn file_config(log: &Path, reaction: &Reaction, extra_yaml: &str) -> String {
     format!(
         "loglevel: INFO\nlisten:\n  address: 127.0.0.1\n  port: 0\nreaction:\n  config: {}\n  \
-         binary: {}\n  socket: {}\n  timeout: 2\n  hold: 0\n  logs:\n    file: {}\n    start_at: beginning\n{}",
+         binary: {}\n  socket: {}\n  timeout: 2\n  hold: 0\n  logs:\n    file: {}\n    start_at: beginning\nstate:\n  directory: {}\n{}",
         reaction.config.display(),
         reaction.bin.display(),
         reaction.socket.display(),
         log.display(),
+        log.parent().unwrap().display(),
         extra_yaml
     )
 }
