@@ -139,7 +139,7 @@ pub static FAMILIES: [Family; 22] = [
     Family {
         otel: "reaction.up",
         kind: Kind::ObservableGauge,
-        unit: "1",
+        unit: "{status}",
         description: "1 when `reaction show` answers, 0 otherwise, with reaction's version (N/A if unknown).",
         attributes: &["version"],
         patterns: false,
