@@ -1,0 +1,752 @@
+//! Every event reaction logged is counted exactly once on `/metrics`, across restarts of the
+//! exporter: SIGTERM (a clean stop saves the position and the counts no scrape took), SIGKILL
+//! (the checkpoint of the last delivered scrape), a state older than `state.recall`, a state
+//! file that cannot be used, and a log rotated while the exporter was stopped.
+
+mod common;
+mod journal;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use journal::*;
+
+const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
+const STATE_FILE: &str = "reaction-metrics-exporter.state.json";
+const LAST_LINE: &str = "this line is not from reaction\n";
+const LAST_LINE_WARNING: &str = "\"this line is not from reaction\"";
+
+/// The labels of one `reaction_match_count` series.
+type Labels = Vec<(String, String)>;
+/// Match counts by series.
+type Tally = BTreeMap<Labels, f64>;
+
+fn match_line(ip: &str, user: &str) -> String {
+    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]")
+}
+
+fn labels(ip: &str, user: &str) -> Labels {
+    [
+        ("stream", "ssh"),
+        ("filter", "failedlogin"),
+        ("ip", ip),
+        ("user", user),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The match counts of one page.
+fn matches(page: &str) -> Tally {
+    samples(page)
+        .into_iter()
+        .filter(|((name, _), _)| name == "reaction_match_count")
+        .map(|((_, labels), v)| (labels, v))
+        .collect()
+}
+
+fn add(into: &mut Tally, page: &Tally) {
+    for (k, v) in page {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+fn sum(t: &Tally) -> f64 {
+    t.values().sum()
+}
+
+/// (lost, counted twice or more) of `seen` against `expected`.
+fn compare(seen: &Tally, expected: &Tally) -> (f64, f64) {
+    let mut lost = 0.0;
+    let mut extra = 0.0;
+    for (k, want) in expected {
+        let got = seen.get(k).copied().unwrap_or(0.0);
+        if got < *want {
+            lost += want - got;
+        }
+    }
+    for (k, got) in seen {
+        let want = expected.get(k).copied().unwrap_or(0.0);
+        if *got > want {
+            extra += got - want;
+        }
+    }
+    (lost, extra)
+}
+
+/// A GET /metrics that tolerates an exporter that is gone or going: the body only if the
+/// whole response arrived (its Content-Length).
+fn try_scrape(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    if s.read_to_end(&mut raw).is_err() {
+        return None;
+    }
+    let text = String::from_utf8(raw).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .expect("/metrics responses have a Content-Length");
+    (body.len() == length).then(|| body.to_string())
+}
+
+/// A small deterministic generator (xorshift64*), seeded from the clock and printed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(name: &str) -> Rng {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("{name}: seed {seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// In `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+// ---- The input: a log file or journal files -------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    File,
+    Journald,
+}
+
+/// Appends reaction's lines to its log file or to the journal.
+enum Input {
+    File(PathBuf),
+    Journal(Journal),
+}
+
+impl Input {
+    fn write(&mut self, lines: &[String]) {
+        match self {
+            Input::File(path) => {
+                let mut text = lines.join("\n");
+                text.push('\n');
+                append(path, &text);
+            }
+            Input::Journal(j) => {
+                let entries: Vec<Entry> = lines.iter().map(|l| j.next(l)).collect();
+                j.write(&entries);
+            }
+        }
+    }
+}
+
+/// A test directory: the reaction fixture, the input, the exporter's configuration (state
+/// file in the directory).
+struct Bench {
+    dir: tempfile::TempDir,
+    _reaction: Reaction,
+    config: String,
+    input: Option<Input>,
+}
+
+impl Bench {
+    fn new(kind: Kind, extra_yaml: &str) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let reaction = Reaction::new(dir.path(), &reaction_config());
+        let (config, input) = match kind {
+            Kind::File => {
+                let log = dir.path().join("reaction.log");
+                append(&log, "");
+                (file_config(&log, &reaction, extra_yaml), Input::File(log))
+            }
+            Kind::Journald => {
+                let journal = Journal::new(&dir.path().join("journal"));
+                (
+                    journald_config(
+                        &journal.dir,
+                        &journalctl(),
+                        &reaction,
+                        dir.path(),
+                        extra_yaml,
+                    ),
+                    Input::Journal(journal),
+                )
+            }
+        };
+        Bench {
+            dir,
+            _reaction: reaction,
+            config,
+            input: Some(input),
+        }
+    }
+
+    fn start(&self) -> Exporter {
+        Exporter::start(self.dir.path(), &self.config)
+    }
+}
+
+/// `n` match lines over 1,500 distinct IPs (each with its own user), and what they count.
+fn workload(n: usize) -> (Vec<String>, Tally) {
+    let mut lines = Vec::with_capacity(n);
+    let mut expected = Tally::new();
+    for i in 0..n {
+        let k = (i * 7919) % 1500;
+        let ip = format!("10.{}.{}.{}", k / 65536, (k / 256) % 256, k % 256);
+        let user = format!("u{}", k % 7);
+        lines.push(match_line(&ip, &user));
+        *expected.entry(labels(&ip, &user)).or_default() += 1.0;
+    }
+    (lines, expected)
+}
+
+// ---- Stopping ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stop {
+    Term,
+    Kill,
+}
+
+/// The children of a process (all its threads).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// Stop the exporter with `how` and wait for it; after a SIGKILL, also end the journalctl
+/// child it leaves behind.
+fn stop(mut e: Exporter, how: Stop) -> String {
+    match how {
+        Stop::Term => {
+            signal(&e.child, 15);
+            let status = wait_timeout(&mut e.child, Duration::from_secs(20))
+                .expect("the exporter exits on SIGTERM");
+            assert!(status.success(), "{status}; log:\n{}", e.logs());
+        }
+        Stop::Kill => {
+            let orphans = children(e.child.id());
+            signal(&e.child, 9);
+            wait_timeout(&mut e.child, Duration::from_secs(20)).expect("killed");
+            for pid in orphans {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "journalctl" {
+                    let _ = std::process::Command::new("kill")
+                        .arg("-9")
+                        .arg(pid.to_string())
+                        .status();
+                }
+            }
+        }
+    }
+    // The stderr reader thread sees the end of the pipe.
+    std::thread::sleep(Duration::from_millis(50));
+    e.logs()
+}
+
+// ---- Restarts while reaction logs --------------------------------------------------------
+
+/// What the scraper saw: the counts of each complete page, with the exporter generation
+/// that served it.
+#[derive(Default)]
+struct Seen {
+    pages: Vec<(usize, Tally)>,
+}
+
+impl Seen {
+    fn total(&self) -> Tally {
+        let mut all = Tally::new();
+        for (_, p) in &self.pages {
+            add(&mut all, p);
+        }
+        all
+    }
+}
+
+const ROUNDS: usize = 8;
+const LINES: usize = 4_000;
+
+/// A writer appends `LINES` lines in small bursts while the exporter is stopped with `how`
+/// and started again `ROUNDS` times with the same configuration and state directory, and
+/// a scraper scrapes whichever exporter runs. Returns (lost, counted twice, bound) where
+/// bound is what the documented SIGKILL window allows: the last page each killed exporter
+/// delivered.
+fn restarts(kind: Kind, how: Stop) -> (f64, f64, f64) {
+    let name = format!("{kind:?}/{how:?}");
+    let started = Instant::now();
+    let mut bench = Bench::new(kind, "");
+    let (lines, expected) = workload(LINES);
+    let mut input = bench.input.take().unwrap();
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let mut rng = Rng::new(&format!("{name} writer"));
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while i < lines.len() {
+                let n = (rng.range(1, 50) as usize).min(lines.len() - i);
+                input.write(&lines[i..i + n]);
+                i += n;
+                std::thread::sleep(Duration::from_millis(rng.range(15, 75)));
+            }
+            writing.store(false, Ordering::Relaxed);
+            input
+        })
+    };
+
+    let current: Arc<Mutex<Option<(usize, String)>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let scraping = Arc::new(AtomicBool::new(true));
+    let scraper = {
+        let current = current.clone();
+        let seen = seen.clone();
+        let scraping = scraping.clone();
+        let mut rng = Rng::new(&format!("{name} scraper"));
+        std::thread::spawn(move || {
+            while scraping.load(Ordering::Relaxed) {
+                let target = current.lock().unwrap().clone();
+                if let Some((generation, addr)) = target {
+                    if let Some(page) = try_scrape(&addr) {
+                        seen.lock()
+                            .unwrap()
+                            .pages
+                            .push((generation, matches(&page)));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(rng.range(10, 120)));
+            }
+        })
+    };
+
+    let mut logs = Vec::new();
+    let mut rng = Rng::new(&format!("{name} stops"));
+    for generation in 0..ROUNDS {
+        let e = bench.start();
+        *current.lock().unwrap() = Some((generation, e.addr.clone()));
+        std::thread::sleep(Duration::from_millis(rng.range(300, 900)));
+        logs.push(stop(e, how));
+        *current.lock().unwrap() = None;
+    }
+    let input = writer.join().unwrap();
+    assert!(!writing.load(Ordering::Relaxed));
+    let writing_done = started.elapsed();
+
+    // The writer is done: one more exporter takes everything in.
+    let e = bench.start();
+    *current.lock().unwrap() = Some((ROUNDS, e.addr.clone()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = seen.lock().unwrap().total();
+        let (lost, _) = compare(&all, &expected);
+        if lost == 0.0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    scraping.store(false, Ordering::Relaxed);
+    scraper.join().unwrap();
+    let mut seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+
+    // Then nothing more: a few polls later, and across two more restarts with nothing new
+    // logged (the last one stopped right after a scrape, its checkpoint written).
+    let mut e = e;
+    for restart in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        for _ in 0..2 {
+            let page = try_scrape(&e.addr).expect("a scrape");
+            seen.pages.push((ROUNDS + restart, matches(&page)));
+        }
+        if restart == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        logs.push(stop(e, how));
+        e = bench.start();
+    }
+    logs.push(e.logs());
+    drop(e);
+    bench.input = Some(input);
+
+    let all = seen.total();
+    let (lost, extra) = compare(&all, &expected);
+    // The documented window: a killed exporter's last delivered page, counted again.
+    let mut bound = 0.0;
+    if how == Stop::Kill {
+        for generation in 0..ROUNDS {
+            if let Some((_, last)) = seen.pages.iter().rev().find(|(g, _)| *g == generation) {
+                bound += sum(last);
+            }
+        }
+    }
+    let scrapes = seen.pages.len();
+    eprintln!(
+        "{name}: {LINES} lines, {ROUNDS} restarts, {scrapes} complete scrapes; lost {lost}, \
+         counted twice {extra} (documented bound {bound}); writing took {writing_done:?}, \
+         the test {:?}",
+        started.elapsed()
+    );
+    if lost > 0.0 || extra > bound {
+        let mut report = String::new();
+        for (g, l) in logs.iter().enumerate() {
+            report.push_str(&format!("---- exporter {g} ----\n{l}"));
+        }
+        panic!(
+            "{name}: lost {lost}, counted twice {extra} (bound {bound}) of {} written; \
+             per page: {:?}\n{report}",
+            sum(&expected),
+            seen.pages
+                .iter()
+                .map(|(g, p)| (*g, sum(p)))
+                .collect::<Vec<_>>()
+        );
+    }
+    (lost, extra, bound)
+}
+
+#[test]
+fn restarts_with_sigterm_count_every_line_once_file() {
+    assert_eq!(restarts(Kind::File, Stop::Term), (0.0, 0.0, 0.0));
+}
+
+#[test]
+fn restarts_with_sigterm_count_every_line_once_journald() {
+    assert_eq!(restarts(Kind::Journald, Stop::Term), (0.0, 0.0, 0.0));
+}
+
+#[test]
+fn restarts_with_sigkill_count_every_line_once_file() {
+    let (lost, extra, _) = restarts(Kind::File, Stop::Kill);
+    assert_eq!((lost, extra), (0.0, 0.0));
+}
+
+#[test]
+fn restarts_with_sigkill_count_every_line_once_journald() {
+    let (lost, extra, _) = restarts(Kind::Journald, Stop::Kill);
+    assert_eq!((lost, extra), (0.0, 0.0));
+}
+
+// ---- Saved states that are not used -----------------------------------------------------
+
+/// `n` match lines for the IPs `192.0.<block>.0..n` (user `root`), and what they count.
+fn block(block: u32, n: u32) -> (String, Tally) {
+    let mut text = String::new();
+    let mut counts = Tally::new();
+    for i in 0..n {
+        let ip = format!("192.0.{block}.{i}");
+        text.push_str(&match_line(&ip, "root"));
+        text.push('\n');
+        *counts.entry(labels(&ip, "root")).or_default() += 1.0;
+    }
+    (text, counts)
+}
+
+fn merged(parts: &[&Tally]) -> Tally {
+    let mut all = Tally::new();
+    for p in parts {
+        add(&mut all, p);
+    }
+    all
+}
+
+/// Match counts added up over the scrapes of one exporter.
+struct Scrapes<'a> {
+    e: &'a Exporter,
+    seen: Tally,
+    last: String,
+}
+
+impl<'a> Scrapes<'a> {
+    fn new(e: &'a Exporter) -> Self {
+        Scrapes {
+            e,
+            seen: Tally::new(),
+            last: String::new(),
+        }
+    }
+
+    fn scrape(&mut self) {
+        self.last = self.e.scrape();
+        add(&mut self.seen, &matches(&self.last));
+    }
+
+    /// Scrape until the counts are `expected` (never more), then check that they stay so.
+    fn expect(&mut self, expected: &Tally) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.scrape();
+            let (_, extra) = compare(&self.seen, expected);
+            assert_eq!(
+                extra,
+                0.0,
+                "counted more than expected: {:?}\nexpected {expected:?}\nlog:\n{}",
+                self.seen,
+                self.e.logs()
+            );
+            if &self.seen == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "counts {:?}\nexpected {expected:?}\nlog:\n{}",
+                self.seen,
+                self.e.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        self.scrape();
+        assert_eq!(&self.seen, expected, "log:\n{}", self.e.logs());
+    }
+}
+
+fn positions_invalid(page: &str) -> f64 {
+    total(page, "reaction_exporter_positions_invalid_total", &[])
+}
+
+/// Let the file source take its starting point (its first poll is at once; with
+/// `start_at: end`, a line appended before it would be skipped).
+fn settle_start() {
+    std::thread::sleep(Duration::from_millis(1000));
+}
+
+#[test]
+fn past_the_recall_window_starts_per_policy_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    let log = dir.path().join("reaction.log");
+    append(&log, "");
+    let config = file_config(&log, &r, INTERNALS)
+        .replace("    start_at: beginning\n", "    start_at: end\n")
+        .replace("state:\n", "state:\n  recall: 1\n");
+    assert!(config.contains("start_at: end") && config.contains("  recall: 1\n"));
+
+    // a first run: a scraped, then b read but not scraped when it stops
+    let e = Exporter::start(dir.path(), &config);
+    settle_start();
+    let (a, a_counts) = block(1, 5);
+    let (b, _) = block(2, 7);
+    append(&log, &a);
+    Scrapes::new(&e).expect(&a_counts);
+    append(&log, &format!("{b}{LAST_LINE}"));
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    let logs = stop(e, Stop::Term);
+    assert!(logs.contains("saved the position"), "{logs}");
+    assert!(logs.contains("series=7"), "{logs}");
+
+    // stopped longer than state.recall, while reaction logs c
+    std::thread::sleep(Duration::from_millis(2100));
+    let (c, _) = block(3, 4);
+    append(&log, &c);
+    let e = Exporter::start(dir.path(), &config);
+    settle_start();
+    let (d, d_counts) = block(4, 3);
+    append(&log, &d);
+    let mut s = Scrapes::new(&e);
+    s.expect(&d_counts);
+    let logs = e.logs();
+    assert!(
+        logs.contains("the saved state is older than state.recall"),
+        "{logs}"
+    );
+    // where it starts, in the warning and in the line about the position
+    assert!(
+        logs.contains("starting per reaction.logs.start_at: end,"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("cannot be used: starting from reaction.logs.start_at: end"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("its 7 undelivered series are dropped"),
+        "{logs}"
+    );
+    assert!(!logs.contains("continuing from the saved state"), "{logs}");
+    assert_eq!(positions_invalid(&s.last), 1.0, "{}", s.last);
+}
+
+/// The state file of `dir`.
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+#[test]
+fn corrupt_truncated_or_foreign_state_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    let log = dir.path().join("reaction.log");
+    let beginning = file_config(&log, &r, INTERNALS);
+    let end = beginning.replace("    start_at: beginning\n", "    start_at: end\n");
+    assert_ne!(beginning, end);
+
+    // A real state file, with 6 series read but not scraped, at the end of the log.
+    let (l, mut in_file) = block(1, 6);
+    append(&log, &format!("{l}{LAST_LINE}"));
+    let e = Exporter::start(dir.path(), &beginning);
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    let logs = stop(e, Stop::Term);
+    assert!(logs.contains("series=6"), "{logs}");
+    let valid = std::fs::read_to_string(state_path(dir.path())).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&valid).unwrap();
+    assert_eq!(state["counts"].as_array().unwrap().len(), 6, "{valid}");
+
+    let mut other_path = state.clone();
+    other_path["source"]["path"] = "/var/log/other-reaction.log".into();
+    let mut journal_state = state.clone();
+    journal_state["source"] = serde_json::json!({
+        "kind": "journal", "unit": "reaction.service", "directory": null
+    });
+    journal_state["position"] = serde_json::json!({
+        "kind": "journal",
+        "cursor": "s=0123456789abcdef0123456789abcdef;i=1;b=0123456789abcdef0123456789abcdef;\
+                   m=1;t=60a1c1e8ab000;x=1"
+    });
+    let cases: [(&str, Vec<u8>, &str, &str); 4] = [
+        (
+            "garbage",
+            b"\x00\x01 not json {".to_vec(),
+            "is not a valid state file",
+            &beginning,
+        ),
+        (
+            "truncated",
+            valid.as_bytes()[..valid.len() / 2].to_vec(),
+            "is not a valid state file",
+            &end,
+        ),
+        (
+            "another log file",
+            serde_json::to_vec(&other_path).unwrap(),
+            "was saved for",
+            &beginning,
+        ),
+        (
+            "a journald source",
+            serde_json::to_vec(&journal_state).unwrap(),
+            "was saved for",
+            &end,
+        ),
+    ];
+    for (round, (what, bytes, says, config)) in cases.into_iter().enumerate() {
+        std::fs::write(state_path(dir.path()), &bytes).unwrap();
+        let e = Exporter::start(dir.path(), config);
+        let from_start = config.contains("start_at: beginning");
+        if !from_start {
+            settle_start();
+        }
+        let (new, new_counts) = block(10 + round as u32, 3);
+        append(&log, &new);
+        // The saved counts are never shown; the log is read per start_at.
+        let expected = if from_start {
+            merged(&[&in_file, &new_counts])
+        } else {
+            new_counts.clone()
+        };
+        let mut s = Scrapes::new(&e);
+        s.expect(&expected);
+        let logs = e.logs();
+        assert!(logs.contains(says), "{what}: {logs}");
+        let policy = if from_start { "beginning" } else { "end" };
+        assert!(
+            logs.contains(&format!(
+                "cannot be used: starting from reaction.logs.start_at: {policy}"
+            )),
+            "{what}: {logs}"
+        );
+        assert!(
+            !logs.contains("continuing from the saved state"),
+            "{what}: {logs}"
+        );
+        assert_eq!(positions_invalid(&s.last), 1.0, "{what}: {}", s.last);
+        assert_eq!(
+            total(
+                &s.last,
+                "reaction_exporter_source_errors_total",
+                &[("source", "state")]
+            ),
+            1.0,
+            "{what}: {}",
+            s.last
+        );
+        let logs = stop(e, Stop::Term);
+        assert!(logs.contains("saved the position"), "{what}: {logs}");
+        add(&mut in_file, &new_counts);
+    }
+}
+
+#[test]
+fn rotation_while_stopped_finishes_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    let log = dir.path().join("reaction.log");
+    append(&log, "");
+    let config = file_config(&log, &r, INTERNALS);
+    let (a, a_counts) = block(1, 5);
+    let (b, b_counts) = block(2, 6);
+    let (c, c_counts) = block(3, 7);
+    let (d, d_counts) = block(4, 8);
+
+    let e = Exporter::start(dir.path(), &config);
+    append(&log, &a);
+    let mut s = Scrapes::new(&e);
+    s.expect(&a_counts);
+    let mut seen = s.seen;
+    // b is read, not scraped, when the exporter stops
+    append(&log, &format!("{b}{LAST_LINE}"));
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    let logs = stop(e, Stop::Term);
+    assert!(logs.contains("series=6"), "{logs}");
+
+    // while it is stopped: rotation, reaction goes on logging to the old file a bit (c),
+    // then to the new one (d)
+    let rotated = dir.path().join("reaction.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, &c);
+    append(&log, &d);
+
+    let e = Exporter::start(dir.path(), &config);
+    let mut s = Scrapes::new(&e);
+    s.expect(&merged(&[&b_counts, &c_counts, &d_counts]));
+    add(&mut seen, &s.seen);
+    assert_eq!(seen, merged(&[&a_counts, &b_counts, &c_counts, &d_counts]));
+    let logs = e.logs();
+    assert!(logs.contains("continuing from the saved state"), "{logs}");
+    assert!(logs.contains("log file replaced"), "{logs}");
+    assert_eq!(positions_invalid(&s.last), 0.0, "{}", s.last);
+}
