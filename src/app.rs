@@ -93,6 +93,9 @@ impl App {
         let source_id = source_id(&config, &env);
         let state_dir = config.state.resolve_directory(&env);
         let (resume, restored) = restore(&config, &state_dir, &source_id, &internal);
+        // Until the source reads a line, it is at the saved position: a scrape or a stop
+        // before that must save this position again, not none (which restarts per start_at).
+        *pipeline.processed.try_lock().expect("not shared yet") = resume.clone();
         let checkpoint = Arc::new(Checkpointer::new(state_dir, source_id, internal.clone()));
         let scraper = Arc::new(Scraper::new(
             telemetry.pull_reader.clone(),
@@ -285,6 +288,11 @@ fn restore(
     std::collections::HashMap<crate::telemetry::collect::SeriesKey, u64>,
 ) {
     let recall = Duration::from_secs(config.state.recall);
+    // Where the source starts instead, said in the log.
+    let policy = match config.reaction.logs.start_at {
+        StartAt::End => "reaction.logs.start_at: end",
+        StartAt::Beginning => "reaction.logs.start_at: beginning",
+    };
     match state::load(dir, source) {
         Ok(None) => (None, Default::default()),
         Ok(Some(s)) if s.age() <= recall => {
@@ -301,16 +309,16 @@ fn restore(
             tracing::warn!(
                 saved_seconds_ago = s.age().as_secs(),
                 recall_seconds = config.state.recall,
-                "the saved state is older than state.recall: starting per reaction.logs.start_at, \
+                "the saved state is older than state.recall: starting per {policy}, \
                  its {} undelivered series are dropped",
                 s.counts.len()
             );
-            internal.position_invalid("the saved state (too old)", "reaction.logs.start_at");
+            internal.position_invalid("the saved state (too old)", policy);
             (None, Default::default())
         }
         Err(e) => {
             internal.state_error(&e);
-            internal.position_invalid("the saved state (unreadable)", "reaction.logs.start_at");
+            internal.position_invalid("the saved state (unreadable)", policy);
             (None, Default::default())
         }
     }
