@@ -529,11 +529,11 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
         v[5].push(ms(t.elapsed()));
         drop(rm);
         let mut exp = Exposition::default();
-        for ((f, a), n) in c.sums {
-            exp.push(f, a, n as f64);
+        for ((f, a), n) in &c.sums {
+            exp.push(*f, a, *n as f64);
         }
-        for ((f, a), x) in c.gauges {
-            exp.push(f, a, x);
+        for ((f, a), x) in &c.gauges {
+            exp.push(*f, a, *x);
         }
         let t = Instant::now();
         let body = render(&exp, VERSION, true, Format::Text);

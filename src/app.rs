@@ -151,7 +151,8 @@ impl App {
             })
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (tx, rx) = mpsc::channel(64);
+        // A few batches of at most 1 MiB of lines each: a backlog stays bounded in memory.
+        let (tx, rx) = mpsc::channel(4);
         let logs = &config.reaction.logs;
         let from_beginning = logs.start_at == StartAt::Beginning;
         let source = match &logs.source {

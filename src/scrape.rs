@@ -26,6 +26,8 @@ use crate::telemetry::render::{render, Exposition, Format};
 use crate::telemetry::{SharedReader, VERSION};
 
 type Counts = HashMap<SeriesKey, u64>;
+/// The counts of one response: one entry per series.
+type Sums = Vec<(SeriesKey, u64)>;
 
 /// The pipeline's position after its last batch; locked by the pipeline while it records a
 /// batch, and by a scrape while it collects.
@@ -35,7 +37,7 @@ pub type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
 #[derive(Debug, Default)]
 struct Ledger {
     next_id: u64,
-    in_flight: HashMap<u64, Arc<Counts>>,
+    in_flight: HashMap<u64, Arc<Sums>>,
     carry: Counts,
     /// Position of the latest collect: every event up to it is delivered or outstanding.
     position: Option<Position>,
@@ -47,9 +49,7 @@ impl Ledger {
     fn outstanding(&self) -> Vec<SavedCount> {
         let mut all = self.carry.clone();
         for c in self.in_flight.values() {
-            for (k, v) in c.iter() {
-                *all.entry(k.clone()).or_default() += v;
-            }
+            merge_sums(&mut all, c.iter().cloned());
         }
         saved_counts(all.iter())
     }
@@ -113,11 +113,16 @@ impl Scraper {
         };
         abandoned.0 = None;
 
-        let (own, mut exp) = self.split(collected, &mut totals);
+        let (own, gauges) = self.split(collected, &mut totals);
         let (id, counts) = {
             let mut ledger = self.ledger.lock().expect("ledger");
-            let mut counts = std::mem::take(&mut ledger.carry);
-            merge_sums(&mut counts, own);
+            let counts = if ledger.carry.is_empty() {
+                own
+            } else {
+                let mut all = std::mem::take(&mut ledger.carry);
+                merge_sums(&mut all, own);
+                all.into_iter().collect()
+            };
             let counts = Arc::new(counts);
             let id = ledger.next_id;
             ledger.next_id += 1;
@@ -136,14 +141,19 @@ impl Scraper {
             internal: self.internal.clone(),
             done: false,
         };
-        for ((f, attrs), v) in counts.iter() {
-            exp.push(*f, attrs.clone(), *v as f64);
+        let mut exp = Exposition::default();
+        for ((f, attrs), v) in gauges.iter() {
+            exp.push(*f, attrs, *v);
         }
-        drop(counts);
+        for ((f, attrs), v) in counts.iter() {
+            exp.push(*f, attrs, *v as f64);
+        }
         for ((f, attrs), v) in totals.iter() {
-            exp.push(*f, attrs.clone(), *v);
+            exp.push(*f, attrs, *v);
         }
         let body = render(&exp, VERSION, self.internals, format);
+        drop(exp);
+        drop(counts);
         Page {
             body,
             format,
@@ -161,10 +171,17 @@ impl Scraper {
 
     /// Legacy delta families on one side; the exporter's own counters added to their
     /// totals; gauges as they are.
-    fn split(&self, c: Collected, totals: &mut HashMap<SeriesKey, f64>) -> (Counts, Exposition) {
-        let mut own = HashMap::new();
-        let overflowed: u64 = c
-            .sums
+    fn split(
+        &self,
+        c: Collected,
+        totals: &mut HashMap<SeriesKey, f64>,
+    ) -> (Sums, HashMap<SeriesKey, f64>) {
+        let Collected {
+            mut sums,
+            sums_f64,
+            gauges,
+        } = c;
+        let overflowed: u64 = sums
             .iter()
             .filter(|((_, attrs), _)| attrs.iter().any(|(k, _)| k == OVERFLOW_KEY))
             .map(|(_, v)| v)
@@ -172,22 +189,18 @@ impl Scraper {
         if overflowed > 0 {
             self.internal.overflow("prometheus", overflowed);
         }
-        for (k, v) in c.sums {
-            match FAMILIES[k.0].legacy_kind {
-                Legacy::DeltaGauge => {
-                    own.insert(k, v);
-                }
-                _ => *totals.entry(k).or_default() += v as f64,
+        // In place: a 100k-series delta is not rehashed.
+        sums.retain(|(k, v)| match FAMILIES[k.0].legacy_kind {
+            Legacy::DeltaGauge => true,
+            _ => {
+                *totals.entry(k.clone()).or_default() += *v as f64;
+                false
             }
-        }
-        for (k, v) in c.sums_f64 {
+        });
+        for (k, v) in sums_f64 {
             *totals.entry(k).or_default() += v;
         }
-        let mut exp = Exposition::default();
-        for ((f, attrs), v) in c.gauges {
-            exp.push(f, attrs, v);
-        }
-        (own, exp)
+        (sums, gauges)
     }
 
     /// Counts collected but not yet delivered (carried over).
@@ -239,7 +252,11 @@ impl Delivery {
     pub fn delivered(mut self) {
         self.done = true;
         let mut ledger = self.ledger.lock().expect("ledger");
-        ledger.in_flight.remove(&self.id);
+        let counts = ledger.in_flight.remove(&self.id);
+        // Freeing a large page's labels is not worth delaying the response for.
+        if let (Some(c), Ok(rt)) = (counts, tokio::runtime::Handle::try_current()) {
+            rt.spawn_blocking(move || drop(c));
+        }
         if let Some(cp) = &self.checkpoint {
             ledger.seq += 1;
             let (seq, position, counts) =

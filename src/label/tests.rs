@@ -146,7 +146,10 @@ impl Env {
     fn own_counts(&self) -> HashMap<SeriesKey, u64> {
         let mut rm = ResourceMetrics::default();
         self.telemetry.pull_reader.collect(&mut rm).unwrap();
-        Collected::from_resource_metrics(&rm).sums
+        Collected::from_resource_metrics(&rm)
+            .sums
+            .into_iter()
+            .collect()
     }
 }
 

@@ -63,7 +63,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// At most this many bytes are read by one [`FileTailer::poll`], so that a large backlog
 /// (a big file read from its beginning, a long stall) never turns into one huge batch.
 /// [`FileTailer::has_backlog`] tells whether more was left.
-const MAX_BYTES_PER_POLL: u64 = 16 * 1024 * 1024;
+const MAX_BYTES_PER_POLL: u64 = 1024 * 1024;
 /// Length of the head fingerprint used to detect a truncation followed by a rewrite.
 const HEAD_BYTES: usize = 256;
 /// After this many consecutive polls failing to read the open file, a rotation is followed
@@ -385,7 +385,7 @@ impl FileTailer {
     /// complete line to `out` (time = `SystemTime::now()`). Never fails: errors go to the
     /// observer and are retried at the next call. Deterministic, for model tests.
     ///
-    /// One call reads at most 16 MiB; [`has_backlog`](Self::has_backlog) then says that
+    /// One call reads at most 1 MiB; [`has_backlog`](Self::has_backlog) then says that
     /// more is waiting (a rotation is only followed once the old file is finished).
     pub fn poll(&mut self, out: &mut Vec<LogLine>) {
         if self.buf.len() != self.chunk_bytes {

@@ -15,8 +15,9 @@ pub type SeriesKey = (usize, Attrs);
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Collected {
-    /// Integer sums (the counters): deltas on a delta reader.
-    pub sums: HashMap<SeriesKey, u64>,
+    /// Integer sums (the counters): deltas on a delta reader. One entry per series (the
+    /// SDK gives each attribute set once), zeros left out.
+    pub sums: Vec<(SeriesKey, u64)>,
     /// Floating sums (CPU time): deltas on a delta reader.
     pub sums_f64: HashMap<SeriesKey, f64>,
     /// Gauges: the value observed at this collection.
@@ -43,10 +44,10 @@ impl Collected {
                 };
                 match metric.data() {
                     AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                        c.sums.reserve(s.data_points().size_hint().0);
                         for p in s.data_points() {
                             if p.value() > 0 {
-                                *c.sums.entry((family, attrs(p.attributes()))).or_default() +=
-                                    p.value();
+                                c.sums.push(((family, attrs(p.attributes())), p.value()));
                             }
                         }
                     }
@@ -79,11 +80,10 @@ impl Collected {
 }
 
 /// Add `from` into `into`.
-pub fn merge_sums(into: &mut HashMap<SeriesKey, u64>, from: HashMap<SeriesKey, u64>) {
-    if into.is_empty() {
-        *into = from;
-        return;
-    }
+pub fn merge_sums(
+    into: &mut HashMap<SeriesKey, u64>,
+    from: impl IntoIterator<Item = (SeriesKey, u64)>,
+) {
     for (k, v) in from {
         *into.entry(k).or_default() += v;
     }
