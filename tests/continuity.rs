@@ -59,7 +59,8 @@ fn add(into: &mut Tally, page: &Tally) {
 }
 
 fn sum(t: &Tally) -> f64 {
-    t.values().sum()
+    // + 0.0: an empty sum is -0.0
+    t.values().sum::<f64>() + 0.0
 }
 
 /// (lost, counted twice or more) of `seen` against `expected`.
@@ -301,10 +302,10 @@ const LINES: usize = 4_000;
 
 /// A writer appends `LINES` lines in small bursts while the exporter is stopped with `how`
 /// and started again `ROUNDS` times with the same configuration and state directory, and
-/// a scraper scrapes whichever exporter runs. Returns (lost, counted twice, bound) where
-/// bound is what the documented SIGKILL window allows: the last page each killed exporter
-/// delivered.
-fn restarts(kind: Kind, how: Stop) -> (f64, f64, f64) {
+/// a scraper scrapes whichever exporter runs. Fails if anything is lost or counted twice
+/// beyond the documented SIGKILL window (the last page of each killed exporter); returns
+/// (counted twice, that bound), both 0 with SIGTERM.
+fn restarts(kind: Kind, how: Stop) -> (f64, f64) {
     let name = format!("{kind:?}/{how:?}");
     let started = Instant::now();
     let mut bench = Bench::new(kind, "");
@@ -405,15 +406,26 @@ fn restarts(kind: Kind, how: Stop) -> (f64, f64, f64) {
 
     let all = seen.total();
     let (lost, extra) = compare(&all, &expected);
-    // The documented window: a killed exporter's last delivered page, counted again.
-    let mut bound = 0.0;
+    // The documented window: a killed exporter's last delivered page may be counted again
+    // (its response was handed over before its checkpoint was written). At most those
+    // pages, series by series.
+    let mut allowed = Tally::new();
     if how == Stop::Kill {
-        for generation in 0..ROUNDS {
+        for generation in 0..ROUNDS + 2 {
             if let Some((_, last)) = seen.pages.iter().rev().find(|(g, _)| *g == generation) {
-                bound += sum(last);
+                add(&mut allowed, last);
             }
         }
     }
+    let beyond: Vec<_> = all
+        .iter()
+        .filter_map(|(k, got)| {
+            let twice = got - expected.get(k).copied().unwrap_or(0.0);
+            let may = allowed.get(k).copied().unwrap_or(0.0);
+            (twice > may).then(|| (k.clone(), twice, may))
+        })
+        .collect();
+    let bound = sum(&allowed);
     let scrapes = seen.pages.len();
     eprintln!(
         "{name}: {LINES} lines, {ROUNDS} restarts, {scrapes} complete scrapes; lost {lost}, \
@@ -421,14 +433,23 @@ fn restarts(kind: Kind, how: Stop) -> (f64, f64, f64) {
          the test {:?}",
         started.elapsed()
     );
-    if lost > 0.0 || extra > bound {
+    if extra > 0.0 {
+        eprintln!(
+            "{name}: pages (exporter, matches): {:?}",
+            seen.pages
+                .iter()
+                .map(|(g, p)| (*g, sum(p)))
+                .collect::<Vec<_>>()
+        );
+    }
+    if lost > 0.0 || !beyond.is_empty() {
         let mut report = String::new();
         for (g, l) in logs.iter().enumerate() {
             report.push_str(&format!("---- exporter {g} ----\n{l}"));
         }
         panic!(
             "{name}: lost {lost}, counted twice {extra} (bound {bound}) of {} written; \
-             per page: {:?}\n{report}",
+             beyond the bound: {beyond:?}; per page: {:?}\n{report}",
             sum(&expected),
             seen.pages
                 .iter()
@@ -436,29 +457,90 @@ fn restarts(kind: Kind, how: Stop) -> (f64, f64, f64) {
                 .collect::<Vec<_>>()
         );
     }
-    (lost, extra, bound)
+    (extra, bound)
 }
 
 #[test]
 fn restarts_with_sigterm_count_every_line_once_file() {
-    assert_eq!(restarts(Kind::File, Stop::Term), (0.0, 0.0, 0.0));
+    assert_eq!(restarts(Kind::File, Stop::Term), (0.0, 0.0));
 }
 
 #[test]
 fn restarts_with_sigterm_count_every_line_once_journald() {
-    assert_eq!(restarts(Kind::Journald, Stop::Term), (0.0, 0.0, 0.0));
+    assert_eq!(restarts(Kind::Journald, Stop::Term), (0.0, 0.0));
 }
+
+// With SIGKILL at random times, no duplicate was seen in dozens of runs, but one is
+// possible: see `sigkill_right_after_a_scrape_counts_at_most_that_scrape_again`.
 
 #[test]
 fn restarts_with_sigkill_count_every_line_once_file() {
-    let (lost, extra, _) = restarts(Kind::File, Stop::Kill);
-    assert_eq!((lost, extra), (0.0, 0.0));
+    restarts(Kind::File, Stop::Kill);
 }
 
 #[test]
 fn restarts_with_sigkill_count_every_line_once_journald() {
-    let (lost, extra, _) = restarts(Kind::Journald, Stop::Kill);
-    assert_eq!((lost, extra), (0.0, 0.0));
+    restarts(Kind::Journald, Stop::Kill);
+}
+
+/// The documented window, on purpose: each exporter is killed as soon as a scrape returned,
+/// before that scrape's checkpoint is (likely) written. Nothing is lost; the killed
+/// scrape's events may come again, never more.
+#[test]
+fn sigkill_right_after_a_scrape_counts_at_most_that_scrape_again() {
+    const KILLS: u32 = 8;
+    let bench = Bench::new(Kind::File, "");
+    let Some(Input::File(log)) = &bench.input else {
+        unreachable!()
+    };
+    let mut expected = Tally::new();
+    let mut seen = Tally::new();
+    let mut allowed = Tally::new();
+    for k in 0..KILLS {
+        let e = bench.start();
+        let (text, counts) = block(100 + k, 20);
+        append(log, &text);
+        add(&mut expected, &counts);
+        // scrape until this round's lines are in, then kill at once
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = matches(&e.scrape());
+            add(&mut seen, &page);
+            if counts.keys().all(|k| seen.contains_key(k)) {
+                add(&mut allowed, &page);
+                break;
+            }
+            assert!(Instant::now() < deadline, "log:\n{}", e.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop(e, Stop::Kill);
+    }
+    let e = bench.start();
+    let mut s = Scrapes::new(&e);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while compare(&merged(&[&seen, &s.seen]), &expected).0 > 0.0 && Instant::now() < deadline {
+        s.scrape();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    s.scrape();
+    add(&mut seen, &s.seen);
+    let (lost, twice) = compare(&seen, &expected);
+    eprintln!(
+        "SIGKILL right after a scrape, {KILLS} times: {} lines, lost {lost}, counted twice \
+         {twice} (bound: the killed scrapes, {})",
+        sum(&expected),
+        sum(&allowed)
+    );
+    assert_eq!(lost, 0.0, "log:\n{}", e.logs());
+    for (k, got) in &seen {
+        let twice = got - expected[k];
+        assert!(
+            twice <= allowed.get(k).copied().unwrap_or(0.0),
+            "{k:?} counted {got} times; log:\n{}",
+            e.logs()
+        );
+    }
 }
 
 // ---- Saved states that are not used -----------------------------------------------------
