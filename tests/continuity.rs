@@ -385,7 +385,7 @@ fn restarts(kind: Kind, how: Stop) -> (f64, f64) {
     let mut seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
 
     // Then nothing more: a few polls later, and across two more restarts with nothing new
-    // logged (the last one stopped right after a scrape, its checkpoint written).
+    // logged (each stopped 300 ms after its last scrape: its checkpoint is written).
     let mut e = e;
     for restart in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
@@ -400,9 +400,13 @@ fn restarts(kind: Kind, how: Stop) -> (f64, f64) {
         logs.push(stop(e, how));
         e = bench.start();
     }
-    logs.push(e.logs());
-    drop(e);
+    logs.push(stop(e, Stop::Term));
     bench.input = Some(input);
+    let last = &seen.pages[seen.pages.len() - 2..];
+    assert!(
+        last.iter().all(|(_, p)| p.is_empty()),
+        "{name}: the final scrapes are not empty: {last:?}"
+    );
 
     let all = seen.total();
     let (lost, extra) = compare(&all, &expected);

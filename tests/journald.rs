@@ -169,6 +169,7 @@ fn unit_entries_are_counted_with_labels_other_units_ignored_appended_followed() 
         counts.series("reaction_stream_event_count"),
         vec![(owned(&SSH_STARTED), 1.0)]
     );
+    assert!(e.terminate().success());
 }
 
 #[test]
@@ -207,6 +208,7 @@ fn hold_uses_the_journal_timestamps() {
         "{}",
         e.logs()
     );
+    assert!(e.terminate().success());
 }
 
 #[test]
@@ -288,6 +290,7 @@ fn reaction_restart_in_the_journal_is_seen_and_rearms_hold() {
     );
     assert_eq!(held(&counts.last), Some(1.0));
     assert!(e.logs().contains("reaction is stopping"), "{}", e.logs());
+    assert!(e.terminate().success());
 }
 
 #[test]
@@ -303,8 +306,7 @@ fn missing_journalctl_is_logged_counted_and_recovers_without_restart() {
         entry(BASE_USEC, &ssh_match("1.1.1.1", "alice")),
         entry(BASE_USEC + SEC, &ssh_match("1.1.1.1", "alice")),
     ]);
-    let e = Exporter::start(dir.path(), &config);
-    let pid = e.child.id();
+    let mut e = Exporter::start(dir.path(), &config);
     e.wait_log("journalctl not found", WAIT);
     let errors = |body: &str| {
         value(
@@ -348,10 +350,14 @@ fn missing_journalctl_is_logged_counted_and_recovers_without_restart() {
         failures,
         "no new failure once it works"
     );
-    assert_eq!(e.child.id(), pid);
+    assert!(
+        e.child.try_wait().unwrap().is_none(),
+        "the exporter kept running"
+    );
     assert_eq!(
         e.logs().matches("serving http://").count(),
         1,
         "not restarted"
     );
+    assert!(e.terminate().success());
 }
