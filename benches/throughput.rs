@@ -20,26 +20,25 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
+use reaction_metrics_exporter::app::App;
 use reaction_metrics_exporter::config::{Config, Format as ConfigFormat, LogSource};
 use reaction_metrics_exporter::internal::Internal;
-use reaction_metrics_exporter::label::Labeller;
 use reaction_metrics_exporter::parse::parse_line;
 use reaction_metrics_exporter::pipeline::Pipeline;
-use reaction_metrics_exporter::reaction::{ClientConfig, ReactionClient};
 use reaction_metrics_exporter::scrape::Scraper;
 use reaction_metrics_exporter::source::file::{FileSourceConfig, FileTailer};
 use reaction_metrics_exporter::status::StatusRefresher;
 use reaction_metrics_exporter::telemetry::collect::Collected;
 use reaction_metrics_exporter::telemetry::families::id;
 use reaction_metrics_exporter::telemetry::render::{render, Exposition, Format};
-use reaction_metrics_exporter::telemetry::{otlp, Instruments, Telemetry, VERSION};
+use reaction_metrics_exporter::telemetry::{Instruments, Telemetry, VERSION};
 
 const TARGET_LINES_PER_SEC: f64 = 500_000.0;
 const TARGET_RENDER_100K_MS: f64 = 200.0;
@@ -181,54 +180,20 @@ struct Rig {
     pipeline: Pipeline,
 }
 
+/// The real `App::build` (OTLP off: not configured; the state file in the bench's
+/// temporary directory).
 async fn build(config: Config) -> Rig {
-    let config = Arc::new(config);
-    // No OTLP (not configured): only the `/metrics` pull reader.
-    let resource = otlp::resource(&config.otlp, &|_| None);
-    let telemetry = Telemetry::new(config.metrics.cardinality_limit, resource, None);
-    let internal = Arc::new(Internal::new(
-        telemetry.instruments.clone(),
-        telemetry.gauges.clone(),
-    ));
-    let client = Arc::new(ReactionClient::new(ClientConfig {
-        binary: config.reaction.binary.clone(),
-        config: config.reaction.config.clone(),
-        socket: config.reaction.socket.clone(),
-        timeout: Duration::from_secs_f64(config.reaction.timeout),
-    }));
-    let labeller = Arc::new(Mutex::new(Labeller::new(config.clone())));
-    let status = Arc::new(StatusRefresher::new(
-        client.clone(),
-        labeller.clone(),
-        telemetry.gauges.clone(),
-        internal.clone(),
-    ));
-    let mut pipeline = Pipeline::new(
-        labeller,
-        telemetry.instruments.clone(),
-        internal.clone(),
-        client,
-        status.clone(),
-    );
-    // No state file (nothing restored, no checkpoints).
-    let scraper = Arc::new(Scraper::new(
-        telemetry.pull_reader.clone(),
-        status.clone(),
-        internal.clone(),
-        config.metrics.export.internals(),
-        pipeline.processed.clone(),
-        Default::default(),
-        None,
-    ));
+    let app = App::build(config).await.expect("the bench's exporter");
+    let mut pipeline = app.pipeline;
     assert!(
         pipeline.reload_reaction_config().await,
         "the bench's reaction configuration did not load"
     );
     Rig {
-        telemetry,
-        internal,
-        status,
-        scraper,
+        telemetry: app.telemetry,
+        internal: app.internal,
+        status: pipeline.status.clone(),
+        scraper: app.scraper,
         pipeline,
     }
 }
@@ -239,7 +204,7 @@ fn bench_config(dir: &Path) -> Config {
     let text = format!(
         "reaction:\n  config: {d}/reaction.yml\n  binary: {d}/no-such-reaction\n  \
          socket: {d}/reaction.sock\n  hold: 0\n  logs:\n    file: {d}/reaction.log\n    \
-         start_at: beginning\nmetrics:\n  export:\n    internals: true\n"
+         start_at: beginning\nmetrics:\n  export:\n    internals: true\nstate:\n  directory: {d}\n"
     );
     Config::parse(&text, ConfigFormat::Yaml, "bench.yml").expect("bench configuration")
 }

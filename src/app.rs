@@ -26,10 +26,10 @@ pub struct App {
     pub telemetry: Telemetry,
     pub internal: Arc<Internal>,
     pub scraper: Arc<Scraper>,
-    pipeline: Pipeline,
+    pub pipeline: Pipeline,
     /// Where to resume the source (from the state file, within the recall window).
-    resume: Option<Position>,
-    checkpoint: Arc<Checkpointer>,
+    pub resume: Option<Position>,
+    pub checkpoint: Arc<Checkpointer>,
     /// With OTLP on: how often reaction's status and pending actions are refreshed for it
     /// (scrapes refresh them too).
     status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
