@@ -39,6 +39,10 @@ impl Recent {
     }
 
     pub fn remember(&mut self, values: &[String]) {
+        if self.last.as_deref() == Some(values) {
+            // The same values again (a burst from one IP): every key already leads to them.
+            return;
+        }
         let tuple: Arc<[String]> = values.into();
         for (i, v) in values.iter().enumerate() {
             self.by_value.insert((i, v.clone()), tuple.clone());

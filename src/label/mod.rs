@@ -209,12 +209,15 @@ impl Labeller {
                     }
                     return out;
                 }
-                let key: Arc<str> = target.as_str().into();
-                let capacity = self.config.metrics.attribution_memory;
-                self.memory
-                    .entry(key)
-                    .or_insert_with(|| Recent::new(capacity, values.len()))
-                    .remember(values);
+                match self.memory.get_mut(target.as_str()) {
+                    Some(recent) => recent.remember(values),
+                    None => {
+                        let capacity = self.config.metrics.attribution_memory;
+                        let mut recent = Recent::new(capacity, values.len());
+                        recent.remember(values);
+                        self.memory.insert(target.as_str().into(), recent);
+                    }
+                }
                 if let Family::On { extra } = export.matches {
                     let mut attrs = self.base(&info, None);
                     if extra {
