@@ -318,12 +318,15 @@ pub const FUNCTIONS: [&str; 31] = [
     "lifetime",
 ];
 
+/// A label matcher: (label, operator, value).
+pub type Matcher = (String, String, String);
+
 /// What a query refers to: metric names (with the label names selected on each), and the
 /// label names used in `by`, `without`, `on`, `ignoring`, `group_left` and `group_right`.
 #[derive(Debug, Default)]
 pub struct Refs {
-    /// (metric, labels in its selector)
-    pub selectors: Vec<(String, Vec<(String, String, String)>)>,
+    /// (metric, its selector's matchers)
+    pub selectors: Vec<(String, Vec<Matcher>)>,
     pub grouping: Vec<String>,
     pub functions: Vec<String>,
     /// Selectors without a metric name (`{job="x"}`): not allowed here.
@@ -334,7 +337,7 @@ pub fn refs(q: &str) -> Refs {
     let toks = tokenize(q);
     let mut r = Refs::default();
     let mut i = 0;
-    let matchers = |start: usize, toks: &[Tok]| -> (Vec<(String, String, String)>, usize) {
+    let matchers = |start: usize, toks: &[Tok]| -> (Vec<Matcher>, usize) {
         // toks[start] == "{"
         let mut j = start + 1;
         let mut out = Vec::new();
