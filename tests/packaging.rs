@@ -30,5 +30,8 @@ fn systemd_unit_verifies() {
         .expect("systemd-analyze not found: install the Debian package `systemd`");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.trim().is_empty(), "systemd-analyze complained:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze complained:\n{stderr}"
+    );
 }
