@@ -22,7 +22,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 #[derive(Clone, Default)]
-struct Store(Arc<Mutex<Vec<ExportMetricsServiceRequest>>>);
+struct Store(
+    Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// The `x-team` metadata of each request.
+    Arc<Mutex<Vec<Option<String>>>>,
+);
 
 #[tonic::async_trait]
 impl MetricsService for Store {
@@ -30,6 +34,12 @@ impl MetricsService for Store {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let team = request
+            .metadata()
+            .get("x-team")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        self.1.lock().unwrap().push(team);
         self.0.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse {
             partial_success: None,
@@ -47,14 +57,32 @@ struct Receiver {
 
 impl Receiver {
     async fn start(addr: Option<SocketAddr>, store: Store) -> Receiver {
+        Self::start_with(addr, store, None).await
+    }
+
+    /// With `tls` (certificate and key, PEM), a TLS receiver.
+    async fn start_with(
+        addr: Option<SocketAddr>,
+        store: Store,
+        tls: Option<(String, String)>,
+    ) -> Receiver {
         let listener = tokio::net::TcpListener::bind(addr.unwrap_or(([127, 0, 0, 1], 0).into()))
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let svc = MetricsServiceServer::new(store.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) = tls {
+            builder = builder
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
+                .unwrap();
+        }
         let task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
@@ -510,6 +538,74 @@ async fn attack_of_100k_ips_in_one_interval_arrives_whole() {
     .await;
     assert_eq!(
         total(&body, "reaction_exporter_otlp_failures_total", &[]),
+        0.0
+    );
+    rx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_headers() {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let rx = Receiver::start_with(None, Store::default(), Some((cert_pem.clone(), key_pem))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert_pem).unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    let log = dir.path().join("reaction.log");
+    append(&log, &match_line("10.3.0.1", "tls").repeat(2));
+    let endpoint = format!("https://127.0.0.1:{}", rx.addr.port());
+    let cfg = otlp_config(
+        &log,
+        &r,
+        &endpoint,
+        &format!("  ca: {}\n  headers:\n    x-team: sec\n", ca.display()),
+    );
+    let dirp = dir.path().to_owned();
+    let e = blocking(move || Exporter::start(&dirp, &cfg)).await;
+    let store = rx.store.clone();
+    eventually("2 matches over TLS", || {
+        sum(&store, "reaction.filter.matches", &[]) >= 2.0
+    })
+    .await;
+    assert_eq!(
+        sum(&store, "reaction.filter.matches", &[("ip", "10.3.0.1")]),
+        2.0
+    );
+    let teams = store.1.lock().unwrap().clone();
+    assert!(
+        !teams.is_empty() && teams.iter().all(|t| t.as_deref() == Some("sec")),
+        "{teams:?}"
+    );
+    drop(e);
+
+    // Without the CA, the system roots do not trust the receiver: nothing arrives, and the
+    // failure is counted, never fatal.
+    let dir2 = tempfile::tempdir().unwrap();
+    let r2 = Reaction::new(dir2.path(), &reaction_config());
+    let log2 = dir2.path().join("reaction.log");
+    append(&log2, &match_line("10.3.0.2", "untrusted"));
+    let cfg2 = otlp_config(
+        &log2,
+        &r2,
+        &endpoint,
+        "metrics:\n  export:\n    internals: true\n",
+    );
+    let dirp2 = dir2.path().to_owned();
+    let e2 = Arc::new(blocking(move || Exporter::start(&dirp2, &cfg2)).await);
+    let e2c = e2.clone();
+    let failures = blocking(move || {
+        wait_for(Duration::from_secs(20), "an OTLP failure", || {
+            let body = e2c.scrape();
+            let f = total(&body, "reaction_exporter_otlp_failures_total", &[]);
+            (f > 0.0).then_some(f)
+        })
+    })
+    .await;
+    assert!(failures > 0.0);
+    assert_eq!(
+        sum(&store, "reaction.filter.matches", &[("ip", "10.3.0.2")]),
         0.0
     );
     rx.stop().await;
