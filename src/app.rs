@@ -325,15 +325,18 @@ fn restore(
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves at the first SIGTERM or SIGINT. The handlers are installed when this is called
+/// (before the exporter is built), so a signal during start-up is not fatal either.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// Bind the configured address.

@@ -61,9 +61,10 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(async move {
+                let shutdown = shutdown_signal().context("cannot handle SIGTERM/SIGINT")?;
                 let listener = bind(&config).await?;
                 let app = App::build(config).await?;
-                app.run(listener, shutdown_signal()).await
+                app.run(listener, shutdown).await
             })
         }
     }
