@@ -11,11 +11,12 @@ The dashboards share their layout and panel titles; only the queries change:
   (`running_sum`, `tfirst_over_time`/`tlast_over_time`, `topk_last`);
 - reaction-otel.json: the OTLP push through an OpenTelemetry Collector
   (`deltatocumulative`, then the `prometheus` exporter): cumulative `*_total` counters,
-  queried with `increase`/`rate`.
+  differenced exactly (see `Flavour.delta`; not `increase`/`rate`).
 
 tests/dashboards.rs checks the JSON (datasource and instance variables, metric and label
 names); tests/dashboards_e2e.rs runs every query on real Prometheus and VictoriaMetrics
-fed by the real exporter. Edit this script, not the JSON, and run it.
+fed by the real exporter; tests/dashboards_otel_e2e.rs runs the OpenTelemetry one on real
+Prometheus behind a Collector stand-in. Edit this script, not the JSON, and run it.
 """
 
 import json
@@ -77,11 +78,30 @@ class Flavour:
         self.kind = kind  # "prometheus", "victoriametrics" or "otel"
         self.n = Names(kind == "otel")
 
-    # Events in a window: the gauges are summed, the counters increased.
+    # Events in a window: the "since the last scrape" gauges are summed, the cumulative
+    # counters differenced.
     def over(self, sel, window):
         if self.kind == "otel":
-            return "increase(%s[%s])" % (sel, window)
+            return self.delta(sel, window)
         return "sum_over_time(%s[%s])" % (sel, window)
+
+    @staticmethod
+    def delta(sel, window):
+        """Per series of a cumulative counter, the events in the window that ends at the
+        evaluation time, exactly: the last value in the window minus the last value before
+        it (looked for over Prometheus' 5 min lookback, so a missed scrape does not matter).
+        A series with no value before the window was born in it: the Collector's first
+        point already holds its first events, so its whole value counts; so does a series
+        that went down (a reset: the Collector restarted, or forgot an idle series after
+        `max_stale` and started it again).
+
+        Not `increase()` or `rate()`: both start from the first sample in the window, so
+        they miss the first point of every series (for an IP seen in one burst, all of
+        its matches), and both extrapolate to the window's ends (1.08 for 82 matches)."""
+        return (
+            "(last_over_time({s}[{w}]) - last_over_time({s}[5m] offset {w})) >= 0"
+            " or last_over_time({s}[{w}])".format(s=sel, w=window)
+        )
 
     def total(self, sel, window, by=None, zero=False):
         inner = self.over(sel, window)
@@ -89,24 +109,21 @@ class Flavour:
         return q + " or vector(0)" if zero else q
 
     def per_interval(self, sel, by):
-        """Events per interval (bars); for counters, per second."""
-        if self.kind == "otel":
-            return "sum by (%s) (rate(%s[$__rate_interval]))" % (by, sel)
-        return "sum by (%s) (sum_over_time(%s[$__interval]))" % (by, sel)
+        """Events per interval (bars): the windows of consecutive points tile the time
+        axis, so every event is counted once whatever the step."""
+        return "sum by (%s) (%s)" % (by, self.over(sel, "$__interval"))
 
     def running(self, sel, by):
-        """The running total from the start of the dashboard's range."""
+        """The running total from the start of the dashboard's range: the per-interval
+        counts after the start, added up (for the cumulative counters too: `x - x @
+        start()` would drop a series the Collector stops serving, an idle IP after
+        `metric_expiration`, and go wrong at a reset)."""
         if self.kind == "victoriametrics":
             return "running_sum(sum by (%s) (sum_over_time(%s[$__interval])))" % (by, sel)
-        if self.kind == "prometheus":
-            return (
-                "sum_over_time((sum by (%s) (sum_over_time(%s[$__interval])) "
-                "and on() (vector(time()) > $__from / 1000))[$__range:$__interval])" % (by, sel)
-            )
-        # Cumulative counters: now minus the start of the range; groups born after the
-        # start count from zero.
-        return "(sum by ({b}) ({s}) - sum by ({b}) ({s} @ start())) or sum by ({b}) ({s})".format(
-            b=by, s=sel
+        return (
+            "sum_over_time((sum by (%s) (%s) "
+            "and on() (vector(time()) > $__from / 1000))[$__range:$__interval])"
+            % (by, self.over(sel, "$__interval"))
         )
 
     # Lifetime: time between the first and the last match of an (instance, stream,
@@ -115,15 +132,17 @@ class Flavour:
 
     def _seen(self, window):
         """Per (instance, stream, filter, ip): a point at the end of each interval with
-        matches; its timestamp() is the end of that interval."""
+        matches; its timestamp() is the end of that interval. (The gauges have no sample
+        in an interval without matches; the counters' difference is 0 there.)"""
+        q = "sum by (%s) (%s)" % (self.LT, self.over(self.n.mip(), window))
         if self.kind == "otel":
-            return "timestamp(sum by (%s) (increase(%s[%s])) > 0)" % (self.LT, self.n.mip(), window)
-        return "timestamp(sum by (%s) (sum_over_time(%s[%s])))" % (self.LT, self.n.mip(), window)
+            q += " > 0"
+        return "timestamp(%s)" % q
 
     def first_seen(self):
         if self.kind == "victoriametrics":
             return "1000 * min by (%s) (tfirst_over_time(%s[$__range]))" % (self.LT, self.n.mip())
-        w = "$__rate_interval" if self.kind == "otel" else "$__interval"
+        w = "$__interval"
         return "1000 * (min_over_time(%s[$__range:$__interval]) - %s)" % (
             self._seen(w),
             "$__interval_ms / 1000",
@@ -132,7 +151,7 @@ class Flavour:
     def last_seen(self):
         if self.kind == "victoriametrics":
             return "1000 * max by (%s) (tlast_over_time(%s[$__range]))" % (self.LT, self.n.mip())
-        w = "$__rate_interval" if self.kind == "otel" else "$__interval"
+        w = "$__interval"
         return "1000 * max_over_time(%s[$__range:$__interval])" % self._seen(w)
 
     def lifetime(self):
@@ -140,7 +159,7 @@ class Flavour:
             return "max by ({b}) (tlast_over_time({s}[$__range])) - min by ({b}) (tfirst_over_time({s}[$__range]))".format(
                 b=self.LT, s=self.n.mip()
             )
-        w = "$__rate_interval" if self.kind == "otel" else "$__interval"
+        w = "$__interval"
         s = self._seen(w)
         return "max_over_time({s}[$__range:$__interval]) - min_over_time({s}[$__range:$__interval])".format(
             s=s
@@ -154,7 +173,7 @@ class Flavour:
                     b=self.LT, s=self.n.mip()
                 )
             )
-        w = "$__rate_interval" if self.kind == "otel" else "$__interval"
+        w = "$__interval"
         s = "(%s and on() (vector(time()) > $__from / 1000))" % self._seen(w)
         return (
             "avg by (instance) (max_over_time({s}[$__range:$__interval])"
@@ -342,7 +361,7 @@ def panels(f):
     n = f.n
     lay = Layout()
     otel = f.kind == "otel"
-    counts = "rate" if otel else "per interval"
+    counts = "per interval"
     when = "of the dashboard's range"
 
     # ------------------------------------------------------------------ Status
@@ -522,14 +541,14 @@ def panels(f):
         12,
         8,
     )
-    unit = "ops" if otel else "short"
+    unit = "short"
     lay.add(
         timeseries(
             "Matches " + counts,
-            "Matches per instance, " + ("per second." if otel else "in each interval of the graph."),
+            "Matches per instance, in each interval of the graph.",
             [target(f.per_interval(n.m(), "instance"), legend="{{instance}}")],
             unit=unit,
-            bars=not otel,
+            bars=True,
             stack=True,
         ),
         12,
@@ -538,10 +557,10 @@ def panels(f):
     lay.add(
         timeseries(
             "Actions " + counts,
-            "Actions per instance, " + ("per second." if otel else "in each interval of the graph."),
+            "Actions per instance, in each interval of the graph.",
             [target(f.per_interval(n.a(), "instance"), legend="{{instance}}")],
             unit=unit,
-            bars=not otel,
+            bars=True,
             stack=True,
         ),
         12,
@@ -585,10 +604,10 @@ def panels(f):
     lay.add(
         timeseries(
             "Stream events",
-            "Stream events per instance, stream and type (start, exit, exec, read, timeout)" + (" per second." if otel else ", per interval."),
+            "Stream events per instance, stream and type (start, exit, exec, read, timeout), per interval.",
             [target(f.per_interval(n.e(), "instance, stream, type"), legend="{{instance}} {{stream}} {{type}}")],
             unit=unit,
-            bars=not otel,
+            bars=True,
         ),
         12,
         8,
@@ -596,7 +615,7 @@ def panels(f):
     lay.add(
         timeseries(
             "Commands",
-            "Start and stop commands per instance, state, program, success and exit code" + (" per second." if otel else ", per interval."),
+            "Start and stop commands per instance, state, program, success and exit code, per interval.",
             [
                 target(
                     f.per_interval(n.c(), "instance, state, command, status, code"),
@@ -604,7 +623,7 @@ def panels(f):
                 )
             ],
             unit=unit,
-            bars=not otel,
+            bars=True,
         ),
         12,
         8,
