@@ -1,0 +1,1621 @@
+//! The OpenTelemetry dashboard (`dashboards/reaction-otel.json`) against data, on real
+//! Prometheus.
+//!
+//! The dashboard is for the OTLP push through an OpenTelemetry Collector (contrib):
+//! `deltatocumulative`, then the `prometheus` exporter, scraped by Prometheus. No Collector
+//! can be installed here, so the test puts a **Collector stand-in** in its place:
+//!
+//! - what it is: a real OTLP gRPC receiver (opentelemetry-proto's tonic service, as in
+//!   `tests/otlp.rs`) that keeps the latest point of each series and serves them all, on a
+//!   local HTTP port, as a Prometheus text page (format 0.0.4), with the names and labels
+//!   the Collector's `prometheus` exporter gives them by default (translation strategy
+//!   `UnderscoreEscapingWithSuffixes`). The rules are those of opentelemetry-collector-contrib,
+//!   cited where they are applied: `pkg/translator/prometheus` (`normalize_name.go`,
+//!   `normalize_label.go`) and `exporter/prometheusexporter` (`accumulator.go`,
+//!   `collector.go`, `utils.go`);
+//! - what it is not: the Collector. It does not run `deltatocumulative`: the exporters push
+//!   with `otlp.temporality: cumulative`, which is what that processor hands downstream
+//!   (running totals with a start time). It takes only what this exporter sends (sums and
+//!   gauges of numbers: no histograms, exemplars or delta sums; anything else is recorded
+//!   as an error and fails the test). It serves the text format only (the exporter's
+//!   default `enable_open_metrics: false`: no `_created` lines), without timestamps
+//!   (default `send_timestamps: false`), without `namespace` or `const_labels`, and it never
+//!   expires a series (`metric_expiration`, 5 min by default, is longer than the test, and
+//!   a cumulative exporter re-sends every series at every export anyway).
+//!
+//! Its names are checked against the `prometheus_name` annotations of `otel/registry` (the
+//! table of `otel/README.md`): the stand-in and the documentation agree.
+//!
+//! Two "hosts" (two reaction logs and CLI fixtures, two exporters with `otlp.instance_id`
+//! `host1` and `host2`) get a deterministic workload in three phases a few seconds apart:
+//! matches in three filters of two streams, IPs seen in several filters and on both hosts,
+//! actions, stream errors, failed start/stop commands, pending actions from the fixture's
+//! `reaction show` on host1, and reaction down on host2 at the end. The exporters push every
+//! second; real **Prometheus** (Debian `prometheus`) scrapes the stand-in every second with
+//! `honor_labels: true`, as the commented job of `collector-configs/prometheus.yml` does.
+//!
+//! Then every query of the dashboard runs through Prometheus' HTTP API with Grafana's
+//! variables substituted (`tests/grafana`), at steps of 1, 5 and 15 s and for three
+//! selections of the variables: each must succeed, return data for "all", and give exactly
+//! the workload's numbers (totals per filter, per IP, per instance over the range and the
+//! year, per-interval bars added up, running totals at the end of the range, pending
+//! actions and reaction's status as gauges); times (last log line, first and last match,
+//! lifetimes) to the step and the push and scrape delays. The variables' `label_values`
+//! queries run through `/api/v1/label/.../values`.
+//!
+//! A missing `prometheus` fails the test with the package to install. Everything listens
+//! on 127.0.0.1; every process is killed at the end, also on failure (Drop).
+
+mod common;
+mod grafana;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, NumberDataPoint,
+};
+use serde_json::{json, Value};
+
+use common::{append, file_config, Exporter, Reaction};
+use grafana::*;
+
+const SCRAPE: i64 = 1;
+const STEPS: [i64; 3] = [1, 5, 15];
+/// Every timestamp the test uses (from, to) is a multiple of this (of every step).
+const ALIGN: i64 = 15;
+const HOSTS: [&str; 2] = ["host1", "host2"];
+/// The scrape job of the stand-in (the one commented in collector-configs/prometheus.yml).
+const JOB: &str = "reaction-otlp";
+const DASHBOARD: &str = "dashboards/reaction-otel.json";
+const LAST_LINE: &str = "this line is not from reaction\n";
+const LAST_LINE_WARNING: &str = "\"this line is not from reaction\"";
+/// Upper bound of the time from a log line to its sample in Prometheus: the exporter's
+/// poll (0.2 s), one push interval (1 s), one scrape interval (1 s), and some slack.
+const DELAY: f64 = 4.0;
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------
+// The Collector stand-in: names and labels
+
+/// How the Collector sees a metric: a monotonic sum (a Prometheus counter), another sum,
+/// or a gauge (both Prometheus gauges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Sum,
+    Gauge,
+}
+
+/// `unitMap` of normalize_name.go: OTLP (UCUM) unit -> Prometheus unit word.
+const UNITS: [(&str, &str); 26] = [
+    ("d", "days"),
+    ("h", "hours"),
+    ("min", "minutes"),
+    ("s", "seconds"),
+    ("ms", "milliseconds"),
+    ("us", "microseconds"),
+    ("ns", "nanoseconds"),
+    ("By", "bytes"),
+    ("KiBy", "kibibytes"),
+    ("MiBy", "mebibytes"),
+    ("GiBy", "gibibytes"),
+    ("TiBy", "tibibytes"),
+    ("KBy", "kilobytes"),
+    ("MBy", "megabytes"),
+    ("GBy", "gigabytes"),
+    ("TBy", "terabytes"),
+    ("m", "meters"),
+    ("V", "volts"),
+    ("A", "amperes"),
+    ("J", "joules"),
+    ("W", "watts"),
+    ("g", "grams"),
+    ("Cel", "celsius"),
+    ("Hz", "hertz"),
+    ("1", ""),
+    ("%", "percent"),
+];
+
+/// `perUnitMap` of normalize_name.go: the unit after a `/`.
+const PER_UNITS: [(&str, &str); 7] = [
+    ("s", "second"),
+    ("m", "minute"),
+    ("h", "hour"),
+    ("d", "day"),
+    ("w", "week"),
+    ("mo", "month"),
+    ("y", "year"),
+];
+
+fn lookup<'a>(table: &[(&str, &'a str)], unit: &'a str) -> &'a str {
+    table
+        .iter()
+        .find(|(k, _)| *k == unit)
+        .map_or(unit, |(_, v)| v)
+}
+
+/// The alphanumeric runs of a string (`strings.FieldsFunc` on non-letters, non-digits).
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A metric's Prometheus name: `normalizeName` of normalize_name.go. The name is split
+/// into words at every character other than a letter or digit (`.` becomes `_`); the
+/// unit before a `/` is appended as its Prometheus word (`s` -> `seconds`, `By` ->
+/// `bytes`) unless it is in braces (`{match}`: dropped), empty, or already a word of the
+/// name; the unit after a `/` as `per_<word>`; counters (monotonic sums) end in `total`;
+/// gauges (only) of unit `1` end in `ratio`; a leading digit gets a `_`.
+fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
+    let mut tokens = words(name);
+    let mut parts = unit.splitn(2, '/');
+    let main = parts.next().unwrap_or("").trim();
+    if !main.is_empty() && !main.contains(['{', '}']) {
+        let word = words(lookup(&UNITS, main)).join("_");
+        if !word.is_empty() && !tokens.contains(&word) {
+            tokens.push(word);
+        }
+    }
+    if let Some(per) = parts.next().map(str::trim) {
+        if !per.is_empty() && !per.contains(['{', '}']) {
+            let word = words(lookup(&PER_UNITS, per)).join("_");
+            if !word.is_empty() && !tokens.contains(&word) {
+                tokens.push("per".into());
+                tokens.push(word);
+            }
+        }
+    }
+    if kind == Kind::Counter {
+        tokens.retain(|t| t != "total");
+        tokens.push("total".into());
+    }
+    if unit == "1" && kind == Kind::Gauge {
+        tokens.retain(|t| t != "ratio");
+        tokens.push("ratio".into());
+    }
+    let mut out = tokens.join("_");
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// An attribute key as a label name: `NormalizeLabel` of normalize_label.go. Every
+/// character other than a letter or digit becomes `_`; a leading digit gets `key_`, a
+/// leading single `_` gets `key`.
+fn label_name(key: &str) -> String {
+    let mut l: String = key
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '_' })
+        .collect();
+    if l.starts_with(|c: char| c.is_ascii_digit()) {
+        l.insert_str(0, "key_");
+    } else if l.starts_with('_') && !l.starts_with("__") {
+        l.insert_str(0, "key");
+    }
+    l
+}
+
+/// An attribute's value as a string (pcommon `Value.AsString`, for the scalar types).
+fn attr_value(kv: &KeyValue) -> Result<String, String> {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => Ok(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => Ok(b.to_string()),
+        Some(any_value::Value::IntValue(i)) => Ok(i.to_string()),
+        Some(any_value::Value::DoubleValue(d)) => Ok(d.to_string()),
+        other => Err(format!("attribute {}: {other:?} is not a scalar", kv.key)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The Collector stand-in: the accumulator and the page
+
+/// The latest point of one series.
+struct Sample {
+    help: String,
+    kind: Kind,
+    value: f64,
+    time: u64,
+}
+
+type Labels = BTreeMap<String, String>;
+
+#[derive(Default)]
+struct Page {
+    /// (Prometheus name, labels) -> latest point.
+    series: BTreeMap<(String, Labels), Sample>,
+    /// (job, instance) -> the labels of its `target_info`.
+    target_info: BTreeMap<(String, String), Labels>,
+    /// OTLP name -> Prometheus name, for the check against the registry.
+    names: BTreeMap<String, String>,
+    /// instance -> the time of the latest point received (ns since the epoch).
+    latest: BTreeMap<String, u64>,
+    /// What the stand-in could not take.
+    errors: Vec<String>,
+}
+
+impl Page {
+    /// `lastValueAccumulator.Accumulate` (accumulator.go) and the labels of
+    /// `getMetricMetadata` (collector.go).
+    fn accumulate(&mut self, req: ExportMetricsServiceRequest) {
+        for rm in req.resource_metrics {
+            let mut resource = BTreeMap::new();
+            for kv in rm.resource.map(|r| r.attributes).unwrap_or_default() {
+                match attr_value(&kv) {
+                    Ok(v) => {
+                        resource.insert(kv.key, v);
+                    }
+                    Err(e) => self.errors.push(format!("resource: {e}")),
+                }
+            }
+            // utils.go: `job` is service.name (prefixed by `service.namespace/` if any),
+            // `instance` is service.instance.id.
+            let job =
+                resource
+                    .get("service.name")
+                    .map(|name| match resource.get("service.namespace") {
+                        Some(ns) => format!("{ns}/{name}"),
+                        None => name.clone(),
+                    });
+            let instance = resource.get("service.instance.id").cloned();
+            // collector.go `createTargetInfoMetrics`: one `target_info` (value 1) per job
+            // and instance, labelled with the other resource attributes (keys as label
+            // names, values of colliding keys joined with `;`).
+            if let (Some(job), Some(instance)) = (&job, &instance) {
+                let mut labels = Labels::new();
+                for (k, v) in &resource {
+                    if ["service.name", "service.namespace", "service.instance.id"]
+                        .contains(&k.as_str())
+                    {
+                        continue;
+                    }
+                    labels
+                        .entry(label_name(k))
+                        .and_modify(|e| {
+                            e.push(';');
+                            e.push_str(v)
+                        })
+                        .or_insert_with(|| v.clone());
+                }
+                labels.insert("job".into(), job.clone());
+                labels.insert("instance".into(), instance.clone());
+                self.target_info
+                    .insert((job.clone(), instance.clone()), labels);
+            }
+            for sm in rm.scope_metrics {
+                let scope = sm.scope.unwrap_or_default();
+                let mut scope_labels = Labels::new();
+                for kv in &scope.attributes {
+                    match attr_value(kv) {
+                        Ok(v) => {
+                            scope_labels.insert(label_name(&format!("otel_scope_{}", kv.key)), v);
+                        }
+                        Err(e) => self.errors.push(format!("scope: {e}")),
+                    }
+                }
+                scope_labels.insert("otel_scope_name".into(), scope.name.clone());
+                scope_labels.insert("otel_scope_version".into(), scope.version.clone());
+                // Empty for this exporter; Prometheus drops labels with an empty value.
+                scope_labels.insert("otel_scope_schema_url".into(), sm.schema_url.clone());
+                if let Some(job) = &job {
+                    scope_labels.insert("job".into(), job.clone());
+                }
+                if let Some(instance) = &instance {
+                    scope_labels.insert("instance".into(), instance.clone());
+                }
+                for m in sm.metrics {
+                    let (kind, points) = match m.data {
+                        Some(Data::Sum(s))
+                            if s.aggregation_temporality
+                                == AggregationTemporality::Cumulative as i32 =>
+                        {
+                            let kind = if s.is_monotonic {
+                                Kind::Counter
+                            } else {
+                                Kind::Sum
+                            };
+                            (kind, s.data_points)
+                        }
+                        Some(Data::Gauge(g)) => (Kind::Gauge, g.data_points),
+                        other => {
+                            self.errors.push(format!(
+                                "{}: not a cumulative sum or a gauge (the stand-in takes what \
+                                 deltatocumulative hands on): {other:?}",
+                                m.name
+                            ));
+                            continue;
+                        }
+                    };
+                    let name = metric_name(&m.name, &m.unit, kind);
+                    self.names.insert(m.name.clone(), name.clone());
+                    for p in points {
+                        self.point(&name, &m.description, kind, &scope_labels, p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn point(&mut self, name: &str, help: &str, kind: Kind, base: &Labels, p: NumberDataPoint) {
+        let mut labels = base.clone();
+        for kv in &p.attributes {
+            match attr_value(kv) {
+                Ok(v) => {
+                    labels.insert(label_name(&kv.key), v);
+                }
+                Err(e) => self.errors.push(format!("{name}: {e}")),
+            }
+        }
+        let key = (name.to_string(), labels);
+        // accumulator.go: a point flagged "no recorded value" removes the series; an older
+        // point than the one kept is ignored.
+        if p.flags & 1 != 0 {
+            self.series.remove(&key);
+            return;
+        }
+        if self
+            .series
+            .get(&key)
+            .is_some_and(|s| p.time_unix_nano < s.time)
+        {
+            return;
+        }
+        let value = match p.value {
+            Some(number_data_point::Value::AsInt(i)) => i as f64,
+            Some(number_data_point::Value::AsDouble(d)) => d,
+            None => f64::NAN,
+        };
+        if let Some(instance) = key.1.get("instance") {
+            let t = self.latest.entry(instance.clone()).or_default();
+            *t = (*t).max(p.time_unix_nano);
+        }
+        self.series.insert(
+            key,
+            Sample {
+                help: help.to_string(),
+                kind,
+                value,
+                time: p.time_unix_nano,
+            },
+        );
+    }
+
+    /// The page: `# HELP`, `# TYPE` and the samples of each family, `target_info` first
+    /// (help "Target metadata", a gauge of 1), no timestamps.
+    fn render(&self) -> String {
+        fn line(out: &mut String, name: &str, labels: &Labels, value: f64) {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
+                    format!("{k}=\"{v}\"")
+                })
+                .collect();
+            let value = if value.is_nan() {
+                "NaN".to_string()
+            } else if value.is_infinite() {
+                if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+            } else {
+                value.to_string()
+            };
+            let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+        }
+        let mut out = String::new();
+        if !self.target_info.is_empty() {
+            out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\n");
+            for labels in self.target_info.values() {
+                line(&mut out, "target_info", labels, 1.0);
+            }
+        }
+        let mut family = "";
+        for ((name, labels), s) in &self.series {
+            if name != family {
+                let kind = if s.kind == Kind::Counter {
+                    "counter"
+                } else {
+                    "gauge"
+                };
+                let help = s.help.replace('\\', "\\\\").replace('\n', "\\n");
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                family = name;
+            }
+            line(&mut out, name, labels, s.value);
+        }
+        out
+    }
+
+    /// The sum of the samples of `name` whose labels include `having`.
+    fn value(&self, name: &str, having: &[(&str, &str)]) -> Option<f64> {
+        let v: Vec<f64> = self
+            .series
+            .iter()
+            .filter(|((n, l), _)| {
+                n == name
+                    && having
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, s)| s.value)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    }
+}
+
+#[derive(Clone, Default)]
+struct StandIn(Arc<Mutex<Page>>);
+
+#[tonic::async_trait]
+impl MetricsService for StandIn {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().accumulate(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+async fn page(
+    axum::extract::State(s): axum::extract::State<StandIn>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let body = s.0.lock().unwrap().render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// The stand-in on `rt`: (OTLP gRPC address, page address). It stops with the runtime.
+fn start_stand_in(rt: &tokio::runtime::Runtime, stand: &StandIn) -> (String, String) {
+    let (grpc, http) = rt.block_on(async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+    });
+    let addrs = (
+        grpc.local_addr().unwrap().to_string(),
+        http.local_addr().unwrap().to_string(),
+    );
+    let svc = MetricsServiceServer::new(stand.clone());
+    rt.spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
+            .await
+            .unwrap();
+    });
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(page))
+        .with_state(stand.clone());
+    rt.spawn(async move {
+        axum::serve(http, router).await.unwrap();
+    });
+    addrs
+}
+
+/// `prometheus_name` of every metric of `otel/registry` (OTLP name -> Prometheus name).
+fn registry_names() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("otel/registry")).unwrap() {
+        let path = entry.unwrap().path();
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for g in doc["groups"].as_sequence().into_iter().flatten() {
+            let (Some(m), Some(p)) = (
+                g["metric_name"].as_str(),
+                g["annotations"]["reaction_metrics_exporter"]["prometheus_name"].as_str(),
+            ) else {
+                continue;
+            };
+            out.insert(m.to_string(), p.to_string());
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The workload
+
+fn reaction_config() -> Value {
+    json!({
+        "patterns": {
+            "ip": {"regex": "[0-9a-f.:]+"},
+            "user": {"regex": "[^ ]+"},
+            "ua": {"regex": "[^\"]*"}
+        },
+        "start": [["iptables", "-w", "-N", "reaction"]],
+        "stop": [["iptables", "-w", "-X", "reaction"]],
+        "streams": {
+            "ssh": {
+                "cmd": ["journalctl", "-fn0", "-u", "sshd.service"],
+                "filters": {
+                    "failedlogin": {
+                        "regex": ["Failed password for <user> from <ip>"],
+                        "retry": 3,
+                        "retryperiod": "6h",
+                        "actions": {
+                            "ban": {"cmd": BAN},
+                            "unban": {"cmd": UNBAN, "after": "48h"}
+                        }
+                    },
+                    "invaliduser": {
+                        "regex": ["Invalid user from <ip>"],
+                        "actions": {"ban": {"cmd": BAN}}
+                    }
+                }
+            },
+            "web.nginx": {
+                "cmd": ["tail", "-fn0", "/var/log/nginx/access.log"],
+                "filters": {
+                    "aiBots": {
+                        "regex": ["^<ip> .* \"<ua>\"$"],
+                        "actions": {"ban": {"cmd": NFT}}
+                    }
+                }
+            }
+        }
+    })
+}
+
+const BAN: [&str; 8] = [
+    "iptables", "-w", "-A", "reaction", "-s", "<ip>", "-j", "DROP",
+];
+const UNBAN: [&str; 8] = [
+    "iptables", "-w", "-D", "reaction", "-s", "<ip>", "-j", "DROP",
+];
+const NFT: [&str; 7] = [
+    "nft", "add", "element", "inet", "reaction", "bots", "{ <ip> }",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fam {
+    Match,
+    Action,
+    Pending,
+    Stream,
+    Command,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    /// stream, filter, ip, the other pattern's value (user or ua; "" for none), count
+    Match(
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        usize,
+    ),
+    /// stream, filter, action, ip
+    Action(&'static str, &'static str, &'static str, &'static str),
+    /// stream, type
+    Stream(&'static str, &'static str),
+    /// state, program, exit code
+    Command(&'static str, &'static str, i32),
+}
+
+/// The log lines of an event, as reaction 2 writes them.
+fn lines(ev: &Ev) -> String {
+    match *ev {
+        Ev::Match(stream, filter, ip, other, n) => {
+            let values = if other.is_empty() {
+                format!("[\"{ip}\"]")
+            } else {
+                format!("[\"{ip}\", \"{other}\"]")
+            };
+            format!("INFO {stream}.{filter}: match {values}\n").repeat(n)
+        }
+        Ev::Action(stream, filter, action, ip) => {
+            let cmd: &[&str] = match (filter, action) {
+                ("aiBots", _) => &NFT,
+                (_, "unban") => &UNBAN,
+                _ => &BAN,
+            };
+            let args: Vec<String> = cmd
+                .iter()
+                .map(|a| format!("\"{}\"", a.replace("<ip>", ip)))
+                .collect();
+            format!("INFO {stream}.{filter}.{action}: run [{}]\n", args.join(" "))
+        }
+        Ev::Stream(stream, ty) => match ty {
+            "start" => {
+                let cmd = if stream == "ssh" {
+                    r#"["journalctl", "-fn0", "-u", "sshd.service"]"#
+                } else {
+                    r#"["tail", "-fn0", "/var/log/nginx/access.log"]"#
+                };
+                format!("INFO {stream}: start {cmd}\n")
+            }
+            "exit" => format!("ERROR stream {stream} exited: exit status: 1\n"),
+            "exec" => format!(
+                "ERROR could not execute stream {stream} cmd: No such file or directory (os error 2)\n"
+            ),
+            "read" => format!(
+                "ERROR impossible to read output from stream {stream}: stream did not contain valid UTF-8\n"
+            ),
+            "timeout" => format!("ERROR child process of stream {stream} did not terminate\n"),
+            other => panic!("unknown stream event {other}"),
+        },
+        Ev::Command(state, program, code) => {
+            let argv = format!("[\"{program}\", \"-w\", \"-N\", \"reaction\"]");
+            if code == 0 {
+                format!("INFO {state} command: run {argv}\n")
+            } else {
+                format!("ERROR {state} command: run {argv}: exit code: {code}\n")
+            }
+        }
+    }
+}
+
+/// The phases, per host; they are written a few seconds apart.
+fn phases() -> Vec<Vec<(&'static str, Ev)>> {
+    use Ev::*;
+    vec![
+        vec![
+            ("host1", Command("start", "iptables", 0)),
+            ("host1", Command("start", "ip6tables", 2)),
+            ("host1", Stream("ssh", "start")),
+            ("host1", Stream("web.nginx", "start")),
+            ("host1", Match("ssh", "failedlogin", "192.0.2.1", "root", 3)),
+            (
+                "host1",
+                Match("web.nginx", "aiBots", "192.0.2.1", "curl/8.0", 1),
+            ),
+            ("host1", Match("ssh", "invaliduser", "198.51.100.7", "", 2)),
+            (
+                "host1",
+                Match("web.nginx", "aiBots", "203.0.113.9", "GPTBot/1.0", 1),
+            ),
+            ("host2", Command("start", "iptables", 0)),
+            ("host2", Stream("ssh", "start")),
+        ],
+        vec![
+            (
+                "host1",
+                Match("ssh", "failedlogin", "192.0.2.1", "admin", 2),
+            ),
+            ("host1", Action("ssh", "failedlogin", "ban", "192.0.2.1")),
+            (
+                "host1",
+                Match("ssh", "failedlogin", "198.51.100.7", "root", 1),
+            ),
+            (
+                "host1",
+                Match("web.nginx", "aiBots", "203.0.113.66", "EvilBot", 40),
+            ),
+            ("host1", Stream("ssh", "exit")),
+            ("host1", Stream("web.nginx", "exec")),
+            ("host2", Match("ssh", "failedlogin", "192.0.2.1", "root", 4)),
+            (
+                "host2",
+                Match("web.nginx", "aiBots", "203.0.113.9", "GPTBot/1.0", 2),
+            ),
+        ],
+        vec![
+            ("host1", Match("ssh", "failedlogin", "192.0.2.1", "root", 1)),
+            ("host1", Action("ssh", "invaliduser", "ban", "198.51.100.7")),
+            (
+                "host1",
+                Match("ssh", "failedlogin", "192.0.2.50", "root", 25),
+            ),
+            ("host1", Action("ssh", "failedlogin", "ban", "192.0.2.50")),
+            (
+                "host1",
+                Action("ssh", "failedlogin", "unban", "198.51.100.7"),
+            ),
+            ("host1", Stream("ssh", "read")),
+            ("host1", Stream("web.nginx", "timeout")),
+            ("host1", Command("stop", "iptables", 0)),
+            ("host1", Command("stop", "iptables", 1)),
+            ("host2", Action("ssh", "failedlogin", "ban", "192.0.2.1")),
+        ],
+    ]
+}
+
+/// host1's pending actions (`reaction show`), all unbans of failedlogin: (ip, user, count).
+const PENDING: [(&str, &str, usize); 3] = [
+    ("192.0.2.1", "root", 1),
+    ("192.0.2.50", "root", 2),
+    ("192.0.2.60", "root", 1),
+];
+
+fn show_state() -> Value {
+    let mut entries = serde_json::Map::new();
+    for (ip, user, n) in PENDING {
+        entries.insert(format!("{ip} {user}"), json!({"actions": {"unban": n}}));
+    }
+    json!({"version": "2.2.0", "show": {"ssh": {"failedlogin": entries}}})
+}
+
+/// reaction's status at the end: host2's is down (its socket removed in the last phase).
+fn up_at_end(host: &str) -> f64 {
+    if host == "host2" {
+        0.0
+    } else {
+        1.0
+    }
+}
+
+/// One counted thing: its family, its labels (with `instance`), how many, when written.
+#[derive(Debug, Clone)]
+struct Rec {
+    fam: Fam,
+    labels: BTreeMap<String, String>,
+    n: f64,
+    t: f64,
+}
+
+impl Rec {
+    fn get(&self, k: &str) -> &str {
+        self.labels.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+fn rec(host: &str, ev: &Ev, t: f64) -> Rec {
+    let mut l = BTreeMap::new();
+    l.insert("instance".to_string(), host.to_string());
+    let mut put = |k: &str, v: &str| {
+        l.insert(k.to_string(), v.to_string());
+    };
+    let (fam, n) = match *ev {
+        Ev::Match(stream, filter, ip, _, n) => {
+            put("stream", stream);
+            put("filter", filter);
+            put("ip", ip);
+            (Fam::Match, n)
+        }
+        Ev::Action(stream, filter, action, ip) => {
+            put("stream", stream);
+            put("filter", filter);
+            put("action", action);
+            put("ip", ip);
+            (Fam::Action, 1)
+        }
+        Ev::Stream(stream, ty) => {
+            put("stream", stream);
+            put("type", ty);
+            (Fam::Stream, 1)
+        }
+        Ev::Command(state, program, code) => {
+            put("state", state);
+            put("command", program);
+            put("status", if code == 0 { "True" } else { "False" });
+            put("code", &code.to_string());
+            (Fam::Command, 1)
+        }
+    };
+    Rec {
+        fam,
+        labels: l,
+        n: n as f64,
+        t,
+    }
+}
+
+type Key = Vec<(String, String)>;
+type Map = BTreeMap<Key, f64>;
+
+/// A selection of the template variables: `None` is "All" (`.*`), else the values chosen;
+/// the ip variable is a text box holding a regex.
+#[derive(Debug, Clone)]
+struct Combo {
+    name: &'static str,
+    instance: Option<Vec<&'static str>>,
+    stream: Option<Vec<&'static str>>,
+    filter: Option<Vec<&'static str>>,
+    ip: &'static str,
+}
+
+fn multi_text(v: &Option<Vec<&str>>) -> String {
+    v.as_ref().map_or(".*".to_string(), |v| grafana_multi(v))
+}
+
+fn multi_regex(v: &Option<Vec<&str>>) -> String {
+    v.as_ref().map_or(".*".to_string(), |v| values_regex(v))
+}
+
+impl Combo {
+    /// The variables as Grafana writes them into the queries.
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("instance", multi_text(&self.instance)),
+            ("stream", multi_text(&self.stream)),
+            ("filter", multi_text(&self.filter)),
+            ("ip", grafana_text(self.ip)),
+        ]
+    }
+
+    /// Whether a label value is selected (the regex the database applies).
+    fn keeps(&self, var: &str, value: &str) -> bool {
+        let re = match var {
+            "instance" => multi_regex(&self.instance),
+            "stream" => multi_regex(&self.stream),
+            "filter" => multi_regex(&self.filter),
+            "ip" => self.ip.to_string(),
+            other => panic!("no variable {other}"),
+        };
+        regex::Regex::new(&format!("^(?:{re})$"))
+            .unwrap()
+            .is_match(value)
+    }
+}
+
+fn combos() -> Vec<Combo> {
+    vec![
+        Combo {
+            name: "all",
+            instance: None,
+            stream: None,
+            filter: None,
+            ip: ".*",
+        },
+        Combo {
+            name: "one of each",
+            instance: Some(vec!["host1"]),
+            stream: Some(vec!["ssh"]),
+            filter: Some(vec!["failedlogin"]),
+            ip: "192.0.2.1",
+        },
+        Combo {
+            name: "several",
+            instance: Some(vec!["host1", "host2"]),
+            stream: Some(vec!["ssh", "web.nginx"]),
+            filter: Some(vec!["failedlogin", "aiBots"]),
+            // Typed in the text box: a regex with escaped dots.
+            ip: r"192\.0\.2\..*|203\.0\.113\.9",
+        },
+    ]
+}
+
+struct World {
+    recs: Vec<Rec>,
+    /// When the last line was appended to every log.
+    last_line: f64,
+}
+
+impl World {
+    /// The records of a family that the dashboard's selectors keep for `c`.
+    fn select(&self, fam: Fam, c: &Combo) -> Vec<&Rec> {
+        self.recs
+            .iter()
+            .filter(|r| r.fam == fam)
+            .filter(|r| {
+                let mut ok = c.keeps("instance", r.get("instance"));
+                if matches!(fam, Fam::Match | Fam::Action | Fam::Pending | Fam::Stream) {
+                    ok &= c.keeps("stream", r.get("stream"));
+                }
+                if matches!(fam, Fam::Match | Fam::Action | Fam::Pending) {
+                    ok &= c.keeps("filter", r.get("filter")) && c.keeps("ip", r.get("ip"));
+                }
+                ok
+            })
+            .collect()
+    }
+
+    fn sum_by(&self, fam: Fam, c: &Combo, keys: &[&str], keep: impl Fn(&Rec) -> bool) -> Map {
+        let mut out = Map::new();
+        for r in self.select(fam, c).into_iter().filter(|r| keep(r)) {
+            let key: Key = keys
+                .iter()
+                .map(|k| (k.to_string(), r.get(k).to_string()))
+                .collect();
+            *out.entry(key).or_default() += r.n;
+        }
+        out
+    }
+
+    fn total(&self, fam: Fam, c: &Combo, keep: impl Fn(&Rec) -> bool, zero: bool) -> Map {
+        let v: f64 = self
+            .select(fam, c)
+            .into_iter()
+            .filter(|r| keep(r))
+            .map(|r| r.n)
+            .sum();
+        if v == 0.0 && !zero {
+            Map::new()
+        } else {
+            Map::from([(vec![], v)])
+        }
+    }
+
+    /// Distinct values of `of` per `per`, where there is more than one.
+    fn distinct(&self, c: &Combo, per: &str, of: &[&str]) -> Map {
+        let mut seen: BTreeMap<String, BTreeSet<Vec<String>>> = BTreeMap::new();
+        for r in self.select(Fam::Match, c) {
+            seen.entry(r.get(per).to_string())
+                .or_default()
+                .insert(of.iter().map(|k| r.get(k).to_string()).collect());
+        }
+        seen.into_iter()
+            .filter(|(_, s)| s.len() > 1)
+            .map(|(v, s)| (vec![(per.to_string(), v)], s.len() as f64))
+            .collect()
+    }
+
+    /// (first, last) write time of the matches per (filter, instance, ip, stream).
+    fn seen(&self, c: &Combo) -> BTreeMap<Key, (f64, f64)> {
+        let mut out: BTreeMap<Key, (f64, f64)> = BTreeMap::new();
+        for r in self.select(Fam::Match, c) {
+            let key: Key = ["filter", "instance", "ip", "stream"]
+                .iter()
+                .map(|k| (k.to_string(), r.get(k).to_string()))
+                .collect();
+            let e = out.entry(key).or_insert((r.t, r.t));
+            e.0 = e.0.min(r.t);
+            e.1 = e.1.max(r.t);
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What each panel must show
+
+enum Expect {
+    /// An instant vector, exactly.
+    Instant(Map),
+    /// A range: the last point of each series, exactly.
+    Last(Map),
+    /// A range: the sum of the points of each series (per-interval bars), exactly.
+    Sum(Map),
+    /// An instant vector whose values lie within bounds.
+    Within(BTreeMap<Key, (f64, f64)>),
+    /// A range whose last points lie within bounds.
+    LastWithin(BTreeMap<Key, (f64, f64)>),
+}
+
+fn expectation(title: &str, ref_id: &str, w: &World, c: &Combo, step: i64, to: i64) -> Expect {
+    use Expect::*;
+    use Fam::*;
+    let all = |_: &Rec| true;
+    let hosts: Vec<&str> = HOSTS
+        .iter()
+        .copied()
+        .filter(|h| c.keeps("instance", h))
+        .collect();
+    let per_host = |extra: &[(&str, &str)], value: &dyn Fn(&str) -> f64| -> Map {
+        hosts
+            .iter()
+            .map(|h| {
+                let mut k: Key = vec![("instance".to_string(), h.to_string())];
+                k.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+                k.sort();
+                (k, value(h))
+            })
+            .collect()
+    };
+    let errors = |r: &Rec| r.get("type") != "start";
+    let failed = |r: &Rec| r.get("status") == "False";
+    let tol = step as f64 + DELAY;
+    match (title, ref_id) {
+        ("reaction status", _) => Instant(per_host(&[], &up_at_end)),
+        ("Last log line", _) => {
+            let age = to as f64 - w.last_line;
+            Within(
+                per_host(&[], &|_| 0.0)
+                    .into_keys()
+                    .map(|k| (k, (age - DELAY, age + 0.5)))
+                    .collect(),
+            )
+        }
+        ("reaction version", _) => Instant(per_host(&[("version", "2.2.0")], &up_at_end)),
+        ("Exporter version", _) => Instant(per_host(
+            &[("service_version", env!("CARGO_PKG_VERSION"))],
+            &|_| 1.0,
+        )),
+        ("Matches in range" | "Matches, last 365 days", _) => Instant(w.total(Match, c, all, false)),
+        ("Actions in range" | "Actions, last 365 days", _) => Instant(w.total(Action, c, all, false)),
+        ("Stream errors in range" | "Stream errors, last 365 days", _) => {
+            Instant(w.total(Stream, c, errors, true))
+        }
+        ("Failed commands in range" | "Failed commands, last 365 days", _) => {
+            Instant(w.total(Command, c, failed, true))
+        }
+        ("IPs matched in range" | "IPs matched, last 365 days", _) => {
+            let ips: BTreeSet<&str> = w
+                .select(Match, c)
+                .into_iter()
+                .map(|r| r.get("ip"))
+                .collect();
+            Instant(if ips.is_empty() {
+                Map::new()
+            } else {
+                Map::from([(vec![], ips.len() as f64)])
+            })
+        }
+        ("Actions by filter and action", _) => {
+            Instant(w.sum_by(Action, c, &["action", "filter", "instance", "stream"], all))
+        }
+        ("Pending actions", _) => Instant(w.total(Pending, c, all, true)),
+        ("Pending actions by filter and action", _) => {
+            Instant(w.sum_by(Pending, c, &["action", "filter", "instance", "stream"], all))
+        }
+        ("Pending actions over time", _) => Last(w.sum_by(Pending, c, &["instance"], all)),
+        ("Matches, running total", _) => Last(w.sum_by(Match, c, &["instance"], all)),
+        ("Actions, running total", _) => Last(w.sum_by(Action, c, &["instance"], all)),
+        ("Matches per interval", _) => Sum(w.sum_by(Match, c, &["instance"], all)),
+        ("Actions per interval", _) => Sum(w.sum_by(Action, c, &["instance"], all)),
+        ("Matches by filter and instance" | "Matches by filter and instance, last 365 days", _) => {
+            Instant(w.sum_by(Match, c, &["filter", "instance", "stream"], all))
+        }
+        ("Matches by filter, running total", _) => {
+            Last(w.sum_by(Match, c, &["filter", "instance", "stream"], all))
+        }
+        ("Stream events", _) => Sum(w.sum_by(Stream, c, &["instance", "stream", "type"], all)),
+        ("Commands", _) => Sum(w.sum_by(
+            Command,
+            c,
+            &["code", "command", "instance", "state", "status"],
+            all,
+        )),
+        ("Stream errors", _) => Instant(w.sum_by(Stream, c, &["instance", "stream", "type"], errors)),
+        ("Failed commands", _) => Instant(w.sum_by(
+            Command,
+            c,
+            &["code", "command", "instance", "state"],
+            failed,
+        )),
+        ("Top IPs by matches" | "Top IPs by matches, last 365 days", _) => {
+            Instant(w.sum_by(Match, c, &["ip"], all))
+        }
+        ("Top IPs by actions" | "Top IPs by actions, last 365 days", _) => {
+            Instant(w.sum_by(Action, c, &["action", "ip"], all))
+        }
+        ("IPs seen in several filters" | "IPs seen in several filters, last 365 days", _) => {
+            Instant(w.distinct(c, "ip", &["stream", "filter"]))
+        }
+        ("IPs seen on several instances", _) => Instant(w.distinct(c, "ip", &["instance"])),
+        ("Where and when IPs matched", "A") => {
+            Instant(w.sum_by(Match, c, &["filter", "instance", "ip", "stream"], all))
+        }
+        // First match: the start of the interval that holds its sample, which arrives
+        // within DELAY of the line.
+        ("Where and when IPs matched", "B") => Within(
+            w.seen(c)
+                .into_iter()
+                .map(|(k, (first, _))| (k, (1000.0 * (first - tol), 1000.0 * (first + DELAY))))
+                .collect(),
+        ),
+        // Last match: the end of that interval.
+        ("Where and when IPs matched", "C") => Within(
+            w.seen(c)
+                .into_iter()
+                .map(|(k, (_, last))| (k, (1000.0 * (last - 1.0), 1000.0 * (last + tol))))
+                .collect(),
+        ),
+        ("Lifetime distribution", _) => Within(
+            w.seen(c)
+                .into_iter()
+                .map(|(k, (first, last))| (k, (last - first - tol, last - first + tol)))
+                .collect(),
+        ),
+        ("Average lifetime per instance", _) => {
+            let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (k, (first, last)) in w.seen(c) {
+                let inst = k.iter().find(|(n, _)| n == "instance").unwrap().1.clone();
+                per.entry(inst).or_default().push(last - first);
+            }
+            LastWithin(
+                per.into_iter()
+                    .map(|(i, v)| {
+                        let avg = v.iter().sum::<f64>() / v.len() as f64;
+                        (vec![("instance".to_string(), i)], (avg - tol, avg + tol))
+                    })
+                    .collect(),
+            )
+        }
+        _ => panic!(
+            "no expectation for the panel {title:?} (query {ref_id}): add one to tests/dashboards_otel_e2e.rs"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Comparing results
+
+/// A result's labels without `__name__` and `job`.
+fn key_of(metric: &Value) -> Key {
+    metric
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__name__" && *k != "job")
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn instant_map(result: &[Value]) -> Map {
+    result
+        .iter()
+        .map(|s| (key_of(&s["metric"]), num(&s["value"][1])))
+        .collect()
+}
+
+fn range_map(result: &[Value], last: bool) -> Map {
+    result
+        .iter()
+        .map(|s| {
+            let values = s["values"].as_array().unwrap();
+            let v = if last {
+                num(&values.last().unwrap()[1])
+            } else {
+                values.iter().map(|p| num(&p[1])).sum()
+            };
+            (key_of(&s["metric"]), v)
+        })
+        .collect()
+}
+
+fn same(got: &Map, want: &Map) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|((gk, gv), (wk, wv))| gk == wk && (gv - wv).abs() < 1e-9)
+}
+
+fn within(got: &Map, want: &BTreeMap<Key, (f64, f64)>) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|((gk, gv), (wk, (lo, hi)))| gk == wk && lo <= gv && gv <= hi)
+}
+
+/// Checks one result against an expectation; a description of the difference otherwise.
+fn check(result: &Value, expect: &Expect) -> Result<(), String> {
+    let data = result["data"]["result"].as_array().unwrap();
+    let (ok, got, want) = match expect {
+        Expect::Instant(m) => {
+            let g = instant_map(data);
+            (same(&g, m), g, format!("{m:?}"))
+        }
+        Expect::Last(m) => {
+            let g = range_map(data, true);
+            (same(&g, m), g, format!("last points {m:?}"))
+        }
+        Expect::Sum(m) => {
+            let g = range_map(data, false);
+            (same(&g, m), g, format!("sums of points {m:?}"))
+        }
+        Expect::Within(m) => {
+            let g = instant_map(data);
+            (within(&g, m), g, format!("within {m:?}"))
+        }
+        Expect::LastWithin(m) => {
+            let g = range_map(data, true);
+            (within(&g, m), g, format!("last points within {m:?}"))
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("got {got:?}\n      want {want}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus
+
+/// A child process killed when dropped (also when the test fails).
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Prometheus {
+    addr: String,
+    proc: Proc,
+}
+
+impl Prometheus {
+    /// Scraping the stand-in's page every second, keeping its job and instance labels.
+    fn start(dir: &Path, target: &str) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: {SCRAPE}s\n  scrape_timeout: {SCRAPE}s\n  \
+                 evaluation_interval: {SCRAPE}s\nscrape_configs:\n  - job_name: {JOB}\n    \
+                 honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = dir.join("prometheus.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(tool("prometheus", "prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prometheus-data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
+        let mut p = Prometheus {
+            addr,
+            proc: Proc { child, log },
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = p.proc.child.try_wait().unwrap() {
+                panic!("prometheus exited ({status}):\n{}", p.proc.logs());
+            }
+            if std::net::TcpStream::connect(&p.addr).is_ok()
+                && http(&p.addr, "GET", "/-/ready", None).0 == 200
+            {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not become ready:\n{}",
+                p.proc.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn query(&self, expr: &str, time: i64) -> Value {
+        api(
+            &self.addr,
+            "/api/v1/query",
+            &[("query", expr.to_string()), ("time", time.to_string())],
+        )
+    }
+
+    fn query_range(&self, expr: &str, start: i64, end: i64, step: i64) -> Value {
+        api(
+            &self.addr,
+            "/api/v1/query_range",
+            &[
+                ("query", expr.to_string()),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+                ("step", step.to_string()),
+            ],
+        )
+    }
+
+    /// The time of the latest successful scrape of the stand-in.
+    fn last_scrape(&self) -> Option<f64> {
+        let r = self.query(
+            &format!("timestamp(up{{job=\"{JOB}\"}} == 1)"),
+            now().ceil() as i64 + 1,
+        );
+        r["data"]["result"]
+            .as_array()?
+            .first()
+            .map(|s| num(&s["value"][1]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The test
+
+#[test]
+fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
+    let begun = Instant::now();
+    // Fail early, with the package to install, when Prometheus is missing.
+    tool("prometheus", "prometheus");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stand = StandIn::default();
+    let (grpc, page_addr) = start_stand_in(&rt, &stand);
+    let prometheus = Prometheus::start(dir, &page_addr);
+
+    // Two hosts: a log file, a reaction CLI fixture and an exporter pushing to the
+    // stand-in each.
+    let mut hosts = BTreeMap::new();
+    for host in HOSTS {
+        let hd = dir.join(host);
+        std::fs::create_dir_all(&hd).unwrap();
+        let r = Reaction::new(&hd, &reaction_config());
+        if host == "host1" {
+            r.set_state(show_state());
+        }
+        let log = hd.join("reaction.log");
+        append(&log, "");
+        let config = file_config(
+            &log,
+            &r,
+            &format!(
+                "otlp:\n  endpoint: http://{grpc}\n  interval: 1\n  timeout: 2\n  \
+                 temporality: cumulative\n  instance_id: {host}\n"
+            ),
+        );
+        let exporter = Exporter::start(&hd, &config);
+        hosts.insert(host, (log, r, exporter));
+    }
+    let stand_value = |name: &str, having: &[(&str, &str)]| -> Option<f64> {
+        stand.0.lock().unwrap().value(name, having)
+    };
+    // Both exporters have pushed, and Prometheus has scraped it.
+    let t_ready = common::wait_for(Duration::from_secs(30), "the first pushes", || {
+        HOSTS
+            .iter()
+            .all(|h| stand_value("reaction_up", &[("instance", h)]).is_some())
+            .then(now)
+    });
+    common::wait_for(Duration::from_secs(30), "a first scrape", || {
+        prometheus.last_scrape().filter(|t| *t > t_ready)
+    });
+
+    // The workload, in three phases 3 s apart; host2's reaction is down at the end.
+    let t_start = now();
+    let mut world = World {
+        recs: Vec::new(),
+        last_line: 0.0,
+    };
+    for (i, phase) in phases().iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        for host in HOSTS {
+            let text: String = phase
+                .iter()
+                .filter(|(h, _)| *h == host)
+                .map(|(_, ev)| lines(ev))
+                .collect();
+            let t = now();
+            append(&hosts[host].0, &text);
+            for (h, ev) in phase.iter().filter(|(h, _)| *h == host) {
+                world.recs.push(rec(h, ev, t));
+            }
+        }
+    }
+    hosts["host2"].1.set_up(false);
+    for (ip, _user, n) in PENDING {
+        let ev = Ev::Action("ssh", "failedlogin", "unban", ip);
+        let mut r = rec("host1", &ev, t_start);
+        r.fam = Fam::Pending;
+        r.n = n as f64;
+        world.recs.push(r);
+    }
+    world.last_line = now();
+    for host in HOSTS {
+        append(&hosts[host].0, LAST_LINE);
+    }
+    let mut counted = BTreeMap::new();
+    for host in HOSTS {
+        hosts[host]
+            .2
+            .wait_log(LAST_LINE_WARNING, Duration::from_secs(30));
+        counted.insert(host, (now() * 1e9) as u64);
+    }
+
+    // Everything is on the page once each exporter has pushed a collection made after it
+    // counted its last line, and reaction's status has settled; in Prometheus after the
+    // next scrape.
+    let t_complete = common::wait_for(Duration::from_secs(30), "the last pushes", || {
+        let page = stand.0.lock().unwrap();
+        let done = HOSTS.iter().all(|h| {
+            page.latest.get(*h).is_some_and(|t| *t > counted[h])
+                && page.value("reaction_up", &[("instance", h)]) == Some(up_at_end(h))
+        });
+        done.then(now)
+    });
+    let last = common::wait_for(
+        Duration::from_secs(30),
+        "a scrape after the workload",
+        || prometheus.last_scrape().filter(|t| *t > t_complete),
+    );
+    let from = (t_start as i64 / ALIGN) * ALIGN;
+    let to = ((last + 1.0) as i64 / ALIGN + 1) * ALIGN;
+    while now() < to as f64 + 1.5 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let workload_done = begun.elapsed();
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut evaluated = 0usize;
+
+    // The stand-in took everything, and named it as otel/registry documents.
+    {
+        let page = stand.0.lock().unwrap();
+        failures.extend(page.errors.iter().map(|e| format!("the stand-in: {e}")));
+        let documented = registry_names();
+        for (otlp, prom) in &page.names {
+            if documented.get(otlp) != Some(prom) {
+                failures.push(format!(
+                    "the stand-in names {otlp} `{prom}`, otel/registry says {:?}",
+                    documented.get(otlp)
+                ));
+            }
+        }
+        for family in [
+            "reaction.filter.matches",
+            "reaction.action.runs",
+            "reaction.action.pending",
+            "reaction.command.runs",
+            "reaction.stream.events",
+            "reaction.up",
+            "reaction.exporter.last_event.time",
+        ] {
+            if !page.names.contains_key(family) {
+                failures.push(format!("the stand-in never received {family}"));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ the dashboard
+    let dashboard = load_json(DASHBOARD);
+    let mut done: HashSet<(String, bool, i64)> = HashSet::new();
+    for combo in combos() {
+        let vars = combo.vars();
+        for step in STEPS {
+            let sub = Substitution {
+                from,
+                to,
+                interval: step,
+                scrape_interval: SCRAPE,
+                vars: &vars,
+            };
+            for q in queries(&dashboard) {
+                let expr = sub.apply(&q.expr);
+                let step_key = if q.instant { 0 } else { step };
+                if !done.insert((expr.clone(), q.instant, step_key)) {
+                    continue;
+                }
+                let result = if q.instant {
+                    prometheus.query(&expr, to)
+                } else {
+                    prometheus.query_range(&expr, from, to, step)
+                };
+                evaluated += 1;
+                let what = format!(
+                    "{DASHBOARD}, panel {:?} ({}), variables {:?}, step {step}s:\n    {expr}",
+                    q.panel, q.ref_id, combo.name
+                );
+                if result["status"] != "success" {
+                    failures.push(format!("{what}\n    error: {}", result["error"]));
+                    continue;
+                }
+                let empty = result["data"]["result"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty());
+                if combo.name == "all" && empty {
+                    failures.push(format!("{what}\n    returned no data"));
+                    continue;
+                }
+                let expect = expectation(&q.panel, &q.ref_id, &world, &combo, step, to);
+                if let Err(diff) = check(&result, &expect) {
+                    failures.push(format!("{what}\n    {diff}"));
+                }
+            }
+        }
+        // The variables' own queries.
+        for var in variables(&dashboard) {
+            let Some((sel, label)) = label_values_query(&var) else {
+                continue;
+            };
+            let sub = Substitution {
+                from,
+                to,
+                interval: SCRAPE,
+                scrape_interval: SCRAPE,
+                vars: &vars,
+            };
+            let sel = sub.apply(&sel);
+            let r = api_get(
+                &prometheus.addr,
+                &format!("/api/v1/label/{label}/values"),
+                &[
+                    ("match[]", sel.clone()),
+                    ("start", from.to_string()),
+                    ("end", to.to_string()),
+                ],
+            );
+            evaluated += 1;
+            let got: BTreeSet<String> = r["data"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            let want: BTreeSet<String> = match label.as_str() {
+                "instance" => HOSTS.iter().map(|h| h.to_string()).collect(),
+                l => world
+                    .select(
+                        Fam::Match,
+                        &Combo {
+                            stream: if l == "stream" {
+                                None
+                            } else {
+                                combo.stream.clone()
+                            },
+                            filter: None,
+                            ip: ".*",
+                            ..combo.clone()
+                        },
+                    )
+                    .into_iter()
+                    .map(|r| r.get(l).to_string())
+                    .collect(),
+            };
+            if got != want {
+                failures.push(format!(
+                    "{DASHBOARD}, variable {label} ({sel}), variables {:?}: got {got:?}, want {want:?}",
+                    combo.name
+                ));
+            }
+        }
+    }
+
+    let logs = prometheus.proc.logs();
+    assert!(
+        !logs.contains("panic"),
+        "Prometheus logged a panic:\n{logs}"
+    );
+    eprintln!(
+        "dashboards_otel_e2e: range {from}..{to} ({} s), {evaluated} queries, workload and scrapes {:.1} s, total {:.1} s",
+        to - from,
+        workload_done.as_secs_f64(),
+        begun.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        let page = stand.0.lock().unwrap().render();
+        panic!(
+            "{} of {evaluated} checks failed:\n\n{}\n\nThe stand-in's page at the end:\n{page}",
+            failures.len(),
+            failures.join("\n\n")
+        );
+    }
+    drop(hosts);
+    drop(prometheus);
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
