@@ -203,11 +203,6 @@ impl Scraper {
         (sums, gauges)
     }
 
-    /// Counts collected but not yet delivered (carried over).
-    pub fn carried(&self) -> Counts {
-        self.ledger.lock().expect("ledger").carry.clone()
-    }
-
     /// At shutdown, once the source is stopped and the pipeline drained: collect what no
     /// scrape took, and return the final position with every undelivered count.
     pub async fn final_state(&self) -> (Option<Position>, Vec<SavedCount>) {

@@ -144,18 +144,19 @@ impl Labeller {
                     patterns,
                 });
                 let target: Arc<str> = format!("{}.{}", s.name, f.name).into();
+                // A dotted name two (stream, filter) pairs could give resolves to the first in
+                // sorted order, as `ReactionConfig::resolve_*` does (it warns about it).
                 for a in &f.actions {
-                    self.actions.insert(
-                        format!("{target}.{}", a.name),
-                        ActionInfo {
+                    self.actions
+                        .entry(format!("{target}.{}", a.name))
+                        .or_insert_with(|| ActionInfo {
                             filter: info.clone(),
                             filter_target: target.clone(),
                             action: Value::from(Arc::<str>::from(a.name.as_str())),
                             def: a.clone(),
-                        },
-                    );
+                        });
                 }
-                self.filters.insert(target, info);
+                self.filters.entry(target).or_insert(info);
             }
         }
     }

@@ -905,3 +905,19 @@ fn pending_without_extra_and_pending_false() {
         .label_pending(&entries, &env.internal)
         .is_empty());
 }
+
+#[test]
+fn an_ambiguous_dotted_name_resolves_like_the_reaction_config() {
+    // `a.b.c` is stream `a.b` filter `c`, or stream `a` filter `b.c`: the first in sorted
+    // order, as `ReactionConfig::resolve_filter` says.
+    let reaction = "streams:\n  a.b: {cmd: [x], filters: {c: {regex: ['<ip>']}}}\n  \
+                    a: {cmd: [x], filters: {b.c: {regex: ['<ip>']}}}\n\
+                    patterns: {ip: {regex: '.*'}}\n";
+    let rc = ReactionConfig::from_yaml(reaction).unwrap();
+    let (s, f) = rc.resolve_filter("a.b.c").unwrap();
+    let mut env = Env::new("", reaction);
+    assert_eq!(
+        env.attrs(id::MATCHES, r#"INFO a.b.c: match ["1.2.3.4"]"#),
+        expect(&[("stream", &s.name), ("filter", &f.name), ("ip", "1.2.3.4")])
+    );
+}
