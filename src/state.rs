@@ -42,8 +42,8 @@ pub struct SavedCount {
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub format: String,
-    /// Seconds since the epoch.
-    pub saved_at: f64,
+    /// Milliseconds since the epoch (an integer: it round-trips exactly).
+    pub saved_at_ms: u64,
     pub source: SourceId,
     /// After the last line whose counts are delivered or in `counts`.
     pub position: Option<Position>,
@@ -77,10 +77,10 @@ impl State {
     pub fn new(source: SourceId, position: Option<Position>, counts: Vec<SavedCount>) -> State {
         State {
             format: FORMAT.to_string(),
-            saved_at: SystemTime::now()
+            saved_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             source,
             position,
             counts,
@@ -91,9 +91,9 @@ impl State {
     pub fn age(&self) -> Duration {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        Duration::from_secs_f64((now - self.saved_at).max(0.0))
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Duration::from_millis(now.saturating_sub(self.saved_at_ms))
     }
 
     /// The counts as series of the delta families (unknown families are skipped).
@@ -144,12 +144,6 @@ pub fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, StateError
         return Err(StateError::Corrupt {
             path,
             detail: format!("format {:?}, expected {FORMAT:?}", state.format),
-        });
-    }
-    if !state.saved_at.is_finite() {
-        return Err(StateError::Corrupt {
-            path,
-            detail: "invalid saved_at".into(),
         });
     }
     let position_fits = matches!(
