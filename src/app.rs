@@ -339,10 +339,33 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
     })
 }
 
-/// Bind the configured address.
+/// Bind the configured address (a host name, an IPv4 or a bare IPv6 address like `::1`).
 pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
-    let addr = format!("{}:{}", config.listen.address, config.listen.port);
-    tokio::net::TcpListener::bind(&addr)
+    let (host, port) = (config.listen.address.as_str(), config.listen.port);
+    let shown = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    tokio::net::TcpListener::bind((host, port))
         .await
-        .with_context(|| format!("cannot listen on {addr}"))
+        .with_context(|| format!("cannot listen on {shown}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn binds_ipv4_ipv6_and_names() {
+        for address in ["127.0.0.1", "::1", "localhost"] {
+            let mut config = Config::default();
+            config.listen.address = address.into();
+            config.listen.port = 0;
+            let l = bind(&config)
+                .await
+                .unwrap_or_else(|e| panic!("{address}: {e:#}"));
+            assert!(l.local_addr().unwrap().ip().is_loopback());
+        }
+    }
 }
