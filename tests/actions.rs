@@ -9,17 +9,6 @@ use std::time::Duration;
 use common::*;
 use counts::*;
 
-fn ssh_match(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]\n")
-}
-
-fn ssh_action(action: &str, ip: &str) -> String {
-    let flag = if action == "ban" { "-A" } else { "-D" };
-    format!(
-        "INFO ssh.failedlogin.{action}: run [\"iptables\" \"-w\" \"{flag}\" \"reaction\" \"-s\" \"{ip}\" \"-j\" \"DROP\"]\n"
-    )
-}
-
 fn action_labels<'a>(action: &'a str, ip: &'a str, user: &'a str) -> [(&'a str, &'a str); 5] {
     [
         ("stream", "ssh"),

@@ -4,9 +4,9 @@
 //! file that cannot be used, and a log rotated while the exporter was stopped.
 
 mod common;
+mod counts;
 mod journal;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -15,72 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use counts::*;
 use journal::*;
 
 const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
 const STATE_FILE: &str = "reaction-metrics-exporter.state.json";
 const LAST_LINE: &str = "this line is not from reaction\n";
 const LAST_LINE_WARNING: &str = "\"this line is not from reaction\"";
-
-/// The labels of one `reaction_match_count` series.
-type Labels = Vec<(String, String)>;
-/// Match counts by series.
-type Tally = BTreeMap<Labels, f64>;
-
-fn match_line(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]")
-}
-
-fn labels(ip: &str, user: &str) -> Labels {
-    [
-        ("stream", "ssh"),
-        ("filter", "failedlogin"),
-        ("ip", ip),
-        ("user", user),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-/// The match counts of one page.
-fn matches(page: &str) -> Tally {
-    samples(page)
-        .into_iter()
-        .filter(|((name, _), _)| name == "reaction_match_count")
-        .map(|((_, labels), v)| (labels, v))
-        .collect()
-}
-
-fn add(into: &mut Tally, page: &Tally) {
-    for (k, v) in page {
-        *into.entry(k.clone()).or_default() += v;
-    }
-}
-
-fn sum(t: &Tally) -> f64 {
-    // + 0.0: an empty sum is -0.0
-    t.values().sum::<f64>() + 0.0
-}
-
-/// (lost, counted twice or more) of `seen` against `expected`.
-fn compare(seen: &Tally, expected: &Tally) -> (f64, f64) {
-    let mut lost = 0.0;
-    let mut extra = 0.0;
-    for (k, want) in expected {
-        let got = seen.get(k).copied().unwrap_or(0.0);
-        if got < *want {
-            lost += want - got;
-        }
-    }
-    for (k, got) in seen {
-        let want = expected.get(k).copied().unwrap_or(0.0);
-        if *got > want {
-            extra += got - want;
-        }
-    }
-    (lost, extra)
-}
 
 /// A GET /metrics that tolerates an exporter that is gone or going: the body only if the
 /// whole response arrived (its Content-Length).
@@ -221,7 +162,7 @@ fn workload(n: usize) -> (Vec<String>, Tally) {
         let k = (i * 7919) % 1500;
         let ip = format!("10.{}.{}.{}", k / 65536, (k / 256) % 256, k % 256);
         let user = format!("u{}", k % 7);
-        lines.push(match_line(&ip, &user));
+        lines.push(ssh_match(&ip, &user).trim_end().to_string());
         *expected.entry(labels(&ip, &user)).or_default() += 1.0;
     }
     (lines, expected)
@@ -550,77 +491,6 @@ fn sigkill_right_after_a_scrape_counts_at_most_that_scrape_again() {
 // ---- Saved states that are not used -----------------------------------------------------
 
 /// `n` match lines for the IPs `192.0.<block>.0..n` (user `root`), and what they count.
-fn block(block: u32, n: u32) -> (String, Tally) {
-    let mut text = String::new();
-    let mut counts = Tally::new();
-    for i in 0..n {
-        let ip = format!("192.0.{block}.{i}");
-        text.push_str(&match_line(&ip, "root"));
-        text.push('\n');
-        *counts.entry(labels(&ip, "root")).or_default() += 1.0;
-    }
-    (text, counts)
-}
-
-fn merged(parts: &[&Tally]) -> Tally {
-    let mut all = Tally::new();
-    for p in parts {
-        add(&mut all, p);
-    }
-    all
-}
-
-/// Match counts added up over the scrapes of one exporter.
-struct Scrapes<'a> {
-    e: &'a Exporter,
-    seen: Tally,
-    last: String,
-}
-
-impl<'a> Scrapes<'a> {
-    fn new(e: &'a Exporter) -> Self {
-        Scrapes {
-            e,
-            seen: Tally::new(),
-            last: String::new(),
-        }
-    }
-
-    fn scrape(&mut self) {
-        self.last = self.e.scrape();
-        add(&mut self.seen, &matches(&self.last));
-    }
-
-    /// Scrape until the counts are `expected` (never more), then check that they stay so.
-    fn expect(&mut self, expected: &Tally) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            self.scrape();
-            let (_, extra) = compare(&self.seen, expected);
-            assert_eq!(
-                extra,
-                0.0,
-                "counted more than expected: {:?}\nexpected {expected:?}\nlog:\n{}",
-                self.seen,
-                self.e.logs()
-            );
-            if &self.seen == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "counts {:?}\nexpected {expected:?}\nlog:\n{}",
-                self.seen,
-                self.e.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_millis(700));
-        self.scrape();
-        assert_eq!(&self.seen, expected, "log:\n{}", self.e.logs());
-    }
-}
-
 fn positions_invalid(page: &str) -> f64 {
     total(page, "reaction_exporter_positions_invalid_total", &[])
 }

@@ -3,97 +3,16 @@
 //! test adds them up over its scrapes.
 
 mod common;
+mod counts;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use counts::*;
 
 const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
-
-fn match_line(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]\n")
-}
-
-/// `n` match lines for IPs `10.0.<phase>.0..n`, and what they count.
-fn phase(phase: u32, n: u32) -> (String, BTreeMap<String, f64>) {
-    let mut text = String::new();
-    let mut counts = BTreeMap::new();
-    for i in 0..n {
-        let ip = format!("10.0.{phase}.{i}");
-        text.push_str(&match_line(&ip, "root"));
-        counts.insert(format!("{ip} root"), 1.0);
-    }
-    (text, counts)
-}
-
-/// Match counts by "ip user", added up over scrapes.
-struct Tally<'a> {
-    exp: &'a Exporter,
-    seen: BTreeMap<String, f64>,
-}
-
-impl<'a> Tally<'a> {
-    fn new(exp: &'a Exporter) -> Self {
-        Tally {
-            exp,
-            seen: BTreeMap::new(),
-        }
-    }
-
-    fn scrape(&mut self) -> String {
-        let page = self.exp.scrape();
-        for ((name, labels), v) in samples(&page) {
-            if name != "reaction_match_count" {
-                continue;
-            }
-            let get = |k: &str| {
-                labels
-                    .iter()
-                    .find(|(lk, _)| lk == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            *self
-                .seen
-                .entry(format!("{} {}", get("ip"), get("user")))
-                .or_default() += v;
-        }
-        page
-    }
-
-    /// Scrape until the counts are `expected` (never more), then check that they stay so
-    /// (nothing counted twice, e.g. by re-reading a file).
-    fn expect(&mut self, expected: &BTreeMap<String, f64>) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            self.scrape();
-            for (k, v) in &self.seen {
-                let want = expected.get(k).copied().unwrap_or(0.0);
-                assert!(
-                    *v <= want,
-                    "{k} counted {v} times, expected {want}; log:\n{}",
-                    self.exp.logs()
-                );
-            }
-            if &self.seen == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "counts {:?}\nexpected {expected:?}\nlog:\n{}",
-                self.seen,
-                self.exp.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // A few polls of the source later (every 200 ms), nothing more.
-        std::thread::sleep(Duration::from_millis(700));
-        self.scrape();
-        assert_eq!(&self.seen, expected, "log:\n{}", self.exp.logs());
-    }
-}
 
 fn start(dir: &Path, extra_yaml: &str) -> (Reaction, Exporter, std::path::PathBuf) {
     let reaction = Reaction::new(dir, &reaction_config());
@@ -113,37 +32,27 @@ fn running(exp: &Exporter) -> bool {
         .unwrap_or(false)
 }
 
-fn merged(parts: &[&BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
-    let mut all = BTreeMap::new();
-    for p in parts {
-        for (k, v) in p.iter() {
-            *all.entry(k.clone()).or_default() += v;
-        }
-    }
-    all
-}
-
 #[test]
 fn rotated_file_keeps_counting() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("reaction.log");
-    let (one, c1) = phase(1, 5);
+    let (one, c1) = block(1, 5);
     append(&log, &one);
     let (_reaction, exp, _) = start(dir.path(), "");
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
     tally.expect(&c1);
 
     // reaction writes more, then logrotate renames the file at once and a new one is
     // created: the end of the old file is read before switching.
-    let (two, c2) = phase(2, 7);
+    let (two, c2) = block(2, 7);
     append(&log, &two);
     std::fs::rename(&log, dir.path().join("reaction.log.1")).unwrap();
-    let (three, c3) = phase(3, 4);
+    let (three, c3) = block(3, 4);
     append(&log, &three);
     tally.expect(&merged(&[&c1, &c2, &c3]));
 
     // And once more, the new file being written to in two steps.
-    let (four, c4) = phase(4, 3);
+    let (four, c4) = block(4, 3);
     std::fs::rename(&log, dir.path().join("reaction.log.2")).unwrap();
     append(&log, &four[..10]);
     std::thread::sleep(Duration::from_millis(300));
@@ -165,21 +74,21 @@ fn copy_truncate(log: &Path, to: &Path) {
 fn copytruncate_keeps_counting() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("reaction.log");
-    let (one, c1) = phase(1, 5);
+    let (one, c1) = block(1, 5);
     append(&log, &one);
     let (_reaction, exp, _) = start(dir.path(), "");
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
     tally.expect(&c1);
 
     // Truncated, then at once more written than there was (not seen by size: by content).
     copy_truncate(&log, &dir.path().join("reaction.log.1"));
-    let (two, c2) = phase(2, 12);
+    let (two, c2) = block(2, 12);
     append(&log, &two);
     tally.expect(&merged(&[&c1, &c2]));
 
     // Truncated again, less written than there was.
     copy_truncate(&log, &dir.path().join("reaction.log.2"));
-    let (three, c3) = phase(3, 2);
+    let (three, c3) = block(3, 2);
     append(&log, &three);
     tally.expect(&merged(&[&c1, &c2, &c3]));
 }
@@ -188,23 +97,23 @@ fn copytruncate_keeps_counting() {
 fn deleted_and_recreated_file_keeps_counting() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("reaction.log");
-    let (one, c1) = phase(1, 5);
+    let (one, c1) = block(1, 5);
     append(&log, &one);
     let (_reaction, exp, _) = start(dir.path(), "");
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
     tally.expect(&c1);
 
     // Deleted for a while (several polls), then created again.
     std::fs::remove_file(&log).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     tally.scrape();
-    let (two, c2) = phase(2, 6);
+    let (two, c2) = block(2, 6);
     append(&log, &two);
     tally.expect(&merged(&[&c1, &c2]));
 
     // Deleted and created again at once.
     std::fs::remove_file(&log).unwrap();
-    let (three, c3) = phase(3, 3);
+    let (three, c3) = block(3, 3);
     append(&log, &three);
     tally.expect(&merged(&[&c1, &c2, &c3]));
 }
@@ -213,12 +122,12 @@ fn deleted_and_recreated_file_keeps_counting() {
 fn missing_file_at_start_is_followed_when_created() {
     let dir = tempfile::tempdir().unwrap();
     let (_reaction, exp, log) = start(dir.path(), INTERNALS);
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
     // Meanwhile the exporter serves, and says it cannot read the file.
     wait_for(Duration::from_secs(20), "a source error", || {
         let page = tally.scrape();
         (total(
-            &page,
+            page,
             "reaction_exporter_source_errors_total",
             &[("source", "file")],
         ) > 0.0)
@@ -227,10 +136,10 @@ fn missing_file_at_start_is_followed_when_created() {
     assert!(exp.logs().contains("cannot read"), "{}", exp.logs());
 
     // Created later: read from its beginning.
-    let (one, c1) = phase(1, 5);
+    let (one, c1) = block(1, 5);
     append(&log, &one);
     tally.expect(&c1);
-    let (two, c2) = phase(2, 2);
+    let (two, c2) = block(2, 2);
     append(&log, &two);
     tally.expect(&merged(&[&c1, &c2]));
 }
@@ -241,9 +150,9 @@ fn partial_line_is_counted_once_complete() {
     let log = dir.path().join("reaction.log");
     append(&log, "");
     let (_reaction, exp, _) = start(dir.path(), "");
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
 
-    let line = match_line("10.0.0.1", "a user");
+    let line = ssh_match("10.0.0.1", "a user");
     let (first, second) = line.split_at(line.find("a us").unwrap() + 4);
     append(&log, first);
     // Several polls see the unfinished line: nothing is counted.
@@ -254,7 +163,7 @@ fn partial_line_is_counted_once_complete() {
     assert!(tally.seen.is_empty(), "{:?}", tally.seen);
 
     append(&log, second);
-    tally.expect(&BTreeMap::from([("10.0.0.1 a user".to_string(), 1.0)]));
+    tally.expect(&Tally::from([(labels("10.0.0.1", "a user"), 1.0)]));
 }
 
 #[test]
@@ -268,7 +177,7 @@ fn bad_lines_are_counted_not_fatal() {
         "    start_at: beginning\n    max_line_length: 256\n",
     );
     let exp = Exporter::start(dir.path(), &config);
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
 
     let mut bad: Vec<u8> = Vec::new();
     // Binary garbage (invalid UTF-8, a NUL, an ANSI sequence): invalid_utf8 + unknown.
@@ -276,7 +185,7 @@ fn bad_lines_are_counted_not_fatal() {
     // A match with invalid UTF-8 in a value: invalid_utf8, counted decoded lossily.
     bad.extend_from_slice(b"INFO ssh.failedlogin: match [\"10.0.0.1\", \"caf\xe9\"]\n");
     // Longer than max_line_length: too_long, dropped.
-    bad.extend_from_slice(match_line("10.0.0.2", &"x".repeat(1000)).as_bytes());
+    bad.extend_from_slice(ssh_match("10.0.0.2", &"x".repeat(1000)).as_bytes());
     // Not a line of reaction: unknown.
     bad.extend_from_slice(b"hello world\n");
     // A match list cut short: malformed.
@@ -288,15 +197,15 @@ fn bad_lines_are_counted_not_fatal() {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(&bad).unwrap();
     }
-    let (good, c_good) = phase(9, 3);
+    let (good, c_good) = block(9, 3);
     append(&log, &good);
 
     let mut expected = c_good.clone();
-    expected.insert("10.0.0.1 caf\u{fffd}".to_string(), 1.0);
+    expected.insert(labels("10.0.0.1", "caf\u{fffd}"), 1.0);
     tally.expect(&expected);
     assert!(running(&exp), "the exporter exited:\n{}", exp.logs());
 
-    let page = tally.scrape();
+    let page = tally.scrape().to_string();
     let rejected = |reason: &str| {
         total(
             &page,
@@ -340,7 +249,7 @@ fn bad_lines_are_counted_not_fatal() {
     );
 
     // Still counting after all that.
-    let (more, c_more) = phase(10, 2);
+    let (more, c_more) = block(10, 2);
     append(&log, &more);
     tally.expect(&merged(&[&expected, &c_more]));
     assert!(running(&exp), "the exporter exited:\n{}", exp.logs());
@@ -350,16 +259,16 @@ fn bad_lines_are_counted_not_fatal() {
 fn new_line_visible_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("reaction.log");
-    let (one, c1) = phase(1, 1);
+    let (one, c1) = block(1, 1);
     append(&log, &one);
     let (_reaction, exp, _) = start(dir.path(), "");
-    let mut tally = Tally::new(&exp);
+    let mut tally = Scrapes::new(&exp);
     tally.expect(&c1);
 
     for attempt in 0..3 {
         let ip = format!("10.0.2.{attempt}");
         let appended = Instant::now();
-        append(&log, &match_line(&ip, "root"));
+        append(&log, &ssh_match(&ip, "root"));
         let seen_after = wait_for(Duration::from_secs(10), "the new line", || {
             let page = exp.scrape();
             let done = appended.elapsed();

@@ -17,17 +17,6 @@ use serde_json::json;
 const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
 const SEC: u64 = 1_000_000;
 
-fn ssh_match(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]")
-}
-
-fn ssh_action(action: &str, ip: &str) -> String {
-    let flag = if action == "ban" { "-A" } else { "-D" };
-    format!(
-        "INFO ssh.failedlogin.{action}: run [\"iptables\" \"-w\" \"{flag}\" \"reaction\" \"-s\" \"{ip}\" \"-j\" \"DROP\"]"
-    )
-}
-
 const START_COMMAND: &str = "INFO start command: run [\"iptables\", \"-w\", \"-N\", \"reaction\"]";
 const STOP_COMMAND: &str = "INFO stop command: run [\"iptables\", \"-w\", \"-X\", \"reaction\"]";
 const SSH_START: &str = "INFO ssh: start [\"journalctl\", \"-fn0\", \"-u\", \"sshd.service\"]";
@@ -63,22 +52,6 @@ fn command_labels(state: &str) -> [(&str, &str); 4] {
 
 const SSH_STARTED: [(&str, &str); 2] = [("stream", "ssh"), ("type", "start")];
 
-/// reaction's status labels (version, status) on one page.
-fn status(body: &str) -> (String, String) {
-    let (_, labels) = samples(body)
-        .into_keys()
-        .find(|(name, _)| name == "reaction_status_info")
-        .expect("reaction_status_info is always present");
-    let get = |k: &str| {
-        labels
-            .iter()
-            .find(|(lk, _)| lk == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    (get("version"), get("status"))
-}
-
 /// A reaction fixture, a journal in `dir/journal`, and an exporter reading it (state file in
 /// `dir`) with `hold` and `extra_yaml`.
 fn setup(dir: &Path, hold: u64, extra_yaml: &str) -> (Reaction, Journal, String) {
@@ -106,15 +79,18 @@ fn unit_entries_are_counted_with_labels_other_units_ignored_appended_followed() 
     let first = [
         journal.next(START_COMMAND),
         journal.next(SSH_START),
-        journal.next(&ssh_match("1.1.1.1", "alice")),
+        journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
         of_unit(
             "sshd.service",
-            journal.next(&ssh_match("9.9.9.9", "mallory")),
+            journal.next(ssh_match("9.9.9.9", "mallory").trim_end()),
         ),
-        journal.next(&ssh_match("1.1.1.1", "alice")),
-        journal.next(&ssh_match("1.1.1.1", "alice")),
-        of_unit("other.service", journal.next(&ssh_action("ban", "9.9.9.9"))),
-        journal.next(&ssh_action("ban", "1.1.1.1")),
+        journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
+        journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
+        of_unit(
+            "other.service",
+            journal.next(ssh_action("ban", "9.9.9.9").trim_end()),
+        ),
+        journal.next(ssh_action("ban", "1.1.1.1").trim_end()),
     ];
     journal.write(&first);
     let e = Exporter::start(dir.path(), &config);
@@ -131,13 +107,13 @@ fn unit_entries_are_counted_with_labels_other_units_ignored_appended_followed() 
 
     // appended while the exporter runs, with another unit's entries between
     let appended = [
-        journal.next(&ssh_match("2.2.2.2", "bob")),
+        journal.next(ssh_match("2.2.2.2", "bob").trim_end()),
         of_unit(
             "sshd.service",
-            journal.next(&ssh_match("9.9.9.9", "mallory")),
+            journal.next(ssh_match("9.9.9.9", "mallory").trim_end()),
         ),
-        journal.next(&ssh_match("2.2.2.2", "bob")),
-        journal.next(&ssh_action("ban", "2.2.2.2")),
+        journal.next(ssh_match("2.2.2.2", "bob").trim_end()),
+        journal.next(ssh_action("ban", "2.2.2.2").trim_end()),
     ];
     journal.write(&appended);
     counts.until(&e, "the appended entries", |c| {
@@ -183,10 +159,10 @@ fn hold_uses_the_journal_timestamps() {
     journal.write(&[
         entry(t, START_COMMAND),
         entry(t, SSH_START),
-        entry(t + SEC, &ssh_action("ban", "1.1.1.1")),
-        entry(t + SEC, &ssh_action("unban", "2.2.2.2")),
-        entry(t + 119 * SEC, &ssh_match("3.3.3.3", "carol")),
-        entry(t + 120 * SEC, &ssh_action("ban", "3.3.3.3")),
+        entry(t + SEC, ssh_action("ban", "1.1.1.1").trim_end()),
+        entry(t + SEC, ssh_action("unban", "2.2.2.2").trim_end()),
+        entry(t + 119 * SEC, ssh_match("3.3.3.3", "carol").trim_end()),
+        entry(t + 120 * SEC, ssh_action("ban", "3.3.3.3").trim_end()),
     ]);
     let e = Exporter::start(dir.path(), &config);
     let held = |body: &str| value(body, "reaction_exporter_actions_held_total", &[]);
@@ -219,8 +195,8 @@ fn reaction_restart_in_the_journal_is_seen_and_rearms_hold() {
     journal.write(&[
         entry(t, START_COMMAND),
         entry(t, SSH_START),
-        entry(t + 120 * SEC, &ssh_match("3.3.3.3", "carol")),
-        entry(t + 120 * SEC, &ssh_action("ban", "3.3.3.3")),
+        entry(t + 120 * SEC, ssh_match("3.3.3.3", "carol").trim_end()),
+        entry(t + 120 * SEC, ssh_action("ban", "3.3.3.3").trim_end()),
     ]);
     let e = Exporter::start(dir.path(), &config);
     let held = |body: &str| value(body, "reaction_exporter_actions_held_total", &[]);
@@ -246,9 +222,9 @@ fn reaction_restart_in_the_journal_is_seen_and_rearms_hold() {
         entry(t + 200 * SEC, STOP_COMMAND),
         entry(t + 300 * SEC, START_COMMAND),
         entry(t + 300 * SEC, SSH_START),
-        entry(t + 301 * SEC, &ssh_action("ban", "3.3.3.3")),
-        entry(t + 400 * SEC, &ssh_match("4.4.4.4", "dave")),
-        entry(t + 400 * SEC, &ssh_action("ban", "4.4.4.4")),
+        entry(t + 301 * SEC, ssh_action("ban", "3.3.3.3").trim_end()),
+        entry(t + 400 * SEC, ssh_match("4.4.4.4", "dave").trim_end()),
+        entry(t + 400 * SEC, ssh_action("ban", "4.4.4.4").trim_end()),
     ]);
     counts.until(&e, "the restart, the replay and the new ban", |c| {
         c.exact("reaction_stream_event_count", &SSH_STARTED) >= 2.0
@@ -303,8 +279,8 @@ fn missing_journalctl_is_logged_counted_and_recovers_without_restart() {
     let missing = later.join("journalctl");
     let config = journald_config(&journal.dir, &missing, &reaction, dir.path(), INTERNALS);
     journal.write(&[
-        entry(BASE_USEC, &ssh_match("1.1.1.1", "alice")),
-        entry(BASE_USEC + SEC, &ssh_match("1.1.1.1", "alice")),
+        entry(BASE_USEC, ssh_match("1.1.1.1", "alice").trim_end()),
+        entry(BASE_USEC + SEC, ssh_match("1.1.1.1", "alice").trim_end()),
     ]);
     let mut e = Exporter::start(dir.path(), &config);
     e.wait_log("journalctl not found", WAIT);
@@ -328,7 +304,10 @@ fn missing_journalctl_is_logged_counted_and_recovers_without_restart() {
 
     // journalctl appears where configured
     std::os::unix::fs::symlink(journalctl(), &missing).unwrap();
-    journal.write(&[entry(BASE_USEC + 2 * SEC, &ssh_match("2.2.2.2", "bob"))]);
+    journal.write(&[entry(
+        BASE_USEC + 2 * SEC,
+        ssh_match("2.2.2.2", "bob").trim_end(),
+    )]);
     counts.until(&e, "the entries, once journalctl is there", |c| {
         c.total("reaction_match_count") >= 3.0
     });

@@ -18,10 +18,6 @@ const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
 const LAST_LINE: &str = "this line is not from reaction\n";
 const LAST_LINE_WARNING: &str = "\"this line is not from reaction\"";
 
-fn match_line(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]\n")
-}
-
 /// Match counts by IP in one page.
 fn matches_by_ip(page: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -69,7 +65,7 @@ fn concurrent_writer_and_scraper_lose_and_duplicate_nothing() {
         // Spread each IP over the whole run.
         let ip = format!("10.{}.{}.{}", i % 7, (i % IPS) / 250, (i % IPS) % 250);
         *expected.entry(ip.clone()).or_default() += 1.0;
-        burst.push_str(&match_line(&ip, "root"));
+        burst.push_str(&ssh_match(&ip, "root"));
         if (i + 1) % BURST == 0 {
             bursts.push(std::mem::take(&mut burst));
         }
@@ -167,7 +163,7 @@ fn scrape_abandoned_while_reaction_is_slow_is_carried_over() {
     let mut written = BTreeMap::new();
     for (ip, n) in [("192.0.2.1", 3), ("192.0.2.2", 1), ("198.51.100.3", 2)] {
         for _ in 0..n {
-            append(&log, &match_line(ip, "root"));
+            append(&log, &ssh_match(ip, "root"));
         }
         written.insert(ip.to_string(), n as f64);
     }
@@ -211,7 +207,7 @@ fn response_cut_short_is_carried_over() {
     let user = "u".repeat(120);
     let mut text = String::with_capacity(IPS * 200);
     for i in 0..IPS {
-        text.push_str(&match_line(
+        text.push_str(&ssh_match(
             &format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
             &user,
         ));

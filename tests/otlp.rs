@@ -195,10 +195,6 @@ fn otlp_config(log: &std::path::Path, r: &Reaction, endpoint: &str, extra: &str)
     )
 }
 
-fn match_line(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]\n")
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -221,7 +217,7 @@ async fn delta_sums_on_the_wire_match_the_events_exactly() {
     let log = dir.path().join("reaction.log");
     let mut text = String::new();
     for i in 0..30 {
-        text.push_str(&match_line(&format!("10.0.0.{}", i % 3), "root"));
+        text.push_str(&ssh_match(&format!("10.0.0.{}", i % 3), "root"));
     }
     text.push_str("INFO ssh.failedlogin.ban: run [\"iptables\" \"-w\" \"-A\" \"reaction\" \"-s\" \"10.0.0.1\" \"-j\" \"DROP\"]\n");
     append(&log, &text);
@@ -234,7 +230,7 @@ async fn delta_sums_on_the_wire_match_the_events_exactly() {
     })
     .await;
     // A second burst, to see a second delta.
-    append(&log, &match_line("10.0.0.9", "bob"));
+    append(&log, &ssh_match("10.0.0.9", "bob"));
     eventually("31 matches", || {
         sum(&store, "reaction.filter.matches", &[]) >= 31.0
     })
@@ -335,7 +331,7 @@ async fn cumulative_mode_sends_running_totals() {
     let dir = tempfile::tempdir().unwrap();
     let r = Reaction::new(dir.path(), &reaction_config());
     let log = dir.path().join("reaction.log");
-    append(&log, &match_line("10.0.0.1", "root").repeat(4));
+    append(&log, &ssh_match("10.0.0.1", "root").repeat(4));
     let cfg = otlp_config(&log, &r, &rx.endpoint(), "  temporality: cumulative\n");
     let dirp = dir.path().to_owned();
     let e = blocking(move || Exporter::start(&dirp, &cfg)).await;
@@ -350,7 +346,7 @@ async fn cumulative_mode_sends_running_totals() {
         latest(&store).is_some_and(|p| p.value == 4.0)
     })
     .await;
-    append(&log, &match_line("10.0.0.1", "root").repeat(2));
+    append(&log, &ssh_match("10.0.0.1", "root").repeat(2));
     eventually("6 matches", || {
         latest(&store).is_some_and(|p| p.value == 6.0)
     })
@@ -400,7 +396,7 @@ async fn metrics_endpoint_and_otlp_each_see_every_event() {
         })
     };
     for i in 0..200 {
-        append(&log, &match_line(&format!("10.1.0.{}", i % 50), "u"));
+        append(&log, &ssh_match(&format!("10.1.0.{}", i % 50), "u"));
         if i % 20 == 0 {
             tokio::time::sleep(Duration::from_millis(60)).await;
         }
@@ -428,7 +424,7 @@ async fn receiver_outage_loses_nothing_and_sigterm_flushes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let r = Reaction::new(dir.path(), &reaction_config());
     let log = dir.path().join("reaction.log");
-    append(&log, &match_line("10.2.0.1", "a").repeat(5));
+    append(&log, &ssh_match("10.2.0.1", "a").repeat(5));
     let cfg = otlp_config(&log, &r, &rx.endpoint(), "  timeout: 0.5\n");
     let cfg = cfg.replace("  timeout: 2\n  instance_id", "  instance_id");
     let dirp = dir.path().to_owned();
@@ -442,7 +438,7 @@ async fn receiver_outage_loses_nothing_and_sigterm_flushes_the_rest() {
     // The receiver goes away; events keep coming.
     let (addr, store) = rx.stop().await;
     for i in 0..40 {
-        append(&log, &match_line(&format!("10.2.1.{}", i % 7), "b"));
+        append(&log, &ssh_match(&format!("10.2.1.{}", i % 7), "b"));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     tokio::time::sleep(Duration::from_millis(1200)).await; // several failed exports
@@ -471,7 +467,7 @@ async fn receiver_outage_loses_nothing_and_sigterm_flushes_the_rest() {
     let status = blocking({
         let log = log.clone();
         move || {
-            append(&log, &match_line("10.2.9.9", "last").repeat(3));
+            append(&log, &ssh_match("10.2.9.9", "last").repeat(3));
             std::thread::sleep(Duration::from_millis(300));
             e.terminate()
         }
@@ -495,7 +491,7 @@ async fn attack_of_100k_ips_in_one_interval_arrives_whole() {
     let n = 100_000u32;
     let mut text = String::with_capacity(n as usize * 60);
     for i in 0..n {
-        text.push_str(&match_line(
+        text.push_str(&ssh_match(
             &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
             "root",
         ));
@@ -554,7 +550,7 @@ async fn tls_with_a_private_ca_and_headers() {
     std::fs::write(&ca, &cert_pem).unwrap();
     let r = Reaction::new(dir.path(), &reaction_config());
     let log = dir.path().join("reaction.log");
-    append(&log, &match_line("10.3.0.1", "tls").repeat(2));
+    append(&log, &ssh_match("10.3.0.1", "tls").repeat(2));
     let endpoint = format!("https://127.0.0.1:{}", rx.addr.port());
     let cfg = otlp_config(
         &log,
@@ -585,7 +581,7 @@ async fn tls_with_a_private_ca_and_headers() {
     let dir2 = tempfile::tempdir().unwrap();
     let r2 = Reaction::new(dir2.path(), &reaction_config());
     let log2 = dir2.path().join("reaction.log");
-    append(&log2, &match_line("10.3.0.2", "untrusted"));
+    append(&log2, &ssh_match("10.3.0.2", "untrusted"));
     let cfg2 = otlp_config(
         &log2,
         &r2,

@@ -11,25 +11,6 @@ use common::*;
 use counts::*;
 use serde_json::json;
 
-fn status(body: &str) -> (String, String) {
-    let (_, labels) = samples(body)
-        .into_keys()
-        .find(|(name, _)| name == "reaction_status_info")
-        .expect("reaction_status_info is always present");
-    let get = |k: &str| {
-        labels
-            .iter()
-            .find(|(lk, _)| lk == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    (get("version"), get("status"))
-}
-
-fn ssh_match(ip: &str, user: &str) -> String {
-    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]\n")
-}
-
 const RESTART: &str = "INFO received SIGTERM, closing streams...\n\
 INFO stop command: run [\"iptables\", \"-w\", \"-X\", \"reaction\"]\n\
 INFO start command: run [\"iptables\", \"-w\", \"-N\", \"reaction\"]\n\

@@ -397,3 +397,32 @@ pub fn file_config(log: &Path, reaction: &Reaction, extra_yaml: &str) -> String 
         extra_yaml
     )
 }
+
+/// A match of the `ssh.failedlogin` filter of [`reaction_config`], as reaction logs it.
+pub fn ssh_match(ip: &str, user: &str) -> String {
+    format!("INFO ssh.failedlogin: match [\"{ip}\", \"{user}\"]\n")
+}
+
+/// A `ban` or `unban` of the `ssh.failedlogin` filter, as reaction logs it.
+pub fn ssh_action(action: &str, ip: &str) -> String {
+    let flag = if action == "ban" { "-A" } else { "-D" };
+    format!(
+        "INFO ssh.failedlogin.{action}: run [\"iptables\" \"-w\" \"{flag}\" \"reaction\" \"-s\" \"{ip}\" \"-j\" \"DROP\"]\n"
+    )
+}
+
+/// reaction's status labels (version, status) on one page.
+pub fn status(body: &str) -> (String, String) {
+    let (_, labels) = samples(body)
+        .into_keys()
+        .find(|(name, _)| name == "reaction_status_info")
+        .expect("reaction_status_info is always present");
+    let get = |k: &str| {
+        labels
+            .iter()
+            .find(|(lk, _)| lk == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    (get("version"), get("status"))
+}

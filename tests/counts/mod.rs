@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::common::{samples, wait_for, Exporter, Series};
+use crate::common::{samples, ssh_match, wait_for, Exporter, Series};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -81,4 +81,135 @@ pub fn value(body: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples(body)
         .get(&(family.to_string(), owned(labels)))
         .copied()
+}
+
+// ---- Match counts by series (the `ssh.failedlogin` filter of `reaction_config`) ----
+
+/// The labels of one `reaction_match_count` series.
+pub type Labels = Vec<(String, String)>;
+/// Match counts by series.
+pub type Tally = BTreeMap<Labels, f64>;
+
+pub fn labels(ip: &str, user: &str) -> Labels {
+    [
+        ("stream", "ssh"),
+        ("filter", "failedlogin"),
+        ("ip", ip),
+        ("user", user),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The match counts of one page.
+pub fn matches(page: &str) -> Tally {
+    samples(page)
+        .into_iter()
+        .filter(|((name, _), _)| name == "reaction_match_count")
+        .map(|((_, labels), v)| (labels, v))
+        .collect()
+}
+
+pub fn add(into: &mut Tally, page: &Tally) {
+    for (k, v) in page {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+pub fn sum(t: &Tally) -> f64 {
+    // + 0.0: an empty sum is -0.0
+    t.values().sum::<f64>() + 0.0
+}
+
+/// (lost, counted twice or more) of `seen` against `expected`.
+pub fn compare(seen: &Tally, expected: &Tally) -> (f64, f64) {
+    let mut lost = 0.0;
+    let mut extra = 0.0;
+    for (k, want) in expected {
+        let got = seen.get(k).copied().unwrap_or(0.0);
+        if got < *want {
+            lost += want - got;
+        }
+    }
+    for (k, got) in seen {
+        let want = expected.get(k).copied().unwrap_or(0.0);
+        if *got > want {
+            extra += got - want;
+        }
+    }
+    (lost, extra)
+}
+
+/// `n` match lines (one per line) for IPs `192.0.<block>.0..n`, user root, and their counts.
+pub fn block(block: u32, n: u32) -> (String, Tally) {
+    let mut text = String::new();
+    let mut counts = Tally::new();
+    for i in 0..n {
+        let ip = format!("192.0.{block}.{i}");
+        text.push_str(&ssh_match(&ip, "root"));
+        *counts.entry(labels(&ip, "root")).or_default() += 1.0;
+    }
+    (text, counts)
+}
+
+pub fn merged(parts: &[&Tally]) -> Tally {
+    let mut all = Tally::new();
+    for p in parts {
+        add(&mut all, p);
+    }
+    all
+}
+
+/// Match counts added up over the scrapes of one exporter.
+pub struct Scrapes<'a> {
+    pub e: &'a Exporter,
+    pub seen: Tally,
+    pub last: String,
+}
+
+impl<'a> Scrapes<'a> {
+    pub fn new(e: &'a Exporter) -> Self {
+        Scrapes {
+            e,
+            seen: Tally::new(),
+            last: String::new(),
+        }
+    }
+
+    /// Scrape once, add the page's match counts, and return the page.
+    pub fn scrape(&mut self) -> &str {
+        self.last = self.e.scrape();
+        add(&mut self.seen, &matches(&self.last));
+        &self.last
+    }
+
+    /// Scrape until the counts are `expected` (never more), then check that they stay so.
+    pub fn expect(&mut self, expected: &Tally) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.scrape();
+            let (_, extra) = compare(&self.seen, expected);
+            assert_eq!(
+                extra,
+                0.0,
+                "counted more than expected: {:?}\nexpected {expected:?}\nlog:\n{}",
+                self.seen,
+                self.e.logs()
+            );
+            if &self.seen == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "counts {:?}\nexpected {expected:?}\nlog:\n{}",
+                self.seen,
+                self.e.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        self.scrape();
+        assert_eq!(&self.seen, expected, "log:\n{}", self.e.logs());
+    }
 }
