@@ -11,11 +11,13 @@
 //! exporter in `tests/dashboards_e2e.rs`. A missing tool fails with the package to install.
 
 mod grafana;
+mod tools;
 
 use std::path::Path;
 use std::process::Command;
 
-use grafana::{root, tool};
+use grafana::root;
+use tools::*;
 
 const RULES: &str = "alerts/reaction.rules.yml";
 const TESTS: &str = "alerts/reaction.rules.test.yml";
@@ -27,20 +29,6 @@ const ALERTS: [&str; 6] = [
     "ReactionCommandError",
     "ReactionIPUnbanned",
 ];
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn promtool(args: &[&str], dir: &Path) -> (bool, String) {
     run(Command::new(tool("promtool", "prometheus"))

@@ -11,11 +11,14 @@
 //!
 //! A missing `promtool` or `vmagent` fails the test with the package to install.
 
+mod tools;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml::Value;
+use tools::*;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("collector-configs")
@@ -28,33 +31,6 @@ fn read(rel: &str) -> String {
 
 fn yaml(rel: &str) -> Value {
     serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("collector-configs/{rel}: {e}"))
-}
-
-/// A program on PATH, or a failure that says which Debian package brings it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for d in std::env::split_paths(&path) {
-        let p = d.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`{name}` is not installed, so collector-configs cannot be validated: \
-         install the Debian package `{package}` (apt-get install -y {package})"
-    );
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn promtool_check(file: &Path) -> (bool, String) {

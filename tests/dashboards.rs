@@ -15,6 +15,7 @@
 //! That the queries run and give the right numbers is `tests/dashboards_e2e.rs`.
 
 mod grafana;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 use grafana::*;
 use reaction_metrics_exporter::telemetry::families::{BUILD_INFO, FAMILIES};
+use tools::*;
 
 /// The pattern labels of the test workload (reaction's pattern names).
 const PATTERNS: [&str; 3] = ["ip", "user", "ua"];
@@ -521,20 +523,6 @@ fn yaml(rel: &str) -> serde_yaml::Value {
     let text = std::fs::read_to_string(root().join(rel))
         .unwrap_or_else(|e| panic!("cannot read {rel}: {e}"));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

@@ -31,6 +31,7 @@
 
 mod common;
 mod grafana;
+mod tools;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -42,6 +43,7 @@ use serde_json::Value;
 
 use common::{append, Exporter, Reaction};
 use grafana::*;
+use tools::*;
 use workload::*;
 
 const HOSTS: [&str; 2] = ["host1", "host2"];

@@ -48,6 +48,7 @@
 
 mod common;
 mod grafana;
+mod tools;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -71,6 +72,7 @@ use serde_json::Value;
 
 use common::{append, file_config, Exporter, Reaction};
 use grafana::*;
+use tools::*;
 use workload::*;
 
 const HOSTS: [&str; 2] = ["host1", "host2"];

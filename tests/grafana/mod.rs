@@ -425,27 +425,6 @@ pub fn refs(q: &str) -> Refs {
 // ---------------------------------------------------------------------------------------
 // External programs
 
-/// A program on PATH, or a failure that says which Debian package brings it.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for d in std::env::split_paths(&path) {
-        let p = d.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`{name}` is not installed: install the Debian package `{package}` \
-         (apt-get install -y {package}, or run ./scripts/test which installs it)"
-    );
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
