@@ -217,7 +217,6 @@ impl Scraper {
         if position.is_some() {
             ledger.position = position;
         }
-        ledger.seq += 1;
         (ledger.position.clone(), ledger.outstanding())
     }
 }

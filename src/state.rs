@@ -215,10 +215,6 @@ impl Checkpointer {
         &self.dir
     }
 
-    pub fn source(&self) -> &SourceId {
-        &self.source
-    }
-
     /// Save snapshot number `seq` (increasing) now, on this thread.
     pub fn save_now(&self, seq: u64, position: Option<Position>, counts: Vec<SavedCount>) -> bool {
         let mut written = self.written.lock().expect("checkpointer");

@@ -350,3 +350,34 @@ fn start_with_an_invalid_address_exits_with_a_clear_message() {
     let err = fails(&["-c", &path, "start"]);
     assert!(err.contains("cannot listen on 300.1.2.3:0"), "{err}");
 }
+
+#[test]
+fn sigterm_while_starting_up_stops_cleanly() {
+    // reaction's `test-config` is slow, so the exporter is still starting up (loading
+    // reaction's configuration) when SIGTERM arrives: it must stop cleanly, not die of it.
+    let dir = tempfile::tempdir().unwrap();
+    let r = common::Reaction::new(dir.path(), &common::reaction_config());
+    r.set_state(serde_json::json!({"delay": {"test-config": 1.5}}));
+    let log = dir.path().join("reaction.log");
+    common::append(&log, "");
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, common::file_config(&log, &r, "")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-c", config.to_str().unwrap(), "start"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(Duration::from_secs(10), "test-config to be running", || {
+        (r.calls("test-config") > 0).then_some(())
+    });
+    common::signal(&child, 15);
+    let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("the exporter exits");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+}
