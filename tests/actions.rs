@@ -1,8 +1,8 @@
 //! Actions end to end through the log file: attribution of an action to its own match, and
 //! actions reaction replays when it starts held back.
 
-mod common;
-mod counts;
+use crate::common;
+use crate::counts;
 
 use std::time::Duration;
 

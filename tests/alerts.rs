@@ -10,8 +10,8 @@
 //! The expressions are also evaluated on real Prometheus and VictoriaMetrics fed by the
 //! exporter in `tests/dashboards_e2e.rs`. A missing tool fails with the package to install.
 
-mod grafana;
-mod tools;
+use crate::grafana;
+use crate::tools;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The binary's commands: `defaults`, `version`, `test-config`, configuration errors, and
 //! `start` failing to listen.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -11,7 +11,7 @@
 //!
 //! A missing `promtool` or `vmagent` fails the test with the package to install.
 
-mod tools;
+use crate::tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 //! (the checkpoint of the last delivered scrape), a state older than `state.recall`, a state
 //! file that cannot be used, and a log rotated while the exporter was stopped.
 
-mod common;
-mod counts;
-mod journal;
+use crate::common;
+use crate::counts;
+use crate::journal;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

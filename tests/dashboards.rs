@@ -14,8 +14,8 @@
 //!
 //! That the queries run and give the right numbers is `tests/dashboards_e2e.rs`.
 
-mod grafana;
-mod tools;
+use crate::grafana;
+use crate::tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

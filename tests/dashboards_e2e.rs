@@ -29,10 +29,10 @@
 //!
 //! Every process is killed at the end, also on failure (Drop).
 
-mod common;
-mod grafana;
-mod tools;
-mod workload;
+use crate::common;
+use crate::grafana;
+use crate::tools;
+use crate::workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -125,38 +125,8 @@ fn phases() -> Vec<Vec<(&'static str, Ev)>> {
     ]
 }
 
-impl Combo {
-    /// The variables as Grafana writes them into the queries.
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("instance", multi_text(&self.instance)),
-            ("stream", multi_text(&self.stream)),
-            ("filter", multi_text(&self.filter)),
-            ("ip", grafana_text(self.ip)),
-        ]
-    }
-
-    /// Whether a label value is selected (the regex the database applies).
-    fn keeps(&self, var: &str, value: &str) -> bool {
-        let re = match var {
-            "instance" => multi_regex(&self.instance),
-            "stream" => multi_regex(&self.stream),
-            "filter" => multi_regex(&self.filter),
-            "ip" => self.ip.to_string(),
-            other => panic!("no variable {other}"),
-        };
-        full_match(&re, value)
-    }
-}
-
 struct World {
     recs: Vec<Rec>,
-}
-
-fn full_match(re: &str, v: &str) -> bool {
-    regex::Regex::new(&format!("^(?:{re})$"))
-        .unwrap()
-        .is_match(v)
 }
 
 impl World {

@@ -46,10 +46,10 @@
 //! A missing `prometheus` fails the test with the package to install. Everything listens
 //! on 127.0.0.1; every process is killed at the end, also on failure (Drop).
 
-mod common;
-mod grafana;
-mod tools;
-mod workload;
+use crate::common;
+use crate::grafana;
+use crate::tools;
+use crate::workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -607,32 +607,6 @@ fn up_at_end(host: &str) -> f64 {
         0.0
     } else {
         1.0
-    }
-}
-
-impl Combo {
-    /// The variables as Grafana writes them into the queries.
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("instance", multi_text(&self.instance)),
-            ("stream", multi_text(&self.stream)),
-            ("filter", multi_text(&self.filter)),
-            ("ip", grafana_text(self.ip)),
-        ]
-    }
-
-    /// Whether a label value is selected (the regex the database applies).
-    fn keeps(&self, var: &str, value: &str) -> bool {
-        let re = match var {
-            "instance" => multi_regex(&self.instance),
-            "stream" => multi_regex(&self.stream),
-            "filter" => multi_regex(&self.filter),
-            "ip" => self.ip.to_string(),
-            other => panic!("no variable {other}"),
-        };
-        regex::Regex::new(&format!("^(?:{re})$"))
-            .unwrap()
-            .is_match(value)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The README's demo works on a fresh machine: no reaction binary, the bundled log and
 //! reaction configuration, every family on the page.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

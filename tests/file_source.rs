@@ -2,8 +2,8 @@
 //! a late start, partial writes and garbage. Counts are "since the last scrape", so every
 //! test adds them up over its scrapes.
 
-mod common;
-mod counts;
+use crate::common;
+use crate::counts;
 
 use std::collections::BTreeMap;
 use std::path::Path;

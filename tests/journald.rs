@@ -2,9 +2,9 @@
 //! systemd-journal-remote, read through the exporter's `journalctl` child
 //! (`reaction.logs.systemd`, `reaction.logs.directory`, `reaction.logs.journalctl`).
 
-mod common;
-mod counts;
-mod journal;
+use crate::common;
+use crate::counts;
+use crate::journal;
 
 use std::path::Path;
 use std::time::Duration;

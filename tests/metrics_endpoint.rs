@@ -1,7 +1,7 @@
 //! The `/metrics` page as a Prometheus server sees it: exact content for a fixed workload,
 //! validity for promtool and for the Python client's parsers, content negotiation.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

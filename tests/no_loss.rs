@@ -2,7 +2,7 @@
 //! response, whatever the timing of writes and scrapes, and whatever happens to a response
 //! on its way (client gone before it, client gone in the middle of it).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! temporality on the wire, resource, cumulative mode, independence from `/metrics`, an
 //! outage of the receiver, the final flush on SIGTERM and a 100,000-IP attack.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,8 +1,8 @@
 //! The exporter talking to reaction's command line (the `tests/fixtures/reaction` stand-in):
 //! pending actions, a hung or absent reaction, the version cache and configuration reloads.
 
-mod common;
-mod counts;
+use crate::common;
+use crate::counts;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::grafana::{grafana_multi, values_regex};
+use crate::grafana::{grafana_multi, grafana_text, values_regex};
 
 pub const SCRAPE: i64 = 1;
 
@@ -249,6 +249,37 @@ pub struct Combo {
     pub stream: Option<Vec<&'static str>>,
     pub filter: Option<Vec<&'static str>>,
     pub ip: &'static str,
+}
+
+impl Combo {
+    /// The variables as Grafana writes them into the queries.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("instance", multi_text(&self.instance)),
+            ("stream", multi_text(&self.stream)),
+            ("filter", multi_text(&self.filter)),
+            ("ip", grafana_text(self.ip)),
+        ]
+    }
+
+    /// Whether a label value is selected (the regex the database applies).
+    pub fn keeps(&self, var: &str, value: &str) -> bool {
+        let re = match var {
+            "instance" => multi_regex(&self.instance),
+            "stream" => multi_regex(&self.stream),
+            "filter" => multi_regex(&self.filter),
+            "ip" => self.ip.to_string(),
+            other => panic!("no variable {other}"),
+        };
+        full_match(&re, value)
+    }
+}
+
+/// Whether `v` matches the whole regex `re` (as PromQL `=~` does).
+pub fn full_match(re: &str, v: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{re})$"))
+        .unwrap()
+        .is_match(v)
 }
 
 pub fn multi_text(v: &Option<Vec<&str>>) -> String {

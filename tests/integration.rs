@@ -1,0 +1,34 @@
+//! The behaviour tests, in one test binary: they link the exporter's library, axum, tonic and
+//! the OpenTelemetry SDK once instead of once per topic (ripgrep's layout). One module per
+//! topic; `cargo test --test integration <topic>::` runs one of them.
+//!
+//! Shared helpers: `common` (the real binary on a temporary directory, the reaction CLI
+//! fixture, scrapes), `counts` (tallies of expected counts), `journal` (real journal files),
+//! `tools` (external programs and free ports), `grafana` (dashboard JSON), `workload` (the
+//! dashboard end-to-end workload).
+
+mod common;
+mod counts;
+mod grafana;
+mod journal;
+mod tools;
+mod workload;
+
+mod actions;
+mod alerts;
+mod cli;
+mod collector_configs;
+mod continuity;
+mod dashboards;
+mod dashboards_e2e;
+mod dashboards_otel_e2e;
+mod demo;
+mod file_source;
+mod journald;
+mod metrics_endpoint;
+mod no_loss;
+mod otlp;
+mod packaging;
+mod reaction_cli;
+mod readme;
+mod registry;
