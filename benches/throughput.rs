@@ -30,13 +30,13 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use reaction_metrics_exporter::app::App;
 use reaction_metrics_exporter::config::{Config, Format as ConfigFormat, LogSource};
 use reaction_metrics_exporter::internal::Internal;
+use reaction_metrics_exporter::metric::Metric;
 use reaction_metrics_exporter::parse::parse_line;
 use reaction_metrics_exporter::pipeline::Pipeline;
 use reaction_metrics_exporter::scrape::Scraper;
 use reaction_metrics_exporter::source::file::{FileSourceConfig, FileTailer};
 use reaction_metrics_exporter::status::StatusRefresher;
 use reaction_metrics_exporter::telemetry::collect::Collected;
-use reaction_metrics_exporter::telemetry::families::id;
 use reaction_metrics_exporter::telemetry::render::{render, Exposition, Format};
 use reaction_metrics_exporter::telemetry::{Instruments, Telemetry, VERSION};
 
@@ -432,7 +432,7 @@ fn series_attrs(k: usize) -> Vec<Vec<KeyValue>> {
 fn record(instruments: &Instruments, attrs: &[Vec<KeyValue>]) -> Duration {
     let t = Instant::now();
     for a in attrs {
-        instruments.add(id::MATCHES, 1, a);
+        instruments.add(Metric::Matches, 1, a);
     }
     t.elapsed()
 }

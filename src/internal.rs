@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::KeyValue;
 
+use crate::metric::Metric;
 use crate::source::SourceObserver;
-use crate::telemetry::families::id;
 use crate::telemetry::{GaugeState, Instruments};
 
 /// Why a line was not (fully) understood; the `reason` label.
@@ -95,7 +95,7 @@ impl Internal {
 
     /// Lines taken from the source, with the time of the last one.
     pub fn lines_read(&self, n: u64, last: SystemTime) {
-        self.instruments.add(id::LINES_READ, n, &[]);
+        self.instruments.add(Metric::LinesRead, n, &[]);
         if let Ok(d) = last.duration_since(UNIX_EPOCH) {
             self.gauges.set_last_event(d.as_secs_f64());
         }
@@ -103,7 +103,7 @@ impl Internal {
 
     pub fn line_rejected(&self, reason: Reject, line: &str, detail: &dyn Display) {
         self.instruments.add(
-            id::LINES_REJECTED,
+            Metric::LinesRejected,
             1,
             &[KeyValue::new("reason", reason.as_str())],
         );
@@ -118,7 +118,7 @@ impl Internal {
     }
 
     pub fn action_held(&self, target: &str) {
-        self.instruments.add(id::ACTIONS_HELD, 1, &[]);
+        self.instruments.add(Metric::ActionsHeld, 1, &[]);
         tracing::debug!(
             target,
             "action ignored: reaction started less than `hold` ago"
@@ -127,7 +127,7 @@ impl Internal {
 
     pub fn transform_error(&self, pattern: &str, error: &str) {
         self.instruments.add(
-            id::TRANSFORM_ERRORS,
+            Metric::TransformErrors,
             1,
             &[KeyValue::new("pattern", pattern.to_string())],
         );
@@ -142,7 +142,7 @@ impl Internal {
 
     pub fn cli_failure(&self, command: &'static str, kind: &'static str, error: &dyn Display) {
         self.instruments.add(
-            id::CLI_FAILURES,
+            Metric::CliFailures,
             1,
             &[
                 KeyValue::new("command", command),
@@ -155,7 +155,7 @@ impl Internal {
     }
 
     pub fn undelivered(&self, series: usize) {
-        self.instruments.add(id::UNDELIVERED, 1, &[]);
+        self.instruments.add(Metric::ScrapesUndelivered, 1, &[]);
         tracing::warn!(
             series,
             "a /metrics response was not delivered completely: its counts go to the next scrape"
@@ -164,7 +164,7 @@ impl Internal {
 
     pub fn otlp_failure(&self, kind: &'static str, detail: &dyn Display) {
         self.instruments
-            .add(id::OTLP_FAILURES, 1, &[KeyValue::new("kind", kind)]);
+            .add(Metric::OtlpFailures, 1, &[KeyValue::new("kind", kind)]);
         if let Some(suppressed) = self.limit.allow(&format!("otlp:{kind}")) {
             tracing::warn!(suppressed, "OTLP: {detail}");
         }
@@ -173,8 +173,11 @@ impl Internal {
     /// `points` data points went to an overflow series in `reader` ("prometheus", "otlp");
     /// `dropped` gauge points could not be kept.
     pub fn overflow(&self, reader: &'static str, points: u64) {
-        self.instruments
-            .add(id::OVERFLOWS, points, &[KeyValue::new("reader", reader)]);
+        self.instruments.add(
+            Metric::CardinalityOverflows,
+            points,
+            &[KeyValue::new("reader", reader)],
+        );
         if let Some(suppressed) = self.limit.allow(&format!("overflow:{reader}")) {
             tracing::warn!(
                 reader,
@@ -188,7 +191,7 @@ impl Internal {
     /// The state file could not be written (or read): continuity is at risk.
     pub fn state_error(&self, err: &dyn Display) {
         self.instruments
-            .add(id::SOURCE_ERRORS, 1, &[KeyValue::new("source", "state")]);
+            .add(Metric::SourceErrors, 1, &[KeyValue::new("source", "state")]);
         if let Some(suppressed) = self.limit.allow("state") {
             tracing::error!(suppressed, "state file: {err}");
         }
@@ -196,7 +199,7 @@ impl Internal {
 
     fn source_error(&self, source: &'static str, what: &str, err: &dyn Display) {
         self.instruments
-            .add(id::SOURCE_ERRORS, 1, &[KeyValue::new("source", source)]);
+            .add(Metric::SourceErrors, 1, &[KeyValue::new("source", source)]);
         if let Some(suppressed) = self.limit.allow(&format!("source:{what}")) {
             tracing::error!(source, suppressed, "{what}: {err} (retrying)");
         }
@@ -205,11 +208,11 @@ impl Internal {
 
 impl SourceObserver for Internal {
     fn rotated(&self, path: &Path) {
-        self.instruments.add(id::ROTATIONS, 1, &[]);
+        self.instruments.add(Metric::FileRotations, 1, &[]);
         tracing::info!(path = %path.display(), "log file replaced: following the new file");
     }
     fn truncated(&self, path: &Path) {
-        self.instruments.add(id::TRUNCATIONS, 1, &[]);
+        self.instruments.add(Metric::FileTruncations, 1, &[]);
         tracing::info!(path = %path.display(), "log file truncated: reading from its start");
     }
     fn error(&self, path: &Path, err: &io::Error) {
@@ -234,7 +237,7 @@ impl SourceObserver for Internal {
         }
     }
     fn position_invalid(&self, position: &str, fallback: &str) {
-        self.instruments.add(id::POSITIONS_INVALID, 1, &[]);
+        self.instruments.add(Metric::PositionsInvalid, 1, &[]);
         tracing::warn!("saved position {position:?} cannot be used: starting from {fallback}");
     }
     fn child_recovered(&self, what: &str) {

@@ -2,8 +2,9 @@
 //! legacy-compatible `/metrics` endpoint.
 //!
 //! Data flows one way: [`source`] → [`parse`] → [`label`] → [`telemetry`] instruments →
-//! readers ([`scrape`] for `/metrics`, served by [`server`]). [`pipeline`] is where a line
-//! becomes a metric; [`app`] wires it all; [`internal`] is the self-monitoring.
+//! readers ([`scrape`] for `/metrics`, served by [`server`]). [`metric`] is the table of
+//! every instrument; [`pipeline`] is where a line becomes a metric; [`app`] wires it all;
+//! [`internal`] is the self-monitoring.
 
 pub mod app;
 pub mod bounded;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod internal;
 pub mod label;
+pub mod metric;
 pub mod parse;
 pub mod pipeline;
 pub mod reaction;

@@ -16,12 +16,11 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use crate::internal::Internal;
+use crate::metric::{Legacy, OVERFLOW_KEY};
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
 use crate::telemetry::collect::{merge_sums, Collected, SeriesKey};
-use crate::telemetry::families::{Legacy, FAMILIES};
-use crate::telemetry::otlp::pending::OVERFLOW_KEY;
 use crate::telemetry::render::{render, Exposition, Format};
 use crate::telemetry::{SharedReader, VERSION};
 
@@ -190,7 +189,7 @@ impl Scraper {
             self.internal.overflow("prometheus", overflowed);
         }
         // In place: a 100k-series delta is not rehashed.
-        sums.retain(|(k, v)| match FAMILIES[k.0].legacy_kind {
+        sums.retain(|(k, v)| match k.0.spec().legacy_kind {
             Legacy::DeltaGauge => true,
             _ => {
                 *totals.entry(k.clone()).or_default() += *v as f64;

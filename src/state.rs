@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::metric::Metric;
 use crate::source::Position;
 use crate::telemetry::collect::{Attrs, SeriesKey};
-use crate::telemetry::families::{by_otel_name, FAMILIES};
 
 /// Names this file format; anything else is refused.
 pub const FORMAT: &str = "reaction-metrics-exporter/state/1";
@@ -101,7 +101,7 @@ impl State {
         self.counts
             .iter()
             .filter_map(|c| {
-                let f = by_otel_name(&c.family)?;
+                let f = Metric::from_otel_name(&c.family)?;
                 let mut attrs = c.attributes.clone();
                 attrs.sort_unstable();
                 Some(((f, attrs), c.value))
@@ -115,7 +115,7 @@ pub fn saved_counts<'a>(counts: impl Iterator<Item = (&'a SeriesKey, &'a u64)>) 
     let mut v: Vec<SavedCount> = counts
         .filter(|(_, v)| **v > 0)
         .map(|((f, attrs), v)| SavedCount {
-            family: FAMILIES[*f].otel.to_string(),
+            family: f.spec().otel.to_string(),
             attributes: attrs.clone(),
             value: *v,
         })
@@ -256,7 +256,6 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::families::id;
 
     fn file_id() -> SourceId {
         SourceId::File {
@@ -268,7 +267,7 @@ mod tests {
     fn round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let key: SeriesKey = (
-            id::MATCHES,
+            Metric::Matches,
             vec![
                 ("ip".into(), "1.2.3.4".into()),
                 ("stream".into(), "ssh".into()),

@@ -5,7 +5,7 @@
 //!   the instance is never hard-coded: every selector of an exporter metric filters on
 //!   `instance=~"$instance"` and no query names a host;
 //! - every query uses only metric names and label names that reach the database: the
-//!   legacy ones from `telemetry::families::FAMILIES` (with the pattern labels `ip`, `user`
+//!   legacy ones from the metric table (`metric::Metric`) (with the pattern labels `ip`, `user`
 //!   and `ua` of the test workload, and `job`/`instance` from the scrape) for the Prometheus
 //!   and VictoriaMetrics dashboards, the Collector's names from `otel/registry` for the
 //!   OpenTelemetry one; MetricsQL functions only in the VictoriaMetrics dashboard;
@@ -23,7 +23,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use grafana::*;
-use reaction_metrics_exporter::telemetry::families::{BUILD_INFO, FAMILIES};
+use reaction_metrics_exporter::metric::{Metric, BUILD_INFO};
 use tools::*;
 
 /// The pattern labels of the test workload (reaction's pattern names).
@@ -56,7 +56,7 @@ const METRICSQL: [&str; 7] = [
 /// Metric name -> its label names, for the legacy /metrics endpoint as scraped.
 fn legacy_names() -> BTreeMap<String, BTreeSet<String>> {
     let mut out = BTreeMap::new();
-    for f in FAMILIES.iter() {
+    for f in Metric::ALL.iter().map(|m| m.spec()) {
         let mut labels: BTreeSet<String> = f.attributes.iter().map(|s| s.to_string()).collect();
         if f.patterns {
             labels.extend(PATTERNS.iter().map(|s| s.to_string()));

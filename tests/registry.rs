@@ -1,8 +1,8 @@
 //! The semantic-convention registry in `otel/` (Weaver format) against the code.
 //!
 //! Weaver cannot be installed here, so this test does what `weaver registry check` would
-//! not: it compares the registry with `telemetry::families::FAMILIES` (the table every
-//! instrument is created from) and with what a real `Telemetry` collects.
+//! not: it compares the registry with the metric table (`metric::Metric`, from which every
+//! instrument is created) and with what a real `Telemetry` collects.
 //! - every family has a metric of the same name, instrument, unit, brief (the
 //!   instrument's description) and attributes, and the registry has no other metric;
 //! - every attribute referenced is defined once, and every defined attribute is used;
@@ -22,8 +22,7 @@ use opentelemetry_sdk::Resource;
 use serde_yaml::Value;
 
 use reaction_metrics_exporter::label::label_name;
-use reaction_metrics_exporter::telemetry::families::{id, Family, Kind, Legacy, FAMILIES};
-use reaction_metrics_exporter::telemetry::render::is_valid_label_name;
+use reaction_metrics_exporter::metric::{is_valid_label_name, Kind, Legacy, Metric, Spec};
 use reaction_metrics_exporter::telemetry::Telemetry;
 
 /// The template attribute standing for the pattern attributes.
@@ -361,15 +360,15 @@ fn check_stability(reg: &mut Registry, s: &str, where_: &str) {
 /// The Weaver instrument of a kind (semantic conventions use the synchronous names).
 fn instrument_of(kind: Kind) -> &'static str {
     match kind {
-        Kind::Counter | Kind::ObservableCounterF64 => "counter",
-        Kind::ObservableGauge | Kind::ObservableGaugeF64 => "gauge",
+        Kind::Counter | Kind::ObservableCounterF64(_) => "counter",
+        Kind::ObservableGauge(_) | Kind::ObservableGaugeF64(_) => "gauge",
     }
 }
 
 fn value_type_of(kind: Kind) -> &'static str {
     match kind {
-        Kind::Counter | Kind::ObservableGauge => "int",
-        Kind::ObservableGaugeF64 | Kind::ObservableCounterF64 => "double",
+        Kind::Counter | Kind::ObservableGauge(_) => "int",
+        Kind::ObservableGaugeF64(_) | Kind::ObservableCounterF64(_) => "double",
     }
 }
 
@@ -428,7 +427,7 @@ fn prometheus_name(name: &str, unit: &str, instrument: &str) -> Result<String, S
 }
 
 /// A registry group for a family, to paste when one is missing.
-fn suggested_group(f: &Family) -> String {
+fn suggested_group(f: &Spec) -> String {
     let mut s = format!(
         "  - id: metric.{n}\n    type: metric\n    metric_name: {n}\n    stability: development\n    brief: {b:?}\n    instrument: {i}\n    unit: {u:?}\n",
         n = f.otel,
@@ -477,14 +476,7 @@ fn fail_if_any(title: &str, problems: &[String]) {
 }
 
 fn diff(out: &mut Vec<String>, metric: &str, field: &str, code: &str, registry: &str) {
-    diff_from(
-        out,
-        "code (src/telemetry/families.rs)",
-        metric,
-        field,
-        code,
-        registry,
-    );
+    diff_from(out, "code (src/metric.rs)", metric, field, code, registry);
 }
 
 /// `what` (the code's table, or what was collected) against the registry.
@@ -637,7 +629,7 @@ fn registry_is_well_formed() {
 fn registry_matches_the_instruments_of_the_code() {
     let reg = load();
     let mut problems = Vec::new();
-    for f in FAMILIES.iter() {
+    for f in Metric::ALL.iter().map(|m| m.spec()) {
         let Some(m) = reg.metric(f.otel) else {
             problems.push(format!(
                 "{}: created by the code, missing from the registry. A group to add:\n{}",
@@ -716,7 +708,7 @@ fn registry_matches_the_instruments_of_the_code() {
         }
     }
     for m in &reg.metrics {
-        if !FAMILIES.iter().any(|f| f.otel == m.name) {
+        if Metric::from_otel_name(&m.name).is_none() {
             problems.push(format!(
                 "{} (otel/{}, group `{}`): in the registry, but the code creates no such instrument",
                 m.name, m.file, m.group
@@ -724,7 +716,7 @@ fn registry_matches_the_instruments_of_the_code() {
         }
     }
     fail_if_any(
-        "the registry (otel/registry) and the instruments of the code (src/telemetry/families.rs) disagree:",
+        "the registry (otel/registry) and the instruments of the code (src/metric.rs) disagree:",
         &problems,
     );
 }
@@ -734,7 +726,7 @@ fn readme_mapping_table_lists_every_family() {
     let readme = std::fs::read_to_string(otel_dir().join("README.md")).expect("otel/README.md");
     let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with('|')).collect();
     let mut problems = Vec::new();
-    for f in FAMILIES.iter() {
+    for f in Metric::ALL.iter().map(|m| m.spec()) {
         let prom = prometheus_name(f.otel, f.unit, instrument_of(f.kind)).unwrap_or_default();
         let cells = [
             format!("`{}`", f.otel),
@@ -771,7 +763,7 @@ fn collected_metrics_are_declared_in_the_registry() {
         (label_name("1ip"), "192.0.2.1"),
         (label_name("stream"), "reserved name"),
     ];
-    let attrs_of = |f: &Family| -> Vec<KeyValue> {
+    let attrs_of = |f: &Spec| -> Vec<KeyValue> {
         let mut kv: Vec<KeyValue> = f
             .attributes
             .iter()
@@ -788,9 +780,10 @@ fn collected_metrics_are_declared_in_the_registry() {
     };
 
     // One data point on each counter, and something for each gauge to observe.
-    for (i, f) in FAMILIES.iter().enumerate() {
+    for &metric in Metric::ALL {
+        let f = metric.spec();
         if f.kind == Kind::Counter {
-            telemetry.instruments.add(i, 1, &attrs_of(f));
+            telemetry.instruments.add(metric, 1, &attrs_of(f));
         }
     }
     telemetry
@@ -798,7 +791,7 @@ fn collected_metrics_are_declared_in_the_registry() {
         .pending
         .lock()
         .unwrap()
-        .push((attrs_of(&FAMILIES[id::PENDING]), 2));
+        .push((attrs_of(Metric::PendingActions.spec()), 2));
     {
         let mut s = telemetry.gauges.reaction.lock().unwrap();
         s.up = true;
@@ -862,7 +855,7 @@ fn collected_metrics_are_declared_in_the_registry() {
             }
         }
     }
-    for f in FAMILIES.iter() {
+    for f in Metric::ALL.iter().map(|m| m.spec()) {
         if !collected.contains(f.otel) {
             problems.push(format!(
                 "{}: recorded or observed, but not collected",

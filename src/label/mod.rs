@@ -13,12 +13,11 @@ use opentelemetry::{Key, KeyValue, Value};
 
 use crate::config::{Config, Family, Transform};
 use crate::internal::{Internal, Reject};
+use crate::metric::{is_valid_label_name, sanitize_label_name, Metric};
 use crate::parse::{CommandState, Event};
 use crate::reaction::config::{ActionDef, ReactionConfig};
 use crate::reaction::show::{split_key, PendingEntry};
 use crate::telemetry::collect::{attrs as sorted_attrs, Attrs};
-use crate::telemetry::families::id;
-use crate::telemetry::render::{is_valid_label_name, sanitize_label_name};
 
 pub mod attribution;
 pub mod transform;
@@ -75,8 +74,8 @@ struct ActionInfo {
 /// The result of labelling one event.
 #[derive(Debug, Default)]
 pub struct Labelled {
-    /// Add 1 to this family with these attributes.
-    pub record: Option<(usize, Vec<KeyValue>)>,
+    /// Add 1 to this counter with these attributes.
+    pub record: Option<(Metric, Vec<KeyValue>)>,
     /// reaction (re)started: refresh its configuration and version.
     pub restarted: bool,
     /// A name or the number of values does not fit reaction's configuration: refresh it
@@ -187,7 +186,8 @@ impl Labeller {
                     );
                     if export.matches.enabled() {
                         let (s, f) = split_first(target);
-                        out.record = Some((id::MATCHES, vec![kv("stream", s), kv("filter", f)]));
+                        out.record =
+                            Some((Metric::Matches, vec![kv("stream", s), kv("filter", f)]));
                     }
                     return out;
                 };
@@ -206,7 +206,7 @@ impl Labeller {
                         ),
                     );
                     if export.matches.enabled() {
-                        out.record = Some((id::MATCHES, self.base(&info, None)));
+                        out.record = Some((Metric::Matches, self.base(&info, None)));
                     }
                     return out;
                 }
@@ -224,7 +224,7 @@ impl Labeller {
                     if extra {
                         self.patterns(&info, values, &mut attrs, internal);
                     }
-                    out.record = Some((id::MATCHES, attrs));
+                    out.record = Some((Metric::Matches, attrs));
                 }
             }
             Event::Action { target, argv } => {
@@ -245,7 +245,7 @@ impl Labeller {
                         let (s, rest) = split_first(target);
                         let (f, a) = rest.rsplit_once('.').unwrap_or((rest, ""));
                         out.record = Some((
-                            id::ACTIONS,
+                            Metric::ActionRuns,
                             vec![kv("stream", s), kv("filter", f), kv("action", a)],
                         ));
                     }
@@ -264,7 +264,7 @@ impl Labeller {
                     let values = self.attribute(target, argv);
                     self.patterns(&info, &values, &mut attrs, internal);
                 }
-                out.record = Some((id::ACTIONS, attrs));
+                out.record = Some((Metric::ActionRuns, attrs));
             }
             Event::Command {
                 state,
@@ -289,7 +289,7 @@ impl Labeller {
                         (false, None) => "N/A".to_string(),
                     };
                     out.record = Some((
-                        id::COMMANDS,
+                        Metric::CommandRuns,
                         vec![
                             kv("state", state.as_str()),
                             kv("command", argv.first().map(String::as_str).unwrap_or("")),
@@ -307,7 +307,7 @@ impl Labeller {
                 }
                 if export.streams() {
                     out.record = Some((
-                        id::STREAM_EVENTS,
+                        Metric::StreamEvents,
                         vec![kv("stream", stream), kv("type", "start")],
                     ));
                 }
@@ -315,7 +315,7 @@ impl Labeller {
             Event::StreamError { stream, kind } => {
                 if export.streams() {
                     out.record = Some((
-                        id::STREAM_EVENTS,
+                        Metric::StreamEvents,
                         vec![kv("stream", stream), kv("type", kind.as_str())],
                     ));
                 }

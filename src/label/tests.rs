@@ -123,18 +123,18 @@ impl Env {
         &mut self,
         time: SystemTime,
         line: &str,
-    ) -> Option<(usize, Vec<(String, String)>)> {
+    ) -> Option<(Metric, Vec<(String, String)>)> {
         let out = self.label_at(time, line, false);
         assert!(!out.stale_config, "{line:?} does not fit the configuration");
         out.record.map(|(f, attrs)| (f, pairs(&attrs)))
     }
 
-    fn record(&mut self, line: &str) -> Option<(usize, Vec<(String, String)>)> {
+    fn record(&mut self, line: &str) -> Option<(Metric, Vec<(String, String)>)> {
         self.record_at(at(0), line)
     }
 
     /// The attributes of a line that must be recorded in `family`.
-    fn attrs(&mut self, family: usize, line: &str) -> Vec<(String, String)> {
+    fn attrs(&mut self, family: Metric, line: &str) -> Vec<(String, String)> {
         let (f, attrs) = self
             .record(line)
             .unwrap_or_else(|| panic!("{line:?} not recorded"));
@@ -166,7 +166,7 @@ fn expect(v: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn count(counts: &HashMap<SeriesKey, u64>, family: usize, attrs: &[(&str, &str)]) -> u64 {
+fn count(counts: &HashMap<SeriesKey, u64>, family: Metric, attrs: &[(&str, &str)]) -> u64 {
     let mut key = expect(attrs);
     key.sort();
     counts.get(&(family, key)).copied().unwrap_or(0)
@@ -192,7 +192,7 @@ fn pattern_labels_are_sorted_by_name_and_zipped_with_values() {
     let mut env = Env::standard();
     // The regex names <user> first; reaction orders the values by pattern name: ip, user.
     assert_eq!(
-        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        env.attrs(Metric::Matches, &ssh_match("1.2.3.4", "root")),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -203,7 +203,7 @@ fn pattern_labels_are_sorted_by_name_and_zipped_with_values() {
     // agent < ip: the agent value comes first.
     assert_eq!(
         env.attrs(
-            id::MATCHES,
+            Metric::Matches,
             r#"INFO http.agents: match ["curl/8.0", "5.6.7.8"]"#
         ),
         expect(&[
@@ -214,7 +214,7 @@ fn pattern_labels_are_sorted_by_name_and_zipped_with_values() {
         ])
     );
     assert_eq!(
-        env.attrs(id::ACTIONS, BAN_1234),
+        env.attrs(Metric::ActionRuns, BAN_1234),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -232,12 +232,12 @@ fn matches_without_extra_have_no_pattern_labels() {
         REACTION,
     );
     assert_eq!(
-        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        env.attrs(Metric::Matches, &ssh_match("1.2.3.4", "root")),
         expect(&[("stream", "ssh"), ("filter", "failedlogin")])
     );
     // actions keep theirs
     assert_eq!(
-        env.attrs(id::ACTIONS, BAN_1234),
+        env.attrs(Metric::ActionRuns, BAN_1234),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -253,7 +253,7 @@ fn matches_false_records_nothing_but_still_attributes_actions() {
     let mut env = Env::new("metrics:\n  export:\n    matches: false\n", REACTION);
     assert_eq!(env.record(&ssh_match("1.2.3.4", "root")), None);
     assert_eq!(
-        env.attrs(id::ACTIONS, BAN_1234),
+        env.attrs(Metric::ActionRuns, BAN_1234),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -275,7 +275,7 @@ fn actions_false_and_actions_without_extra() {
     );
     env.record(&ssh_match("1.2.3.4", "root"));
     assert_eq!(
-        env.attrs(id::ACTIONS, BAN_1234),
+        env.attrs(Metric::ActionRuns, BAN_1234),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -302,7 +302,7 @@ metrics:
     let mut env = Env::new(config, REACTION);
     // `for` keeps both (null and true mean "as is")
     assert_eq!(
-        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        env.attrs(Metric::Matches, &ssh_match("1.2.3.4", "root")),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -313,7 +313,7 @@ metrics:
     // elsewhere `all` applies: the template, and no `user`-like label to drop here
     assert_eq!(
         env.attrs(
-            id::MATCHES,
+            Metric::Matches,
             r#"INFO web.nginx.aiBots: match ["203.0.113.9", "GPTBot/1.0"]"#
         ),
         expect(&[
@@ -339,7 +339,7 @@ metrics:
 "#;
     let mut env = Env::new(config, REACTION);
     assert_eq!(
-        env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root")),
+        env.attrs(Metric::Matches, &ssh_match("1.2.3.4", "root")),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -347,7 +347,7 @@ metrics:
         ])
     );
     assert_eq!(
-        env.attrs(id::ACTIONS, BAN_1234),
+        env.attrs(Metric::ActionRuns, BAN_1234),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -357,7 +357,7 @@ metrics:
     );
     assert_eq!(
         env.attrs(
-            id::MATCHES,
+            Metric::Matches,
             r#"INFO web.nginx.aiBots: match ["203.0.113.9", "GPTBot/1.0"]"#
         ),
         expect(&[
@@ -374,7 +374,7 @@ fn readme_template_keeps_the_domain() {
     let mut env = Env::new(config, REACTION);
     assert_eq!(
         env.attrs(
-            id::MATCHES,
+            Metric::Matches,
             r#"INFO mail.spam: match ["spammer@example.org"]"#
         ),
         expect(&[
@@ -385,7 +385,7 @@ fn readme_template_keeps_the_domain() {
     );
     assert_eq!(
         env.attrs(
-            id::ACTIONS,
+            Metric::ActionRuns,
             r#"INFO mail.spam.notify: run ["logger" "spam from other@example.net"]"#
         ),
         expect(&[
@@ -401,8 +401,8 @@ fn readme_template_keeps_the_domain() {
 fn runtime_template_error_keeps_the_raw_value_and_the_label_set() {
     let config = "metrics:\n  all:\n    user: \"{{ user.nosuchmethod() }}\"\n";
     let mut env = Env::new(config, REACTION);
-    let a = env.attrs(id::MATCHES, &ssh_match("1.2.3.4", "root"));
-    let b = env.attrs(id::MATCHES, &ssh_match("5.6.7.8", "admin"));
+    let a = env.attrs(Metric::Matches, &ssh_match("1.2.3.4", "root"));
+    let b = env.attrs(Metric::Matches, &ssh_match("5.6.7.8", "admin"));
     assert_eq!(
         a,
         expect(&[
@@ -416,7 +416,7 @@ fn runtime_template_error_keeps_the_raw_value_and_the_label_set() {
     assert_eq!(keys(&a), keys(&b));
     let counts = env.own_counts();
     assert_eq!(
-        count(&counts, id::TRANSFORM_ERRORS, &[("pattern", "user")]),
+        count(&counts, Metric::TransformErrors, &[("pattern", "user")]),
         2
     );
 }
@@ -432,7 +432,10 @@ fn pattern_names_are_sanitized() {
     assert_eq!(label_name("ip"), "ip");
     let mut env = Env::standard();
     assert_eq!(
-        env.attrs(id::MATCHES, r#"INFO odd.names: match ["10.0.0.1", "eth0"]"#),
+        env.attrs(
+            Metric::Matches,
+            r#"INFO odd.names: match ["10.0.0.1", "eth0"]"#
+        ),
         expect(&[
             ("stream", "odd"),
             ("filter", "names"),
@@ -447,7 +450,7 @@ fn dotted_names_are_resolved_against_the_configuration() {
     let mut env = Env::standard();
     assert_eq!(
         env.attrs(
-            id::MATCHES,
+            Metric::Matches,
             r#"INFO web.nginx.aiBots: match ["203.0.113.9", "GPTBot/1.0 (+https://openai.com/gptbot)"]"#
         ),
         expect(&[
@@ -460,7 +463,7 @@ fn dotted_names_are_resolved_against_the_configuration() {
     // the ip is inside an argument (`{ <ip> }`); the ua comes from the match
     assert_eq!(
         env.attrs(
-            id::ACTIONS,
+            Metric::ActionRuns,
             r#"INFO web.nginx.aiBots.ban: run ["nft" "add" "element" "inet" "reaction" "bots" "{ 203.0.113.9 }"]"#
         ),
         expect(&[
@@ -473,7 +476,7 @@ fn dotted_names_are_resolved_against_the_configuration() {
     );
     assert_eq!(
         env.attrs(
-            id::STREAM_EVENTS,
+            Metric::StreamEvents,
             r#"INFO web.nginx: start ["tail", "-fn0", "x"]"#
         ),
         expect(&[("stream", "web.nginx"), ("type", "start")])
@@ -490,7 +493,7 @@ fn unknown_filter_asks_for_the_config_then_is_recorded_split() {
     let last = env.label_at(at(0), line, true);
     assert!(!last.stale_config);
     let (f, attrs) = last.record.expect("recorded on the last try");
-    assert_eq!(f, id::MATCHES);
+    assert_eq!(f, Metric::Matches);
     assert_eq!(
         pairs(&attrs),
         expect(&[("stream", "ghost"), ("filter", "some.filter")])
@@ -499,14 +502,18 @@ fn unknown_filter_asks_for_the_config_then_is_recorded_split() {
     let action = r#"INFO ghost.f.ban: run ["true"]"#;
     assert!(env.label_at(at(0), action, false).stale_config);
     let (f, attrs) = env.label_at(at(0), action, true).record.unwrap();
-    assert_eq!(f, id::ACTIONS);
+    assert_eq!(f, Metric::ActionRuns);
     assert_eq!(
         pairs(&attrs),
         expect(&[("stream", "ghost"), ("filter", "f"), ("action", "ban")])
     );
     let counts = env.own_counts();
     assert_eq!(
-        count(&counts, id::LINES_REJECTED, &[("reason", "unknown_name")]),
+        count(
+            &counts,
+            Metric::LinesRejected,
+            &[("reason", "unknown_name")]
+        ),
         2
     );
 }
@@ -519,7 +526,7 @@ fn value_count_mismatch_asks_for_the_config_then_is_recorded_without_patterns() 
     assert!(first.stale_config);
     assert!(first.record.is_none());
     let (f, attrs) = env.label_at(at(0), line, true).record.unwrap();
-    assert_eq!(f, id::MATCHES);
+    assert_eq!(f, Metric::Matches);
     assert_eq!(
         pairs(&attrs),
         expect(&[("stream", "ssh"), ("filter", "failedlogin")])
@@ -528,7 +535,7 @@ fn value_count_mismatch_asks_for_the_config_then_is_recorded_without_patterns() 
     assert_eq!(
         count(
             &counts,
-            id::LINES_REJECTED,
+            Metric::LinesRejected,
             &[("reason", "pattern_mismatch")]
         ),
         1
@@ -546,7 +553,7 @@ fn value_count_mismatch_asks_for_the_config_then_is_recorded_without_patterns() 
     env.labeller
         .set_reaction_config(&ReactionConfig::from_yaml(&refreshed).unwrap());
     assert_eq!(
-        env.attrs(id::MATCHES, line),
+        env.attrs(Metric::Matches, line),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -564,7 +571,7 @@ fn commands_and_stream_events() {
     let mut env = Env::standard();
     assert_eq!(
         env.attrs(
-            id::COMMANDS,
+            Metric::CommandRuns,
             r#"INFO start command: run ["iptables", "-w", "-N", "reaction"]"#
         ),
         expect(&[
@@ -576,7 +583,7 @@ fn commands_and_stream_events() {
     );
     assert_eq!(
         env.attrs(
-            id::COMMANDS,
+            Metric::CommandRuns,
             r#"ERROR stop command: run ["iptables", "-w", "-X", "reaction"]: exit code: 1"#
         ),
         expect(&[
@@ -587,7 +594,10 @@ fn commands_and_stream_events() {
         ])
     );
     assert_eq!(
-        env.attrs(id::STREAM_EVENTS, "ERROR stream ssh exited: exit status: 1"),
+        env.attrs(
+            Metric::StreamEvents,
+            "ERROR stream ssh exited: exit status: 1"
+        ),
         expect(&[("stream", "ssh"), ("type", "exit")])
     );
     let mut env = Env::new(
@@ -609,7 +619,7 @@ const WEB_START: &str = r#"INFO web.nginx: start ["tail", "-fn0", "/var/log/ngin
 const SIGTERM: &str = "INFO received SIGTERM, closing streams...";
 
 fn held(env: &Env) -> u64 {
-    count(&env.own_counts(), id::ACTIONS_HELD, &[])
+    count(&env.own_counts(), Metric::ActionsHeld, &[])
 }
 
 #[test]
@@ -697,7 +707,7 @@ fn unban_is_labelled_with_its_own_ip() {
         env.record(&ssh_match(ip, user));
     }
     assert_eq!(
-        env.attrs(id::ACTIONS, &unban("1.1.1.1")),
+        env.attrs(Metric::ActionRuns, &unban("1.1.1.1")),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -707,7 +717,7 @@ fn unban_is_labelled_with_its_own_ip() {
         ])
     );
     assert_eq!(
-        env.attrs(id::ACTIONS, &unban("2.2.2.2")),
+        env.attrs(Metric::ActionRuns, &unban("2.2.2.2")),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -723,7 +733,7 @@ fn command_with_an_ip_never_matched_has_an_empty_user() {
     let mut env = Env::standard();
     env.record(&ssh_match("1.1.1.1", "alice"));
     assert_eq!(
-        env.attrs(id::ACTIONS, &unban("9.9.9.9")),
+        env.attrs(Metric::ActionRuns, &unban("9.9.9.9")),
         expect(&[
             ("stream", "ssh"),
             ("filter", "failedlogin"),
@@ -740,7 +750,7 @@ fn command_without_placeholders_takes_the_last_match() {
     // nothing matched yet: empty values, labels present
     assert_eq!(
         env.attrs(
-            id::ACTIONS,
+            Metric::ActionRuns,
             r#"INFO ssh.failedlogin.notify: run ["logger" "someone failed to log in"]"#
         ),
         expect(&[
@@ -761,13 +771,13 @@ fn command_without_placeholders_takes_the_last_match() {
     let last = [("ip", "3.3.3.3"), ("user", "carol")];
     // template without `<..>`
     let a = env.attrs(
-        id::ACTIONS,
+        Metric::ActionRuns,
         r#"INFO ssh.failedlogin.notify: run ["logger" "someone failed to log in"]"#,
     );
     assert_eq!(a[3..], expect(&last)[..]);
     // plugin action (no template at all)
     let a = env.attrs(
-        id::ACTIONS,
+        Metric::ActionRuns,
         r#"INFO ssh.failedlogin.plugged: run ["ipset" "add" "reaction4" "3.3.3.3"]"#,
     );
     assert_eq!(
@@ -917,7 +927,7 @@ fn an_ambiguous_dotted_name_resolves_like_the_reaction_config() {
     let (s, f) = rc.resolve_filter("a.b.c").unwrap();
     let mut env = Env::new("", reaction);
     assert_eq!(
-        env.attrs(id::MATCHES, r#"INFO a.b.c: match ["1.2.3.4"]"#),
+        env.attrs(Metric::Matches, r#"INFO a.b.c: match ["1.2.3.4"]"#),
         expect(&[("stream", &s.name), ("filter", &f.name), ("ip", "1.2.3.4")])
     );
 }

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 
-use super::families::by_otel_name;
+use crate::metric::Metric;
 
 /// Attributes as (key, value) strings, sorted by key.
 pub type Attrs = Vec<(String, String)>;
-/// A series: its family id and attributes.
-pub type SeriesKey = (usize, Attrs);
+/// A series: its metric and attributes.
+pub type SeriesKey = (Metric, Attrs);
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Collected {
@@ -33,13 +33,13 @@ pub fn attrs<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Attrs {
 }
 
 impl Collected {
-    /// Take everything out of one `ResourceMetrics`. Instruments not in the family table are
-    /// ignored (there are none).
+    /// Take everything out of one `ResourceMetrics`. Instruments not in the metric table
+    /// are ignored (there are none).
     pub fn from_resource_metrics(rm: &ResourceMetrics) -> Collected {
         let mut c = Collected::default();
         for scope in rm.scope_metrics() {
             for metric in scope.metrics() {
-                let Some(family) = by_otel_name(metric.name()) else {
+                let Some(family) = Metric::from_otel_name(metric.name()) else {
                     continue;
                 };
                 match metric.data() {

@@ -1,14 +1,15 @@
-//! Every instrument, created in one place from [`FAMILIES`], so the registry test is one
-//! comparison. Counters are recorded by the pipeline; observable gauges read [`GaugeState`]
-//! (filled by the reaction status refresh) and `/proc/self`.
+//! Every instrument, created in one place from the metric table ([`Metric::ALL`]), so the
+//! registry test is one comparison. Counters are recorded by the pipeline; observable
+//! instruments read what their [`Kind`] says: [`GaugeState`] (filled by the reaction
+//! status refresh) or `/proc/self`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry::metrics::{AsyncInstrument, Counter, Meter};
 use opentelemetry::KeyValue;
 
-use super::families::{id, Kind, FAMILIES};
+use crate::metric::{Kind, Metric, ObservedF64, ObservedU64};
 
 /// What reaction says about itself, as last observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +43,43 @@ impl GaugeState {
     pub fn set_last_event(&self, secs: f64) {
         self.last_event.store(secs.to_bits(), Ordering::Relaxed);
     }
+
+    /// Report what `observed` reads.
+    fn observe_u64(&self, observed: ObservedU64, o: &dyn AsyncInstrument<u64>) {
+        match observed {
+            ObservedU64::PendingActions => {
+                let pending = self.pending.lock().expect("gauge state");
+                for (attrs, n) in pending.iter() {
+                    o.observe(*n, attrs);
+                }
+            }
+            ObservedU64::ReactionStatus => {
+                let s = self.reaction.lock().expect("gauge state").clone();
+                o.observe(u64::from(s.up), &[KeyValue::new("version", s.version)]);
+            }
+        }
+    }
+
+    /// Report what `observed` reads.
+    fn observe_f64(&self, observed: ObservedF64, o: &dyn AsyncInstrument<f64>) {
+        let value = match observed {
+            ObservedF64::LastEvent => {
+                Some(f64::from_bits(self.last_event.load(Ordering::Relaxed))).filter(|v| *v > 0.0)
+            }
+            ObservedF64::CpuTime => process::cpu_seconds(),
+            ObservedF64::ResidentMemory => process::resident_bytes(),
+            ObservedF64::OpenFds => process::open_fds(),
+        };
+        if let Some(v) = value {
+            o.observe(v, &[]);
+        }
+    }
 }
 
-/// The instruments. Counters are indexed by family id.
+/// The instruments: a counter per [`Kind::Counter`] metric, and the registrations of the
+/// observable ones.
 pub struct Instruments {
+    /// Indexed by `Metric as usize` (its place in [`Metric::ALL`]); `None` for observables.
     counters: Vec<Option<Counter<u64>>>,
     // Observable instruments stay registered as long as their handles live.
     _observables: Vec<Box<dyn std::any::Any + Send + Sync>>,
@@ -53,9 +87,16 @@ pub struct Instruments {
 
 impl Instruments {
     pub fn new(meter: &Meter, gauges: Arc<GaugeState>) -> Instruments {
-        let mut counters = Vec::with_capacity(FAMILIES.len());
+        let mut counters = Vec::with_capacity(Metric::ALL.len());
         let mut observables: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
-        for (i, f) in FAMILIES.iter().enumerate() {
+        for &metric in Metric::ALL {
+            let f = metric.spec();
+            debug_assert_eq!(
+                metric as usize,
+                counters.len(),
+                "Metric::ALL is in enum order"
+            );
+            let g = gauges.clone();
             let mut counter = None;
             match f.kind {
                 Kind::Counter => {
@@ -65,80 +106,32 @@ impl Instruments {
                             .with_unit(f.unit)
                             .with_description(f.description)
                             .build(),
-                    );
+                    )
                 }
-                Kind::ObservableGauge => {
-                    let g = gauges.clone();
-                    let b = meter
+                Kind::ObservableGauge(observed) => observables.push(Box::new(
+                    meter
                         .u64_observable_gauge(f.otel)
                         .with_unit(f.unit)
-                        .with_description(f.description);
-                    let inst = match i {
-                        id::PENDING => b
-                            .with_callback(move |o| {
-                                let pending = g.pending.lock().expect("gauge state");
-                                for (attrs, n) in pending.iter() {
-                                    o.observe(*n, attrs);
-                                }
-                            })
-                            .build(),
-                        id::UP => b
-                            .with_callback(move |o| {
-                                let s = g.reaction.lock().expect("gauge state").clone();
-                                o.observe(u64::from(s.up), &[KeyValue::new("version", s.version)]);
-                            })
-                            .build(),
-                        _ => unreachable!("no callback for {}", f.otel),
-                    };
-                    observables.push(Box::new(inst));
-                }
-                Kind::ObservableGaugeF64 => {
-                    let g = gauges.clone();
-                    let b = meter
+                        .with_description(f.description)
+                        .with_callback(move |o| g.observe_u64(observed, o))
+                        .build(),
+                )),
+                Kind::ObservableGaugeF64(observed) => observables.push(Box::new(
+                    meter
                         .f64_observable_gauge(f.otel)
                         .with_unit(f.unit)
-                        .with_description(f.description);
-                    let inst = match i {
-                        id::LAST_EVENT => b
-                            .with_callback(move |o| {
-                                let v = f64::from_bits(g.last_event.load(Ordering::Relaxed));
-                                if v > 0.0 {
-                                    o.observe(v, &[]);
-                                }
-                            })
-                            .build(),
-                        id::RSS => b
-                            .with_callback(|o| {
-                                if let Some(v) = process::resident_bytes() {
-                                    o.observe(v, &[]);
-                                }
-                            })
-                            .build(),
-                        id::FDS => b
-                            .with_callback(|o| {
-                                if let Some(v) = process::open_fds() {
-                                    o.observe(v, &[]);
-                                }
-                            })
-                            .build(),
-                        _ => unreachable!("no callback for {}", f.otel),
-                    };
-                    observables.push(Box::new(inst));
-                }
-                Kind::ObservableCounterF64 => {
-                    assert_eq!(i, id::CPU, "no callback for {}", f.otel);
-                    let inst = meter
+                        .with_description(f.description)
+                        .with_callback(move |o| g.observe_f64(observed, o))
+                        .build(),
+                )),
+                Kind::ObservableCounterF64(observed) => observables.push(Box::new(
+                    meter
                         .f64_observable_counter(f.otel)
                         .with_unit(f.unit)
                         .with_description(f.description)
-                        .with_callback(|o| {
-                            if let Some(v) = process::cpu_seconds() {
-                                o.observe(v, &[]);
-                            }
-                        })
-                        .build();
-                    observables.push(Box::new(inst));
-                }
+                        .with_callback(move |o| g.observe_f64(observed, o))
+                        .build(),
+                )),
             }
             counters.push(counter);
         }
@@ -148,13 +141,12 @@ impl Instruments {
         }
     }
 
-    /// Add `n` to a counter family.
+    /// Add `n` to a counter.
     #[inline]
-    pub fn add(&self, family: usize, n: u64, attrs: &[KeyValue]) {
-        if let Some(c) = &self.counters[family] {
-            c.add(n, attrs);
-        } else {
-            debug_assert!(false, "{} is not a counter", FAMILIES[family].otel);
+    pub fn add(&self, metric: Metric, n: u64, attrs: &[KeyValue]) {
+        match &self.counters[metric as usize] {
+            Some(c) => c.add(n, attrs),
+            None => debug_assert!(false, "{} is not a counter", metric.spec().otel),
         }
     }
 }

@@ -15,7 +15,6 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 pub mod collect;
-pub mod families;
 pub mod instruments;
 pub mod otlp;
 pub mod render;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::collect::Attrs;
-use super::families::{id, Legacy, BUILD_INFO, BUILD_INFO_HELP, FAMILIES};
+use crate::metric::{
+    is_valid_label_name, sanitize_label_name, Legacy, Metric, BUILD_INFO, BUILD_INFO_HELP,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -55,41 +57,17 @@ impl Format {
     }
 }
 
-/// Families in output order (the legacy order, then the exporter's own).
-const ORDER: [usize; 19] = [
-    id::COMMANDS,
-    id::STREAM_EVENTS,
-    id::MATCHES,
-    id::ACTIONS,
-    id::PENDING,
-    id::LINES_READ,
-    id::LINES_REJECTED,
-    id::SOURCE_ERRORS,
-    id::ROTATIONS,
-    id::TRUNCATIONS,
-    id::CLI_FAILURES,
-    id::ACTIONS_HELD,
-    id::TRANSFORM_ERRORS,
-    id::UNDELIVERED,
-    id::POSITIONS_INVALID,
-    id::OTLP_FAILURES,
-    id::OVERFLOWS,
-    id::LAST_EVENT,
-    id::CPU,
-];
-const TAIL: [usize; 2] = [id::RSS, id::FDS];
-
 /// What one scrape shows: samples per family (any order), attributes as collected,
 /// borrowed from wherever the scrape keeps them.
 #[derive(Debug, Default)]
 pub struct Exposition<'a> {
-    pub families: BTreeMap<usize, Vec<(&'a Attrs, f64)>>,
+    pub families: BTreeMap<Metric, Vec<(&'a Attrs, f64)>>,
 }
 
 impl<'a> Exposition<'a> {
-    pub fn push(&mut self, family: usize, attrs: &'a Attrs, value: f64) {
+    pub fn push(&mut self, metric: Metric, attrs: &'a Attrs, value: f64) {
         self.families
-            .entry(family)
+            .entry(metric)
             .or_default()
             .push((attrs, value));
     }
@@ -106,11 +84,32 @@ pub fn render(exp: &Exposition, build_version: &str, internals: bool, format: Fo
     escape_value(&mut out, build_version);
     out.push_str("\"} 1.0\n");
 
-    let up = &FAMILIES[id::UP];
-    header(&mut out, up.legacy, up.help, "gauge");
-    let (version, status) = exp
-        .families
-        .get(&id::UP)
+    // The families in table order; the status line always, in its legacy shape.
+    for &m in Metric::ALL {
+        if m == Metric::Up {
+            status_info(&mut out, exp.families.get(&m));
+            continue;
+        }
+        if m.spec().internal && !internals {
+            continue;
+        }
+        let Some(samples) = exp.families.get(&m).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        family(&mut out, m, samples, format);
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+/// `reaction_status_info{version="…",status="1"} 1.0`: reaction's version and whether it
+/// answers, as labels of a constant 1 (the Python exporter's shape of `reaction.up`).
+fn status_info(out: &mut String, samples: Option<&Vec<(&Attrs, f64)>>) {
+    let up = Metric::Up.spec();
+    header(out, up.legacy, up.help, "gauge");
+    let (version, status) = samples
         .and_then(|s| s.first())
         .map(|(a, v)| {
             let version = a
@@ -123,29 +122,14 @@ pub fn render(exp: &Exposition, build_version: &str, internals: bool, format: Fo
         .unwrap_or(("N/A", "0"));
     out.push_str(up.legacy);
     out.push_str("{version=\"");
-    escape_value(&mut out, version);
+    escape_value(out, version);
     out.push_str("\",status=\"");
     out.push_str(status);
     out.push_str("\"} 1.0\n");
-
-    for &f in ORDER.iter().chain(TAIL.iter()) {
-        let fam = &FAMILIES[f];
-        if fam.internal && !internals {
-            continue;
-        }
-        let Some(samples) = exp.families.get(&f).filter(|s| !s.is_empty()) else {
-            continue;
-        };
-        family(&mut out, f, samples, format);
-    }
-    if format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
-    }
-    out
 }
 
-fn family(out: &mut String, f: usize, samples: &[(&Attrs, f64)], format: Format) {
-    let fam = &FAMILIES[f];
+fn family(out: &mut String, m: Metric, samples: &[(&Attrs, f64)], format: Format) {
+    let fam = m.spec();
     let (type_name, family_name) = match (fam.legacy_kind, format) {
         (Legacy::Counter, Format::OpenMetrics) => {
             ("counter", fam.legacy.trim_end_matches("_total"))
@@ -235,29 +219,6 @@ fn label_name(out: &mut String, name: &str) {
     }
 }
 
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Replace every character outside `[a-zA-Z0-9_]` by `_`, and prefix `_` when the name
-/// starts with a digit (or is empty).
-pub fn sanitize_label_name(name: &str) -> String {
-    let mut s = String::with_capacity(name.len() + 1);
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-        s.push('_');
-    }
-    for c in name.chars() {
-        s.push(if c.is_ascii_alphanumeric() || c == '_' {
-            c
-        } else {
-            '_'
-        });
-    }
-    s
-}
-
 fn escape_value(out: &mut String, v: &str) {
     if !v.contains(['\\', '"', '\n']) {
         out.push_str(v);
@@ -338,11 +299,11 @@ mod tests {
         ]);
         let none = vec![];
         let mut e = Exposition::default();
-        e.push(id::UP, &up, 1.0);
-        e.push(id::MATCHES, &m1, 3.0);
-        e.push(id::MATCHES, &m2, 1.0);
-        e.push(id::COMMANDS, &c, 2.0);
-        e.push(id::LINES_READ, &none, 7.0);
+        e.push(Metric::Up, &up, 1.0);
+        e.push(Metric::Matches, &m1, 3.0);
+        e.push(Metric::Matches, &m2, 1.0);
+        e.push(Metric::CommandRuns, &c, 2.0);
+        e.push(Metric::LinesRead, &none, 7.0);
         let text = render(&e, "0.1.0", false, Format::Text);
         assert_eq!(
             text,
@@ -383,15 +344,11 @@ mod tests {
             ("ua", "a\"b\\c\nd"),
         ]);
         let mut e = Exposition::default();
-        e.push(id::MATCHES, &m, 1.0);
+        e.push(Metric::Matches, &m, 1.0);
         let text = render(&e, "x", false, Format::Text);
         assert!(text.contains(
             "reaction_match_count{stream=\"s\",filter=\"f\",otel_metric_overflow=\"true\",ua=\"a\\\"b\\\\c\\nd\"} 1.0\n"
         ));
-        assert_eq!(sanitize_label_name("1ip"), "_1ip");
-        assert_eq!(sanitize_label_name("adresse_é"), "adresse__");
-        assert!(is_valid_label_name("_x9"));
-        assert!(!is_valid_label_name("9x"));
     }
 
     #[test]

@@ -16,8 +16,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-/// The attribute the SDK (and this buffer) puts on overflow series.
-pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
+use crate::metric::OVERFLOW_KEY;
 
 type PointKey = Vec<(String, String)>;
 
