@@ -507,12 +507,14 @@ mod tests {
     async fn hung_show_times_out_and_is_killed() {
         let fx = Fixture::new(serde_json::json!({"delay": {"show": 30}}));
         let mut cfg = fx.client(&fx.path("unused")).config().clone();
-        cfg.timeout = Duration::from_millis(500);
+        // Long enough for the stand-in (Python) to start and write its pid even on a loaded
+        // machine, far shorter than its 30 s delay.
+        cfg.timeout = Duration::from_secs(2);
         let client = ReactionClient::new(cfg);
         let started = Instant::now();
         let err = client.show().await.unwrap_err();
         assert!(
-            matches!(err, ReactionError::Timeout { command: "show", after } if after == Duration::from_millis(500)),
+            matches!(err, ReactionError::Timeout { command: "show", after } if after == Duration::from_secs(2)),
             "{err:?}"
         );
         assert_eq!(err.kind(), "timeout");
