@@ -436,7 +436,7 @@ impl<'de> Deserialize<'de> for Transform {
             None | Some(Raw::Bool(true)) => Ok(Transform::Keep),
             Some(Raw::Bool(false)) => Ok(Transform::Drop),
             Some(Raw::Str(t)) => {
-                crate::label::transform::check_syntax(&t).map_err(de::Error::custom)?;
+                crate::template::check_syntax(&t).map_err(de::Error::custom)?;
                 Ok(Transform::Template(t))
             }
         }

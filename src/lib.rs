@@ -22,3 +22,4 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod telemetry;
+pub mod template;

@@ -11,13 +11,17 @@ use crate::internal::{Internal, Reject};
 use crate::label::Labeller;
 use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
-use crate::scrape::Processed;
-use crate::source::{Batch, LogLine};
+use crate::source::{Batch, LogLine, Position};
 use crate::status::StatusRefresher;
 use crate::telemetry::Instruments;
 
 /// How often a line that does not fit reaction's configuration may trigger a reload.
 const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// The source position after the last batch processed; locked by the pipeline while it
+/// records a batch, and by a scrape while it collects (so a scrape's counts reach a known
+/// position).
+pub type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
 
 pub struct Pipeline {
     pub labeller: Arc<Mutex<Labeller>>,

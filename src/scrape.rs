@@ -17,6 +17,7 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use crate::internal::Internal;
 use crate::metric::{Legacy, OVERFLOW_KEY};
+use crate::pipeline::Processed;
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
@@ -27,10 +28,6 @@ use crate::telemetry::{SharedReader, VERSION};
 type Counts = HashMap<SeriesKey, u64>;
 /// The counts of one response: one entry per series.
 type Sums = Vec<(SeriesKey, u64)>;
-
-/// The pipeline's position after its last batch; locked by the pipeline while it records a
-/// batch, and by a scrape while it collects.
-pub type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
 
 /// Counts collected but not delivered yet, and the position they reach.
 #[derive(Debug, Default)]
