@@ -317,10 +317,14 @@ async fn delta_sums_on_the_wire_match_the_events_exactly() {
         Some(env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(attr("service.instance.id").as_deref(), Some("test-host"));
-    // Gauges: reaction's status.
-    assert!(pts
-        .iter()
-        .any(|p| p.metric == "reaction.up" && p.value == 1.0 && p.attrs["version"] == "2.2.0"));
+    // Gauges: reaction's status, once a status refresh (`reaction -V` and `reaction show`,
+    // two runs of the Python stand-in: slow on a loaded machine) has completed.
+    eventually("reaction.up with reaction's version", || {
+        points(&store)
+            .iter()
+            .any(|p| p.metric == "reaction.up" && p.value == 1.0 && p.attrs["version"] == "2.2.0")
+    })
+    .await;
     drop(e);
     rx.stop().await;
 }
