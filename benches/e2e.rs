@@ -316,7 +316,9 @@ fn generate(w: &Workload) -> (Vec<u8>, Expected) {
         lines: once.lines * r + (HEADER.len() + FOOTER.len()) as u64,
         matches: once.matches * r,
         actions: once.actions * r,
-        commands: once.commands * r + 4,
+        // The header's two start commands and the footer's two stop commands.
+        commands: 4,
+        // The header's two stream starts.
         stream_events: once.stream_events * r + 2,
     };
     (out, exp)
