@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, LogSource, StartAt};
+use crate::internal::events::{PositionInvalid, StateFileFailed};
 use crate::internal::Internal;
 use crate::label::Labeller;
 use crate::pipeline::Pipeline;
@@ -44,6 +45,7 @@ impl App {
         let refresh_every = otlp_settings
             .as_ref()
             .map(|s| s.interval.unwrap_or(Duration::from_secs(60)));
+        let internal = Arc::new(Internal::new());
         let otlp = match otlp_settings {
             Some(settings) => {
                 tracing::info!(
@@ -54,6 +56,7 @@ impl App {
                 Some(otlp::OtlpExporter::new(
                     settings,
                     config.metrics.cardinality_limit,
+                    internal.clone(),
                 )?)
             }
             None => None,
@@ -62,14 +65,8 @@ impl App {
             config.metrics.cardinality_limit,
             resource,
             otlp.as_ref().map(|e| e.reader()),
+            internal.clone(),
         );
-        let internal = Arc::new(Internal::new(
-            telemetry.instruments.clone(),
-            telemetry.gauges.clone(),
-        ));
-        if let Some(e) = &otlp {
-            e.attach(internal.clone());
-        }
         let client = Arc::new(ReactionClient::new(ClientConfig {
             binary: config.reaction.binary.clone(),
             config: config.reaction.config.clone(),
@@ -176,7 +173,10 @@ impl App {
                 let after_cursor = match resume {
                     Some(Position::Journal { cursor }) => Some(cursor),
                     Some(other) => {
-                        internal.position_invalid(&format!("{other:?}"), "the configured start");
+                        internal.emit(PositionInvalid {
+                            position: &format!("{other:?}"),
+                            fallback: "the configured start",
+                        });
                         None
                     }
                     None => None,
@@ -314,12 +314,18 @@ fn restore(
                  its {} undelivered series are dropped",
                 s.counts.len()
             );
-            internal.position_invalid("the saved state (too old)", policy);
+            internal.emit(PositionInvalid {
+                position: "the saved state (too old)",
+                fallback: policy,
+            });
             (None, Default::default())
         }
         Err(e) => {
-            internal.state_error(&e);
-            internal.position_invalid("the saved state (unreadable)", policy);
+            internal.emit(StateFileFailed { error: &e });
+            internal.emit(PositionInvalid {
+                position: "the saved state (unreadable)",
+                fallback: policy,
+            });
             (None, Default::default())
         }
     }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod bounded;
 pub mod cli;
 pub mod config;
+pub mod defaults;
 pub mod internal;
 pub mod label;
 pub mod metric;

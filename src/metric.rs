@@ -12,11 +12,16 @@
 //! ([`is_valid_label_name`], [`sanitize_label_name`]) and the attribute the SDK puts on
 //! an overflow series ([`OVERFLOW_KEY`]).
 
+use crate::internal::Counter;
+
 /// How an instrument is created and where its values come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Synchronous monotonic counter (u64): the pipeline adds to it as events happen.
     Counter,
+    /// Asynchronous monotonic counter (u64): a running total of the self-monitoring
+    /// ([`crate::internal`]), observed at each collection.
+    ObservableCounter(Counter),
     /// Asynchronous gauge (u64), observed at each collection.
     ObservableGauge(ObservedU64),
     /// Asynchronous gauge (f64), observed at each collection.
@@ -203,7 +208,7 @@ metric_table! {
     /// `reaction_exporter_lines_read_total`.
     LinesRead => Spec {
         otel: "reaction.exporter.lines.read",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::LinesRead),
         unit: "{line}",
         description: "Log lines read from the source.",
         attributes: &[],
@@ -216,7 +221,7 @@ metric_table! {
     /// `reaction_exporter_lines_rejected_total`.
     LinesRejected => Spec {
         otel: "reaction.exporter.lines.rejected",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::LinesRejected),
         unit: "{line}",
         description: "Log lines not (or not fully) understood, by reason.",
         attributes: &["reason"],
@@ -229,7 +234,7 @@ metric_table! {
     /// `reaction_exporter_source_errors_total`.
     SourceErrors => Spec {
         otel: "reaction.exporter.source.errors",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::SourceErrors),
         unit: "{error}",
         description: "Failures to open or read the log source.",
         attributes: &["source"],
@@ -242,7 +247,7 @@ metric_table! {
     /// `reaction_exporter_file_rotations_total`.
     FileRotations => Spec {
         otel: "reaction.exporter.file.rotations",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::FileRotations),
         unit: "{rotation}",
         description: "Times the log file was replaced (rotated, deleted and re-created).",
         attributes: &[],
@@ -255,7 +260,7 @@ metric_table! {
     /// `reaction_exporter_file_truncations_total`.
     FileTruncations => Spec {
         otel: "reaction.exporter.file.truncations",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::FileTruncations),
         unit: "{truncation}",
         description: "Times the log file was truncated in place (copytruncate).",
         attributes: &[],
@@ -268,7 +273,7 @@ metric_table! {
     /// `reaction_exporter_reaction_cli_failures_total`.
     CliFailures => Spec {
         otel: "reaction.exporter.cli.failures",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::CliFailures),
         unit: "{failure}",
         description: "Failed calls to the reaction CLI, by command and kind of failure.",
         attributes: &["command", "kind"],
@@ -281,7 +286,7 @@ metric_table! {
     /// `reaction_exporter_actions_held_total`.
     ActionsHeld => Spec {
         otel: "reaction.exporter.actions.held",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::ActionsHeld),
         unit: "{run}",
         description: "Action lines ignored because reaction had just started (hold).",
         attributes: &[],
@@ -294,7 +299,7 @@ metric_table! {
     /// `reaction_exporter_transform_errors_total`.
     TransformErrors => Spec {
         otel: "reaction.exporter.transform.errors",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::TransformErrors),
         unit: "{error}",
         description: "Pattern transforms that failed at run time (the raw value was kept), by pattern.",
         attributes: &["pattern"],
@@ -307,7 +312,7 @@ metric_table! {
     /// `reaction_exporter_scrapes_undelivered_total`.
     ScrapesUndelivered => Spec {
         otel: "reaction.exporter.scrapes.undelivered",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::ScrapesUndelivered),
         unit: "{scrape}",
         description: "/metrics responses not delivered completely; their counts went to the next scrape.",
         attributes: &[],
@@ -320,7 +325,7 @@ metric_table! {
     /// `reaction_exporter_positions_invalid_total`.
     PositionsInvalid => Spec {
         otel: "reaction.exporter.positions.invalid",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::PositionsInvalid),
         unit: "{position}",
         description: "Saved source positions (journal cursors, file checkpoints) that could not be used.",
         attributes: &[],
@@ -333,7 +338,7 @@ metric_table! {
     /// `reaction_exporter_otlp_failures_total`.
     OtlpFailures => Spec {
         otel: "reaction.exporter.otlp.failures",
-        kind: Kind::Counter,
+        kind: Kind::ObservableCounter(Counter::OtlpFailures),
         unit: "{failure}",
         description: "Failed OTLP exports (their data is kept for the next export) and points the collector rejected, by kind.",
         attributes: &["kind"],
@@ -346,13 +351,26 @@ metric_table! {
     /// `reaction_exporter_cardinality_overflows_total`.
     CardinalityOverflows => Spec {
         otel: "reaction.exporter.cardinality.overflows",
-        kind: Kind::Counter,
-        unit: "{point}",
-        description: "Data points that went to an overflow series because an instrument hit `metrics.cardinality_limit`, by reader.",
+        kind: Kind::ObservableCounter(Counter::CardinalityOverflows),
+        unit: "{event}",
+        description: "Events counted in an overflow series instead of their own because an instrument, or the OTLP buffer, reached `metrics.cardinality_limit`, by reader.",
         attributes: &["reader"],
         patterns: false,
         legacy: "reaction_exporter_cardinality_overflows_total",
-        help: "Data points that went to an overflow series because an instrument hit metrics.cardinality_limit, by reader.",
+        help: "Events counted in an overflow series instead of their own because an instrument, or the OTLP buffer, reached metrics.cardinality_limit, by reader.",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
+    /// `reaction_exporter_otlp_points_dropped_total`.
+    OtlpPointsDropped => Spec {
+        otel: "reaction.exporter.otlp.points.dropped",
+        kind: Kind::ObservableCounter(Counter::OtlpPointsDropped),
+        unit: "{point}",
+        description: "Gauge and cumulative points the OTLP buffer could not keep while exports failed, because it holds at most `metrics.cardinality_limit` series per metric.",
+        attributes: &[],
+        patterns: false,
+        legacy: "reaction_exporter_otlp_points_dropped_total",
+        help: "Gauge and cumulative points the OTLP buffer could not keep while exports failed, because it holds at most metrics.cardinality_limit series per metric.",
         legacy_kind: Legacy::Counter,
         internal: true,
     },

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::internal::{Internal, Reject};
+use crate::internal::counts::Reject;
+use crate::internal::events::{CliFailed, LineRejected};
+use crate::internal::Internal;
 use crate::label::Labeller;
 use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
@@ -89,7 +91,11 @@ impl Pipeline {
                 true
             }
             Err(e) => {
-                self.internal.cli_failure("test-config", e.kind(), &e);
+                self.internal.emit(CliFailed {
+                    command: "test-config",
+                    kind: e.kind(),
+                    error: &e,
+                });
                 false
             }
         }
@@ -109,7 +115,11 @@ impl Pipeline {
                         ParseError::Unknown => Reject::Unknown,
                         ParseError::Malformed { .. } => Reject::Malformed,
                     };
-                    self.internal.line_rejected(reason, &line.text, &e);
+                    self.internal.emit(LineRejected {
+                        reason,
+                        line: &line.text,
+                        detail: &e,
+                    });
                     continue;
                 }
             };

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
+use crate::internal::counts::Reader;
+use crate::internal::events::{CardinalityOverflow, ScrapeUndelivered};
 use crate::internal::Internal;
 use crate::metric::{Legacy, OVERFLOW_KEY};
 use crate::pipeline::Processed;
@@ -183,7 +185,10 @@ impl Scraper {
             .map(|(_, v)| v)
             .sum();
         if overflowed > 0 {
-            self.internal.overflow("prometheus", overflowed);
+            self.internal.emit(CardinalityOverflow {
+                reader: Reader::Prometheus,
+                events: overflowed,
+            });
         }
         // In place: a 100k-series delta is not rehashed.
         sums.retain(|(k, v)| match k.0.spec().legacy_kind {
@@ -223,7 +228,7 @@ struct Abandoned<'a>(Option<&'a Internal>);
 impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
         if let Some(internal) = self.0 {
-            internal.undelivered(0);
+            internal.emit(ScrapeUndelivered { series: 0 });
         }
     }
 }
@@ -273,6 +278,6 @@ impl Drop for Delivery {
         let n = counts.len();
         merge_sums(&mut ledger.carry, counts);
         drop(ledger);
-        self.internal.undelivered(n);
+        self.internal.emit(ScrapeUndelivered { series: n });
     }
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::internal::events::StateFileFailed;
+use crate::internal::Internal;
 use crate::metric::Metric;
 use crate::source::Position;
 use crate::telemetry::collect::{Attrs, SeriesKey};
@@ -194,15 +196,11 @@ pub struct Checkpointer {
     dir: PathBuf,
     source: SourceId,
     written: std::sync::Mutex<u64>,
-    internal: std::sync::Arc<crate::internal::Internal>,
+    internal: std::sync::Arc<Internal>,
 }
 
 impl Checkpointer {
-    pub fn new(
-        dir: PathBuf,
-        source: SourceId,
-        internal: std::sync::Arc<crate::internal::Internal>,
-    ) -> Checkpointer {
+    pub fn new(dir: PathBuf, source: SourceId, internal: std::sync::Arc<Internal>) -> Checkpointer {
         Checkpointer {
             dir,
             source,
@@ -228,7 +226,7 @@ impl Checkpointer {
                 true
             }
             Err(e) => {
-                self.internal.state_error(&e);
+                self.internal.emit(StateFileFailed { error: &e });
                 false
             }
         }

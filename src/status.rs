@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::internal::events::CliFailed;
 use crate::internal::Internal;
 use crate::label::Labeller;
 use crate::reaction::ReactionClient;
@@ -55,7 +56,11 @@ impl StatusRefresher {
                 (true, pending)
             }
             Err(e) => {
-                self.internal.cli_failure("show", e.kind(), &e);
+                self.internal.emit(CliFailed {
+                    command: "show",
+                    kind: e.kind(),
+                    error: &e,
+                });
                 (false, Vec::new())
             }
         };
@@ -78,7 +83,11 @@ impl StatusRefresher {
             }
             Err(e) => {
                 // Not cached: asked again at the next scrape.
-                self.internal.cli_failure("version", e.kind(), &e);
+                self.internal.emit(CliFailed {
+                    command: "version",
+                    kind: e.kind(),
+                    error: &e,
+                });
                 "N/A".to_string()
             }
         }

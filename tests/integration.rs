@@ -25,6 +25,7 @@ mod dashboards_otel_e2e;
 mod demo;
 mod file_source;
 mod journald;
+mod layers;
 mod metrics_endpoint;
 mod no_loss;
 mod otlp;

@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::{Key, KeyValue, Value};
 
 use crate::config::{Config, Family, Transform};
-use crate::internal::{Internal, Reject};
+use crate::internal::counts::Reject;
+use crate::internal::events::{ActionHeld, LineRejected, TransformFailed};
+use crate::internal::Internal;
 use crate::metric::{is_valid_label_name, sanitize_label_name, Metric};
 use crate::parse::{CommandState, Event};
 use crate::reaction::config::{ActionDef, ReactionConfig};
@@ -179,11 +181,11 @@ impl Labeller {
                         out.stale_config = true;
                         return out;
                     }
-                    internal.line_rejected(
-                        Reject::UnknownName,
-                        target,
-                        &"filter not in reaction's configuration",
-                    );
+                    internal.emit(LineRejected {
+                        reason: Reject::UnknownName,
+                        line: target,
+                        detail: &"filter not in reaction's configuration",
+                    });
                     if export.matches.enabled() {
                         let (s, f) = split_first(target);
                         out.record =
@@ -196,15 +198,15 @@ impl Labeller {
                         out.stale_config = true;
                         return out;
                     }
-                    internal.line_rejected(
-                        Reject::PatternMismatch,
-                        target,
-                        &format_args!(
+                    internal.emit(LineRejected {
+                        reason: Reject::PatternMismatch,
+                        line: target,
+                        detail: &format_args!(
                             "{} values for {} patterns",
                             values.len(),
                             info.patterns.len()
                         ),
-                    );
+                    });
                     if export.matches.enabled() {
                         out.record = Some((Metric::Matches, self.base(&info, None)));
                     }
@@ -233,11 +235,11 @@ impl Labeller {
                         out.stale_config = true;
                         return out;
                     }
-                    internal.line_rejected(
-                        Reject::UnknownName,
-                        target,
-                        &"action not in reaction's configuration",
-                    );
+                    internal.emit(LineRejected {
+                        reason: Reject::UnknownName,
+                        line: target,
+                        detail: &"action not in reaction's configuration",
+                    });
                     if self.held(time, target, internal) {
                         return out;
                     }
@@ -346,7 +348,7 @@ impl Labeller {
     fn held(&self, time: SystemTime, target: &str, internal: &Internal) -> bool {
         let held = self.hold_until.is_some_and(|u| time < u);
         if held {
-            internal.action_held(target);
+            internal.emit(ActionHeld { target });
         }
         held
     }
@@ -398,7 +400,10 @@ impl Labeller {
                 PatternRule::Template(t) => match self.templates.render(t, &p.name, v) {
                     Ok(s) => s,
                     Err(e) => {
-                        internal.transform_error(&p.name, &e);
+                        internal.emit(TransformFailed {
+                            pattern: &p.name,
+                            error: &e,
+                        });
                         v.clone()
                     }
                 },

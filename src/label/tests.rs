@@ -82,7 +82,7 @@ fn at(secs: u64) -> SystemTime {
 
 struct Env {
     telemetry: Telemetry,
-    internal: Internal,
+    internal: Arc<Internal>,
     labeller: Labeller,
 }
 
@@ -90,12 +90,13 @@ impl Env {
     /// An exporter configuration (YAML) and reaction's configuration (YAML).
     fn new(config: &str, reaction: &str) -> Env {
         let config = Config::parse(config, Format::Yaml, "test.yml").expect("exporter config");
+        let internal = Arc::new(Internal::new());
         let telemetry = Telemetry::new(
             config.metrics.cardinality_limit,
             Resource::builder().build(),
             None,
+            internal.clone(),
         );
-        let internal = Internal::new(telemetry.instruments.clone(), telemetry.gauges.clone());
         let mut labeller = Labeller::new(Arc::new(config));
         labeller
             .set_reaction_config(&ReactionConfig::from_yaml(reaction).expect("reaction config"));

@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Batch, LogLine, Position, SourceObserver};
+use super::{Batch, LogLine, Origin, Position, SourceObserver};
 
 /// Default for [`FileSourceConfig::poll_interval`].
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -170,7 +170,8 @@ impl LineAssembler {
                 Skip::TooLong | Skip::Resync => self.skip = Skip::No,
                 Skip::No if self.pending.is_empty() => {
                     if line.len() > self.max {
-                        ctx.observer.line_too_long(ctx.path, line.len());
+                        ctx.observer
+                            .line_too_long(Origin::File(ctx.path), line.len());
                     } else {
                         emit(line, now, out, ctx);
                     }
@@ -178,7 +179,7 @@ impl LineAssembler {
                 Skip::No => {
                     let len = self.pending.len() + line.len();
                     if len > self.max {
-                        ctx.observer.line_too_long(ctx.path, len);
+                        ctx.observer.line_too_long(Origin::File(ctx.path), len);
                     } else {
                         self.pending.extend_from_slice(line);
                         emit(&self.pending, now, out, ctx);
@@ -193,7 +194,7 @@ impl LineAssembler {
         if !rest.is_empty() && self.skip == Skip::No {
             let len = self.pending.len() + rest.len();
             if len > self.max {
-                ctx.observer.line_too_long(ctx.path, len);
+                ctx.observer.line_too_long(Origin::File(ctx.path), len);
                 self.pending.clear();
                 self.skip = Skip::TooLong;
             } else {
@@ -223,7 +224,7 @@ fn emit(line: &[u8], now: SystemTime, out: &mut Vec<LogLine>, ctx: &Ctx<'_>) {
     let text = match std::str::from_utf8(line) {
         Ok(text) => text.to_owned(),
         Err(_) => {
-            ctx.observer.invalid_utf8(ctx.path);
+            ctx.observer.invalid_utf8(Origin::File(ctx.path));
             String::from_utf8_lossy(line).into_owned()
         }
     };
@@ -817,10 +818,10 @@ mod tests {
         fn recovered(&self, _: &Path) {
             self.push(Event::Recovered);
         }
-        fn invalid_utf8(&self, _: &Path) {
+        fn invalid_utf8(&self, _: Origin<'_>) {
             self.push(Event::InvalidUtf8);
         }
-        fn line_too_long(&self, _: &Path, len: usize) {
+        fn line_too_long(&self, _: Origin<'_>, len: usize) {
             self.push(Event::TooLong(len));
         }
         fn child_failed(&self, what: &str, _: &dyn std::fmt::Display) {

@@ -71,7 +71,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
 
-use super::{Batch, LogLine, Position, SourceObserver};
+use super::{Batch, LogLine, Origin, Position, SourceObserver};
 
 /// Default for [`JournaldConfig::journalctl`]: looked up in `PATH`.
 pub const DEFAULT_JOURNALCTL: &str = "journalctl";
@@ -236,7 +236,7 @@ pub async fn run(
         None
     };
     let mut source = Source {
-        label: PathBuf::from(format!("journal:{}", unit_name(&config.unit))),
+        unit: unit_name(&config.unit),
         start: Start::initial(&config),
         config,
         machine_id,
@@ -346,8 +346,8 @@ struct Source {
     start: Start,
     /// `child_failed` was reported and nothing worked since.
     failing: bool,
-    /// The "path" given to `invalid_utf8`.
-    label: PathBuf,
+    /// The unit, as matched: where the lines come from.
+    unit: String,
 }
 
 /// Lines read and not sent yet, and the cursor of the last record read.
@@ -646,7 +646,8 @@ impl Source {
                 match String::from_utf8(bytes) {
                     Ok(text) => text,
                     Err(e) => {
-                        self.observer.invalid_utf8(&self.label);
+                        self.observer
+                            .invalid_utf8(Origin::Journal { unit: &self.unit });
                         String::from_utf8_lossy(e.as_bytes()).into_owned()
                     }
                 }
@@ -913,7 +914,7 @@ mod tests {
         Stderr(String),
         PositionInvalid(String, String),
         Recovered(String),
-        InvalidUtf8(PathBuf),
+        InvalidUtf8(String),
         Other(&'static str),
     }
 
@@ -954,10 +955,10 @@ mod tests {
         fn recovered(&self, _: &Path) {
             self.push(Ev::Other("recovered"));
         }
-        fn invalid_utf8(&self, path: &Path) {
-            self.push(Ev::InvalidUtf8(path.to_owned()));
+        fn invalid_utf8(&self, origin: Origin<'_>) {
+            self.push(Ev::InvalidUtf8(origin.to_string()));
         }
-        fn line_too_long(&self, _: &Path, _: usize) {
+        fn line_too_long(&self, _: Origin<'_>, _: usize) {
             self.push(Ev::Other("line_too_long"));
         }
         fn child_failed(&self, what: &str, detail: &dyn Display) {
@@ -1370,7 +1371,7 @@ mod tests {
             .collect();
         assert_eq!(
             invalid,
-            vec![&Ev::InvalidUtf8(PathBuf::from("journal:reaction.service"))],
+            vec![&Ev::InvalidUtf8("the journal of reaction.service".into())],
             "only the non-UTF-8 message is reported (the coloured one is a byte array too)"
         );
     }

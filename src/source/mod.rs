@@ -1,7 +1,7 @@
 //! Log line producers. A source turns bytes somewhere (a file, the journal) into
 //! [`LogLine`]s and reports what happened to it through a [`SourceObserver`].
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::io;
 use std::path::Path;
 use std::time::SystemTime;
@@ -47,6 +47,27 @@ pub struct Batch {
     pub position: Option<Position>,
 }
 
+/// Where a line comes from, to name it in the self-monitoring's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// A log file.
+    File(&'a Path),
+    /// The journal entries of a systemd unit.
+    Journal {
+        /// The unit, as matched (`reaction.service`).
+        unit: &'a str,
+    },
+}
+
+impl Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Journal { unit } => write!(f, "the journal of {unit}"),
+        }
+    }
+}
+
 /// What a source tells the self-monitoring about itself. The implementation logs
 /// (rate-limited) and counts; sources only call it.
 pub trait SourceObserver: Send + Sync {
@@ -60,9 +81,9 @@ pub trait SourceObserver: Send + Sync {
     /// The path is readable again after one or more errors.
     fn recovered(&self, path: &Path);
     /// A line was not valid UTF-8; it is still emitted, decoded lossily.
-    fn invalid_utf8(&self, path: &Path);
+    fn invalid_utf8(&self, origin: Origin<'_>);
     /// A line longer than the configured maximum was dropped (`len` bytes seen so far).
-    fn line_too_long(&self, path: &Path, len: usize);
+    fn line_too_long(&self, origin: Origin<'_>, len: usize);
     /// A helper process (journalctl) could not start, exited or failed; `what` says which
     /// (e.g. "journalctl not found", "journalctl exited with status 1").
     fn child_failed(&self, what: &str, detail: &dyn Display);

@@ -1,14 +1,14 @@
 //! Every instrument, created in one place from the metric table ([`Metric::ALL`]), so the
 //! registry test is one comparison. Counters are recorded by the pipeline; observable
-//! instruments read what their [`Kind`] says: [`GaugeState`] (filled by the reaction
-//! status refresh) or `/proc/self`.
+//! instruments read what their [`Kind`] says: the self-monitoring's counts ([`Internal`]),
+//! [`GaugeState`] (filled by the reaction status refresh) or `/proc/self`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::{AsyncInstrument, Counter, Meter};
 use opentelemetry::KeyValue;
 
+use crate::internal::{Counter as InternalCounter, Internal};
 use crate::metric::{Kind, Metric, ObservedF64, ObservedU64};
 
 /// What reaction says about itself, as last observed.
@@ -35,15 +35,9 @@ pub struct GaugeState {
     /// Labelled pending executions (from the last `reaction show`).
     pub pending: Mutex<Vec<(Vec<KeyValue>, u64)>>,
     pub reaction: Mutex<ReactionStatus>,
-    /// Time of the last log line read (f64 seconds since the epoch, as bits; 0 = none yet).
-    pub last_event: AtomicU64,
 }
 
 impl GaugeState {
-    pub fn set_last_event(&self, secs: f64) {
-        self.last_event.store(secs.to_bits(), Ordering::Relaxed);
-    }
-
     /// Report what `observed` reads.
     fn observe_u64(&self, observed: ObservedU64, o: &dyn AsyncInstrument<u64>) {
         match observed {
@@ -59,21 +53,30 @@ impl GaugeState {
             }
         }
     }
+}
 
-    /// Report what `observed` reads.
-    fn observe_f64(&self, observed: ObservedF64, o: &dyn AsyncInstrument<f64>) {
-        let value = match observed {
-            ObservedF64::LastEvent => {
-                Some(f64::from_bits(self.last_event.load(Ordering::Relaxed))).filter(|v| *v > 0.0)
-            }
-            ObservedF64::CpuTime => process::cpu_seconds(),
-            ObservedF64::ResidentMemory => process::resident_bytes(),
-            ObservedF64::OpenFds => process::open_fds(),
-        };
-        if let Some(v) = value {
-            o.observe(v, &[]);
-        }
+/// Report what `observed` reads.
+fn observe_f64(internal: &Internal, observed: ObservedF64, o: &dyn AsyncInstrument<f64>) {
+    let value = match observed {
+        ObservedF64::LastEvent => internal.last_line_time(),
+        ObservedF64::CpuTime => process::cpu_seconds(),
+        ObservedF64::ResidentMemory => process::resident_bytes(),
+        ObservedF64::OpenFds => process::open_fds(),
+    };
+    if let Some(v) = value {
+        o.observe(v, &[]);
     }
+}
+
+/// Report the running totals of an internal counter.
+fn observe_internal(internal: &Internal, counter: InternalCounter, o: &dyn AsyncInstrument<u64>) {
+    internal.observe(counter, &mut |total, attrs| {
+        let attrs: Vec<KeyValue> = attrs
+            .iter()
+            .map(|(k, v)| KeyValue::new(*k, v.to_string()))
+            .collect();
+        o.observe(total, &attrs);
+    });
 }
 
 /// The instruments: a counter per [`Kind::Counter`] metric, and the registrations of the
@@ -86,7 +89,7 @@ pub struct Instruments {
 }
 
 impl Instruments {
-    pub fn new(meter: &Meter, gauges: Arc<GaugeState>) -> Instruments {
+    pub fn new(meter: &Meter, gauges: Arc<GaugeState>, internal: Arc<Internal>) -> Instruments {
         let mut counters = Vec::with_capacity(Metric::ALL.len());
         let mut observables: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
         for &metric in Metric::ALL {
@@ -96,7 +99,20 @@ impl Instruments {
                 counters.len(),
                 "Metric::ALL is in enum order"
             );
-            let g = gauges.clone();
+            let (g, i) = (gauges.clone(), internal.clone());
+            // An observable instrument of this metric, made by `$builder`, reading `$read`.
+            macro_rules! observable {
+                ($builder:ident, $read:expr) => {
+                    observables.push(Box::new(
+                        meter
+                            .$builder(f.otel)
+                            .with_unit(f.unit)
+                            .with_description(f.description)
+                            .with_callback($read)
+                            .build(),
+                    ))
+                };
+            }
             let mut counter = None;
             match f.kind {
                 Kind::Counter => {
@@ -108,30 +124,20 @@ impl Instruments {
                             .build(),
                     )
                 }
-                Kind::ObservableGauge(observed) => observables.push(Box::new(
-                    meter
-                        .u64_observable_gauge(f.otel)
-                        .with_unit(f.unit)
-                        .with_description(f.description)
-                        .with_callback(move |o| g.observe_u64(observed, o))
-                        .build(),
-                )),
-                Kind::ObservableGaugeF64(observed) => observables.push(Box::new(
-                    meter
-                        .f64_observable_gauge(f.otel)
-                        .with_unit(f.unit)
-                        .with_description(f.description)
-                        .with_callback(move |o| g.observe_f64(observed, o))
-                        .build(),
-                )),
-                Kind::ObservableCounterF64(observed) => observables.push(Box::new(
-                    meter
-                        .f64_observable_counter(f.otel)
-                        .with_unit(f.unit)
-                        .with_description(f.description)
-                        .with_callback(move |o| g.observe_f64(observed, o))
-                        .build(),
-                )),
+                Kind::ObservableCounter(c) => {
+                    observable!(u64_observable_counter, move |o| observe_internal(&i, c, o))
+                }
+                Kind::ObservableGauge(observed) => {
+                    observable!(u64_observable_gauge, move |o| g.observe_u64(observed, o))
+                }
+                Kind::ObservableGaugeF64(observed) => {
+                    observable!(f64_observable_gauge, move |o| observe_f64(&i, observed, o))
+                }
+                Kind::ObservableCounterF64(observed) => {
+                    observable!(f64_observable_counter, move |o| observe_f64(
+                        &i, observed, o
+                    ))
+                }
             }
             counters.push(counter);
         }

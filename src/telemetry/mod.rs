@@ -14,6 +14,8 @@ use opentelemetry_sdk::metrics::{
 };
 use opentelemetry_sdk::Resource;
 
+use crate::internal::Internal;
+
 pub mod collect;
 pub mod instruments;
 pub mod otlp;
@@ -63,6 +65,7 @@ impl Telemetry {
         cardinality_limit: usize,
         resource: Resource,
         otlp: Option<opentelemetry_sdk::metrics::PeriodicReader<otlp::OtlpExporter>>,
+        internal: Arc<Internal>,
     ) -> Telemetry {
         let pull_reader = SharedReader(Arc::new(
             ManualReader::builder()
@@ -85,7 +88,7 @@ impl Telemetry {
             .build();
         let meter = meter(&provider);
         let gauges = Arc::new(GaugeState::default());
-        let instruments = Arc::new(Instruments::new(&meter, gauges.clone()));
+        let instruments = Arc::new(Instruments::new(&meter, gauges.clone(), internal));
         Telemetry {
             provider,
             instruments,
@@ -103,3 +106,6 @@ pub fn meter(provider: &SdkMeterProvider) -> Meter {
             .build(),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! OTLP gRPC push: a second reader (the SDK's `PeriodicReader`) on the same provider, with
 //! an exporter of our own so that nothing is lost while the collector is down (see
-//! [`pending`]) and large exports are split into requests a receiver accepts.
+//! [`buffer`]) and large exports are split into requests a receiver accepts.
 //!
 //! Settings come from the `otlp` config section, then the standard `OTEL_*` variables, then
 //! defaults ([`Settings::resolve`]).
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -23,12 +23,16 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{Otlp, TemporalityPref};
+use crate::internal::counts::Reader;
+use crate::internal::events::{
+    CardinalityOverflow, OtlpExportFailed, OtlpPointsDropped, OtlpPointsRejected,
+};
 use crate::internal::Internal;
 use crate::telemetry::VERSION;
 
-pub mod pending;
+mod buffer;
 
-use pending::Pending;
+use buffer::UnsentBuffer;
 
 /// Resolved OTLP settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,9 +210,9 @@ struct Shared {
     settings: Settings,
     client: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
-    pending: Mutex<Pending>,
-    /// Set by [`OtlpExporter::attach`] once the instruments exist.
-    internal: OnceLock<Arc<Internal>>,
+    unsent: Mutex<UnsentBuffer>,
+    /// Where failures, overflows and dropped points are reported.
+    internal: Arc<Internal>,
     /// Serializes sends (the periodic reader exports one at a time; shutdown too).
     sending: tokio::sync::Mutex<()>,
 }
@@ -220,8 +224,13 @@ pub struct OtlpExporter {
 }
 
 impl OtlpExporter {
-    /// Must be called inside the Tokio runtime the sends will use.
-    pub fn new(settings: Settings, cardinality_limit: usize) -> Result<OtlpExporter, OtlpError> {
+    /// Must be called inside the Tokio runtime the sends will use. Failures, overflows and
+    /// dropped points are reported to `internal` from the first export on.
+    pub fn new(
+        settings: Settings,
+        cardinality_limit: usize,
+        internal: Arc<Internal>,
+    ) -> Result<OtlpExporter, OtlpError> {
         let mut endpoint = Endpoint::from_shared(settings.endpoint.clone())?
             .connect_timeout(settings.timeout)
             .timeout(settings.timeout);
@@ -249,19 +258,13 @@ impl OtlpExporter {
             shared: Arc::new(Shared {
                 client: MetricsServiceClient::new(channel),
                 metadata,
-                pending: Mutex::new(Pending::new(cardinality_limit)),
-                internal: OnceLock::new(),
+                unsent: Mutex::new(UnsentBuffer::new(cardinality_limit)),
+                internal,
                 sending: tokio::sync::Mutex::new(()),
                 settings,
             }),
             runtime: tokio::runtime::Handle::current(),
         })
-    }
-
-    /// Where failures and overflows are reported (the instruments are created after the
-    /// provider, which needs this exporter's reader first).
-    pub fn attach(&self, internal: Arc<Internal>) {
-        let _ = self.shared.internal.set(internal);
     }
 
     /// The periodic reader that drives this exporter.
@@ -282,19 +285,13 @@ impl OtlpExporter {
 }
 
 impl Shared {
-    fn report(&self, f: impl FnOnce(&Internal)) {
-        if let Some(i) = self.internal.get() {
-            f(i);
-        }
-    }
-
     /// Send everything pending, in requests under the size limit; what fails goes back.
     async fn send_pending(&self) -> Result<usize, String> {
         let _one_at_a_time = self.sending.lock().await;
         let requests = self
-            .pending
+            .unsent
             .lock()
-            .expect("pending")
+            .expect("unsent")
             .take_requests(self.settings.max_request_size);
         let mut sent = 0;
         let mut iter = requests.into_iter();
@@ -307,36 +304,25 @@ impl Shared {
                     sent += 1;
                     if let Some(ps) = resp.into_inner().partial_success {
                         if ps.rejected_data_points > 0 {
-                            self.report(|i| {
-                                i.otlp_failure(
-                                    "rejected",
-                                    &format_args!(
-                                        "the collector rejected {} data points: {}",
-                                        ps.rejected_data_points, ps.error_message
-                                    ),
-                                )
+                            self.internal.emit(OtlpPointsRejected {
+                                points: ps.rejected_data_points,
+                                message: &ps.error_message,
                             });
                         }
                     }
                 }
                 Err(status) => {
-                    let mut pending = self.pending.lock().expect("pending");
-                    pending.merge(req);
+                    let mut unsent = self.unsent.lock().expect("unsent");
+                    unsent.merge(req);
                     for r in iter {
-                        pending.merge(r);
+                        unsent.merge(r);
                     }
-                    let held = pending.points();
-                    drop(pending);
-                    self.report(|i| {
-                        i.otlp_failure(
-                            "export",
-                            &format_args!(
-                                "export to {} failed ({}): {} series kept for the next export",
-                                self.settings.endpoint,
-                                status.code(),
-                                held
-                            ),
-                        )
+                    let series_kept = unsent.series();
+                    drop(unsent);
+                    self.internal.emit(OtlpExportFailed {
+                        endpoint: &self.settings.endpoint,
+                        status: &status.code(),
+                        series_kept,
                     });
                     return Err(status.to_string());
                 }
@@ -349,10 +335,17 @@ impl Shared {
 impl PushMetricExporter for OtlpExporter {
     fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
         let req = ExportMetricsServiceRequest::from(metrics);
-        let stats = self.shared.pending.lock().expect("pending").merge(req);
-        let overflowed = stats.overflowed + stats.dropped + stats.sdk_overflow;
-        if overflowed > 0 {
-            self.shared.report(|i| i.overflow("otlp", overflowed));
+        let stats = self.shared.unsent.lock().expect("unsent").merge(req);
+        if stats.overflow_events > 0 {
+            self.shared.internal.emit(CardinalityOverflow {
+                reader: Reader::Otlp,
+                events: stats.overflow_events,
+            });
+        }
+        if stats.dropped_points > 0 {
+            self.shared.internal.emit(OtlpPointsDropped {
+                points: stats.dropped_points,
+            });
         }
         let shared = self.shared.clone();
         let task = self
@@ -390,6 +383,48 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| vars.get(k).cloned()
+    }
+
+    /// Guards the wiring: the exporter reports to the self-monitoring it is built with, so a
+    /// failed export is counted before anything else ran (no scrape, no later set-up step).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_export_failure_before_any_scrape_is_counted() {
+        use crate::internal::counts::{OtlpFailure, Series};
+        use crate::metric::Metric;
+        use crate::telemetry::Telemetry;
+
+        // A port nothing listens on: the export is refused.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cfg = Otlp {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            timeout: Some(2.0),
+            interval: Some(3600.0),
+            ..Otlp::default()
+        };
+        let settings = Settings::resolve(&cfg, &|_| None).unwrap().unwrap();
+        let internal = Arc::new(Internal::new());
+        let exporter = OtlpExporter::new(settings, 100, internal.clone()).unwrap();
+        let telemetry = Telemetry::new(
+            100,
+            Resource::builder().build(),
+            Some(exporter.reader()),
+            internal.clone(),
+        );
+        telemetry
+            .instruments
+            .add(Metric::Matches, 1, &[KeyValue::new("stream", "ssh")]);
+        let provider = telemetry.provider.clone();
+        let flushed = tokio::task::spawn_blocking(move || provider.force_flush())
+            .await
+            .unwrap();
+        assert!(flushed.is_err(), "the export cannot succeed");
+        assert_eq!(
+            internal.count(&Series::OtlpFailures(OtlpFailure::Export)),
+            1
+        );
     }
 
     #[test]

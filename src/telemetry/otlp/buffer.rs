@@ -1,9 +1,11 @@
 //! What the OTLP exporter has collected but not yet delivered. Exports are merged in per
 //! series (delta sums add up, keeping the earliest start; cumulative sums and gauges keep the
 //! latest point), so a collector outage loses nothing: the next successful export carries
-//! everything. Memory is bounded: past `limit` series per metric, new sum series are added
-//! into the metric's overflow series (`otel.metric.overflow=true`) and new gauge series are
-//! dropped, both counted. Sending splits the buffer into requests under a size.
+//! everything. Memory is bounded: past `limit` series per metric, new delta sum series are
+//! added into the metric's overflow series (`otel.metric.overflow=true`: their events are
+//! still counted) and new gauge and cumulative series are dropped (the next export that
+//! fits sends their current value); [`MergeStats`] says how much of each, for the
+//! self-monitoring. Sending splits the buffer into requests under a size.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,43 +37,44 @@ struct Entry {
     points: HashMap<PointKey, NumberDataPoint>,
 }
 
-/// What merging one export did that the self-monitoring should count.
+/// What merging one export did that the self-monitoring counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct MergeStats {
-    /// Points that went into an overflow series (sums) because of the limit.
-    pub overflowed: u64,
-    /// Gauge points dropped because of the limit.
-    pub dropped: u64,
-    /// The value of delta sum points that arrived in the SDK's overflow series (the
-    /// instrument's own cardinality limit).
-    pub sdk_overflow: u64,
+pub(crate) struct MergeStats {
+    /// Events counted in an overflow series instead of their own: the value of the delta
+    /// sum points this buffer added into a metric's overflow series past its limit, and
+    /// what the SDK's overflow series (the instrument's own limit) gained since the
+    /// previous export.
+    pub(crate) overflow_events: u64,
+    /// Gauge and cumulative sum points not kept past the limit.
+    pub(crate) dropped_points: u64,
 }
 
+/// The points collected and not delivered yet. See the module documentation.
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct UnsentBuffer {
     resource: Option<Resource>,
     schema_url: String,
     scopes: BTreeMap<String, (Option<InstrumentationScope>, BTreeMap<String, Entry>)>,
     limit: usize,
+    /// The last value of each cumulative metric's SDK overflow series, to count what it
+    /// gains from one export to the next.
+    sdk_overflow_seen: HashMap<String, u64>,
 }
 
-impl Pending {
+impl UnsentBuffer {
     /// At most `limit` series per metric are kept.
-    pub fn new(limit: usize) -> Pending {
-        Pending {
+    pub(crate) fn new(limit: usize) -> UnsentBuffer {
+        UnsentBuffer {
             resource: None,
             schema_url: String::new(),
             scopes: BTreeMap::new(),
             limit: limit.max(1),
+            sdk_overflow_seen: HashMap::new(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.points() == 0
-    }
-
     /// Number of series held.
-    pub fn points(&self) -> usize {
+    pub(crate) fn series(&self) -> usize {
         self.scopes
             .values()
             .flat_map(|(_, m)| m.values())
@@ -80,7 +83,7 @@ impl Pending {
     }
 
     /// Merge one export (or a request that failed to send) in.
-    pub fn merge(&mut self, req: ExportMetricsServiceRequest) -> MergeStats {
+    pub(crate) fn merge(&mut self, req: ExportMetricsServiceRequest) -> MergeStats {
         let mut stats = MergeStats::default();
         for rm in req.resource_metrics {
             if rm.resource.is_some() {
@@ -98,6 +101,7 @@ impl Pending {
                     .entry(name)
                     .or_insert_with(|| (sm.scope.clone(), BTreeMap::new()));
                 for mut m in sm.metrics {
+                    let sum = matches!(m.data, Some(Data::Sum(_)));
                     let (kind, points) = match m.data.take() {
                         Some(Data::Sum(s)) => {
                             let delta =
@@ -120,16 +124,16 @@ impl Pending {
                             continue;
                         }
                     };
-                    let entry = scope.1.entry(m.name.clone()).or_insert_with(|| Entry {
+                    let name = m.name.clone();
+                    let entry = scope.1.entry(name.clone()).or_insert_with(|| Entry {
                         template: m,
                         kind,
                         points: HashMap::new(),
                     });
                     for p in points {
-                        if kind == Kind::DeltaSum && is_overflow(&p.attributes) {
-                            if let Some(number_data_point::Value::AsInt(v)) = p.value {
-                                stats.sdk_overflow += v.max(0) as u64;
-                            }
+                        if sum && is_overflow(&p.attributes) {
+                            stats.overflow_events +=
+                                sdk_overflow_gain(&mut self.sdk_overflow_seen, &name, kind, &p);
                         }
                         merge_point(entry, p, self.limit, &mut stats);
                     }
@@ -141,7 +145,7 @@ impl Pending {
 
     /// Take everything out as requests of at most about `max_bytes` each (encoded), in a
     /// stable order (scope, metric, attributes).
-    pub fn take_requests(&mut self, max_bytes: usize) -> Vec<ExportMetricsServiceRequest> {
+    pub(crate) fn take_requests(&mut self, max_bytes: usize) -> Vec<ExportMetricsServiceRequest> {
         let resource = self.resource.clone();
         let schema_url = self.schema_url.clone();
         let base = ResourceMetrics {
@@ -184,6 +188,31 @@ impl Pending {
             out.push(request(current));
         }
         out
+    }
+}
+
+/// What a point of the SDK's overflow series adds to the events counted there: its value
+/// for a delta sum, its increase since the previous export (`seen`, per metric) for a
+/// cumulative one.
+fn sdk_overflow_gain(
+    seen: &mut HashMap<String, u64>,
+    metric: &str,
+    kind: Kind,
+    p: &NumberDataPoint,
+) -> u64 {
+    let Some(number_data_point::Value::AsInt(v)) = p.value else {
+        return 0;
+    };
+    let v = v.max(0) as u64;
+    match kind {
+        Kind::DeltaSum => v,
+        Kind::Latest => {
+            // Only ever up: a failed request merged back carries an older value.
+            let last = seen.entry(metric.to_string()).or_default();
+            let gain = v.saturating_sub(*last);
+            *last = (*last).max(v);
+            gain
+        }
     }
 }
 
@@ -247,7 +276,9 @@ fn merge_point(entry: &mut Entry, p: NumberDataPoint, limit: usize, stats: &mut 
     }
     match entry.kind {
         Kind::DeltaSum => {
-            stats.overflowed += 1;
+            if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                stats.overflow_events += v.max(0) as u64;
+            }
             let okey = vec![(OVERFLOW_KEY.to_string(), "true".to_string())];
             let mut op = p;
             op.attributes = vec![KeyValue {
@@ -264,7 +295,7 @@ fn merge_point(entry: &mut Entry, p: NumberDataPoint, limit: usize, stats: &mut 
                 }
             }
         }
-        Kind::Latest => stats.dropped += 1,
+        Kind::Latest => stats.dropped_points += 1,
     }
 }
 
@@ -396,7 +427,7 @@ mod tests {
 
     #[test]
     fn failed_deltas_add_up_per_series() {
-        let mut p = Pending::new(100);
+        let mut p = UnsentBuffer::new(100);
         p.merge(export(
             vec![point("1.1.1.1", 2, 10, 20)],
             AggregationTemporality::Delta,
@@ -408,12 +439,12 @@ mod tests {
         let v = values(&p.take_requests(1 << 20));
         assert_eq!(v["ip=1.1.1.1,stream=ssh"], (5, 10, 30));
         assert_eq!(v["ip=2.2.2.2,stream=ssh"], (1, 20, 30));
-        assert!(p.is_empty());
+        assert_eq!(p.series(), 0);
     }
 
     #[test]
     fn cumulative_keeps_latest() {
-        let mut p = Pending::new(100);
+        let mut p = UnsentBuffer::new(100);
         p.merge(export(
             vec![point("1.1.1.1", 2, 10, 20)],
             AggregationTemporality::Cumulative,
@@ -428,14 +459,17 @@ mod tests {
 
     #[test]
     fn past_the_limit_sums_go_to_overflow() {
-        let mut p = Pending::new(2);
+        let mut p = UnsentBuffer::new(2);
         let stats = p.merge(export(
             (0..5)
                 .map(|i| point(&format!("10.0.0.{i}"), 1, 0, 1))
                 .collect(),
             AggregationTemporality::Delta,
         ));
-        assert_eq!(stats.overflowed, 3);
+        assert_eq!(
+            stats.overflow_events, 3,
+            "the events of the 3 series past the limit"
+        );
         let v = values(&p.take_requests(1 << 20));
         assert_eq!(v["otel.metric.overflow=true"].0, 3);
         assert_eq!(v.values().map(|x| x.0).sum::<i64>(), 5, "nothing lost");
@@ -443,7 +477,7 @@ mod tests {
 
     #[test]
     fn requests_are_split_under_the_size_and_lose_nothing() {
-        let mut p = Pending::new(1_000_000);
+        let mut p = UnsentBuffer::new(1_000_000);
         let n = 20_000;
         p.merge(export(
             (0..n)
@@ -471,7 +505,7 @@ mod tests {
 
     #[test]
     fn failed_request_merged_back_is_sent_again() {
-        let mut p = Pending::new(100);
+        let mut p = UnsentBuffer::new(100);
         p.merge(export(
             vec![point("1.1.1.1", 2, 10, 20)],
             AggregationTemporality::Delta,

@@ -1,0 +1,253 @@
+//! The exporter's own counts: a running total per series of each internal counter. They
+//! are kept here, not in the SDK, so that everything can count from the start (the OTLP
+//! exporter exists before the meter provider does); `telemetry` shows them as observable
+//! counters.
+//!
+//! Bounded: a series is a counter and label values taken from fixed sets, except the
+//! `pattern` of a transform error, which is a pattern name of reaction's configuration
+//! (never a value read from a log).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// An internal counter: one per counter family of the exporter's own metrics
+/// (`reaction_exporter_*_total`); the metric table says which instrument shows which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// Log lines read from the source.
+    LinesRead,
+    /// Log lines not (or not fully) understood, by `reason`.
+    LinesRejected,
+    /// Failures of the source or of the state file, by `source`.
+    SourceErrors,
+    /// Times the log file was replaced.
+    FileRotations,
+    /// Times the log file was truncated in place.
+    FileTruncations,
+    /// Failed calls to the reaction CLI, by `command` and `kind`.
+    CliFailures,
+    /// Action lines ignored within `hold`.
+    ActionsHeld,
+    /// Transforms that failed at run time, by `pattern`.
+    TransformErrors,
+    /// `/metrics` responses not delivered completely.
+    ScrapesUndelivered,
+    /// Saved positions that could not be used.
+    PositionsInvalid,
+    /// Failed OTLP exports and rejections, by `kind`.
+    OtlpFailures,
+    /// Events recorded in an overflow series instead of their own, by `reader`.
+    CardinalityOverflows,
+    /// Points the OTLP buffer could not keep.
+    OtlpPointsDropped,
+}
+
+/// The `reason` a line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Reject {
+    /// No known line form.
+    Unknown,
+    /// A known form with a broken payload.
+    Malformed,
+    /// A stream, filter or action name that reaction's configuration does not have.
+    UnknownName,
+    /// A match with a different number of values than the filter has patterns.
+    PatternMismatch,
+    /// Not valid UTF-8 (still processed, decoded lossily).
+    InvalidUtf8,
+    /// Longer than `reaction.logs.max_line_length` (dropped).
+    TooLong,
+}
+
+impl Reject {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reject::Unknown => "unknown",
+            Reject::Malformed => "malformed",
+            Reject::UnknownName => "unknown_name",
+            Reject::PatternMismatch => "pattern_mismatch",
+            Reject::InvalidUtf8 => "invalid_utf8",
+            Reject::TooLong => "too_long",
+        }
+    }
+}
+
+/// What failed, the `source` of a source error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Failing {
+    /// The log file.
+    File,
+    /// `journalctl`.
+    Journald,
+    /// The state file.
+    State,
+}
+
+impl Failing {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Failing::File => "file",
+            Failing::Journald => "journald",
+            Failing::State => "state",
+        }
+    }
+}
+
+/// The `kind` of an OTLP failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum OtlpFailure {
+    /// An export request failed (its data is kept for the next export).
+    Export,
+    /// The collector answered with a partial success: it rejected points.
+    Rejected,
+}
+
+impl OtlpFailure {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            OtlpFailure::Export => "export",
+            OtlpFailure::Rejected => "rejected",
+        }
+    }
+}
+
+/// The `reader` whose instrument (or buffer) overflowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Reader {
+    /// The `/metrics` pull reader.
+    Prometheus,
+    /// The OTLP push exporter.
+    Otlp,
+}
+
+impl Reader {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reader::Prometheus => "prometheus",
+            Reader::Otlp => "otlp",
+        }
+    }
+}
+
+/// A series' attributes, (key, value), in `/metrics` label order.
+pub(crate) type Attributes<'a> = [(&'static str, &'a str)];
+
+/// One series of an internal counter: the counter and its label values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Series {
+    LinesRead,
+    LinesRejected(Reject),
+    SourceErrors(Failing),
+    FileRotations,
+    FileTruncations,
+    CliFailures {
+        command: &'static str,
+        kind: &'static str,
+    },
+    ActionsHeld,
+    TransformErrors {
+        pattern: String,
+    },
+    ScrapesUndelivered,
+    PositionsInvalid,
+    OtlpFailures(OtlpFailure),
+    CardinalityOverflows(Reader),
+    OtlpPointsDropped,
+}
+
+impl Series {
+    pub(crate) fn counter(&self) -> Counter {
+        match self {
+            Series::LinesRead => Counter::LinesRead,
+            Series::LinesRejected(_) => Counter::LinesRejected,
+            Series::SourceErrors(_) => Counter::SourceErrors,
+            Series::FileRotations => Counter::FileRotations,
+            Series::FileTruncations => Counter::FileTruncations,
+            Series::CliFailures { .. } => Counter::CliFailures,
+            Series::ActionsHeld => Counter::ActionsHeld,
+            Series::TransformErrors { .. } => Counter::TransformErrors,
+            Series::ScrapesUndelivered => Counter::ScrapesUndelivered,
+            Series::PositionsInvalid => Counter::PositionsInvalid,
+            Series::OtlpFailures(_) => Counter::OtlpFailures,
+            Series::CardinalityOverflows(_) => Counter::CardinalityOverflows,
+            Series::OtlpPointsDropped => Counter::OtlpPointsDropped,
+        }
+    }
+
+    /// The series' attributes, (key, value), in `/metrics` label order.
+    pub(crate) fn attributes(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Series::LinesRead
+            | Series::FileRotations
+            | Series::FileTruncations
+            | Series::ActionsHeld
+            | Series::ScrapesUndelivered
+            | Series::PositionsInvalid
+            | Series::OtlpPointsDropped => Vec::new(),
+            Series::LinesRejected(reason) => vec![("reason", reason.as_str())],
+            Series::SourceErrors(source) => vec![("source", source.as_str())],
+            Series::CliFailures { command, kind } => vec![("command", command), ("kind", kind)],
+            Series::TransformErrors { pattern } => vec![("pattern", pattern)],
+            Series::OtlpFailures(kind) => vec![("kind", kind.as_str())],
+            Series::CardinalityOverflows(reader) => vec![("reader", reader.as_str())],
+        }
+    }
+}
+
+/// The running totals.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    totals: Mutex<HashMap<Series, u64>>,
+}
+
+impl Counts {
+    pub(crate) fn add(&self, series: Series, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut totals = self.totals.lock().expect("internal counts");
+        let total = totals.entry(series).or_default();
+        *total = total.saturating_add(n);
+    }
+
+    /// Calls `f` with the total and attributes of every series of `counter` that counted
+    /// something (a series appears with its first count, as a synchronous counter's would).
+    pub(crate) fn observe(&self, counter: Counter, f: &mut dyn FnMut(u64, &Attributes<'_>)) {
+        let totals = self.totals.lock().expect("internal counts");
+        for (series, total) in totals.iter() {
+            if series.counter() == counter {
+                f(*total, &series.attributes());
+            }
+        }
+    }
+
+    /// The total of one series (0 if it never counted).
+    #[cfg(test)]
+    pub(crate) fn get(&self, series: &Series) -> u64 {
+        let totals = self.totals.lock().expect("internal counts");
+        totals.get(series).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_per_series_observed_per_counter() {
+        let c = Counts::default();
+        c.add(Series::LinesRejected(Reject::Unknown), 2);
+        c.add(Series::LinesRejected(Reject::TooLong), 1);
+        c.add(Series::LinesRejected(Reject::Unknown), 3);
+        c.add(Series::LinesRead, 0);
+        let mut seen = Vec::new();
+        c.observe(Counter::LinesRejected, &mut |v, attrs| {
+            seen.push((v, attrs[0].1.to_string()))
+        });
+        seen.sort();
+        assert_eq!(seen, vec![(1, "too_long".into()), (5, "unknown".into())]);
+        let mut none = 0;
+        c.observe(Counter::LinesRead, &mut |_, _| none += 1);
+        assert_eq!(none, 0, "a series appears with its first count");
+    }
+}

@@ -1,0 +1,449 @@
+//! Every self-monitoring event, as a value that knows its counter and its log line (level,
+//! message, rate-limit key): [`Internal::emit`](super::Internal::emit) counts it and logs it,
+//! in that one place. The habit of Vector's `internal_events`.
+
+use std::borrow::Cow;
+use std::fmt::Display;
+use std::path::Path;
+
+use super::counts::{Failing, OtlpFailure, Reader, Reject, Series};
+use crate::source::Origin;
+
+/// A self-monitoring event.
+pub(crate) trait InternalEvent {
+    /// The series it adds to, and how much; `None` for an event that is only logged.
+    fn count(&self) -> Option<(Series, u64)> {
+        None
+    }
+    /// The key of its rate limit: at most one line per key and period. `None`: every one
+    /// is logged.
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    /// Writes its log line, if it has one; `suppressed` lines of the same key were not
+    /// written since the last one.
+    fn log(&self, _suppressed: u64) {}
+}
+
+/// At most this much of a rejected line is logged.
+const SHOWN_CHARS: usize = 300;
+
+/// Lines taken from the source (their time is kept apart: see `Internal::lines_read`).
+pub(crate) struct LinesRead {
+    pub(crate) lines: u64,
+}
+
+impl InternalEvent for LinesRead {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::LinesRead, self.lines))
+    }
+}
+
+/// A line that is not (fully) understood: an unknown form, a broken payload, a name or a
+/// number of values that reaction's configuration does not have. The line is logged.
+pub(crate) struct LineRejected<'a> {
+    pub(crate) reason: Reject,
+    pub(crate) line: &'a str,
+    pub(crate) detail: &'a dyn Display,
+}
+
+impl InternalEvent for LineRejected<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::LinesRejected(self.reason), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(self.reason.as_str().into())
+    }
+    fn log(&self, suppressed: u64) {
+        let shown: String = self.line.chars().take(SHOWN_CHARS).collect();
+        tracing::warn!(
+            reason = self.reason.as_str(),
+            suppressed,
+            "line not understood ({}): {shown:?}",
+            self.detail
+        );
+    }
+}
+
+/// A line that is not valid UTF-8: it is still processed, decoded lossily.
+pub(crate) struct LineNotUtf8<'a> {
+    pub(crate) origin: Origin<'a>,
+}
+
+impl InternalEvent for LineNotUtf8<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::LinesRejected(Reject::InvalidUtf8), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(Reject::InvalidUtf8.as_str().into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            reason = Reject::InvalidUtf8.as_str(),
+            suppressed,
+            "a line from {} is not valid UTF-8: read with U+FFFD in place of the invalid bytes",
+            self.origin
+        );
+    }
+}
+
+/// A line longer than `reaction.logs.max_line_length`: dropped.
+pub(crate) struct LineTooLong<'a> {
+    pub(crate) origin: Origin<'a>,
+    /// Its length, or the bytes seen when it crossed the limit.
+    pub(crate) len: usize,
+}
+
+impl InternalEvent for LineTooLong<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::LinesRejected(Reject::TooLong), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(Reject::TooLong.as_str().into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            reason = Reject::TooLong.as_str(),
+            suppressed,
+            "a line of {}+ bytes from {} was dropped: longer than reaction.logs.max_line_length",
+            self.len,
+            self.origin
+        );
+    }
+}
+
+/// An action line ignored because reaction started less than `hold` ago.
+pub(crate) struct ActionHeld<'a> {
+    pub(crate) target: &'a str,
+}
+
+impl InternalEvent for ActionHeld<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::ActionsHeld, 1))
+    }
+    fn log(&self, _: u64) {
+        tracing::debug!(
+            target = self.target,
+            "action ignored: reaction started less than `hold` ago"
+        );
+    }
+}
+
+/// A pattern transform failed at run time: the raw value is kept.
+pub(crate) struct TransformFailed<'a> {
+    pub(crate) pattern: &'a str,
+    pub(crate) error: &'a str,
+}
+
+impl InternalEvent for TransformFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        let pattern = self.pattern.to_string();
+        Some((Series::TransformErrors { pattern }, 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("transform:{}", self.pattern).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            pattern = self.pattern,
+            suppressed,
+            "transform failed, the raw value is kept: {}",
+            self.error
+        );
+    }
+}
+
+/// A call to the reaction CLI failed.
+pub(crate) struct CliFailed<'a> {
+    /// `test-config`, `show` or `version`.
+    pub(crate) command: &'static str,
+    /// The kind of failure (`timeout`, `not_found`, ...).
+    pub(crate) kind: &'static str,
+    pub(crate) error: &'a dyn Display,
+}
+
+impl InternalEvent for CliFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        let (command, kind) = (self.command, self.kind);
+        Some((Series::CliFailures { command, kind }, 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("cli:{}:{}", self.command, self.kind).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            command = self.command,
+            suppressed,
+            "reaction {} failed: {}",
+            self.command,
+            self.error
+        );
+    }
+}
+
+/// A `/metrics` response was not delivered completely: its counts go to the next scrape.
+pub(crate) struct ScrapeUndelivered {
+    /// The series it carried (0: dropped before it collected anything).
+    pub(crate) series: usize,
+}
+
+impl InternalEvent for ScrapeUndelivered {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::ScrapesUndelivered, 1))
+    }
+    fn log(&self, _: u64) {
+        tracing::warn!(
+            series = self.series,
+            "a /metrics response was not delivered completely: its counts go to the next scrape"
+        );
+    }
+}
+
+/// An OTLP export request failed; its data is kept for the next export.
+pub(crate) struct OtlpExportFailed<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) status: &'a dyn Display,
+    /// The series the buffer holds now, for the next export.
+    pub(crate) series_kept: usize,
+}
+
+impl InternalEvent for OtlpExportFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::OtlpFailures(OtlpFailure::Export), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("otlp:export".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            suppressed,
+            "OTLP: export to {} failed ({}): {} series kept for the next export",
+            self.endpoint,
+            self.status,
+            self.series_kept
+        );
+    }
+}
+
+/// The collector answered an export with a partial success: it rejected points.
+pub(crate) struct OtlpPointsRejected<'a> {
+    pub(crate) points: i64,
+    pub(crate) message: &'a str,
+}
+
+impl InternalEvent for OtlpPointsRejected<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::OtlpFailures(OtlpFailure::Rejected), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("otlp:rejected".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            suppressed,
+            "OTLP: the collector rejected {} data points: {}",
+            self.points,
+            self.message
+        );
+    }
+}
+
+/// Events were recorded in an overflow series (`otel.metric.overflow=true`) instead of
+/// their own, because an instrument (or the OTLP buffer) reached `metrics.cardinality_limit`.
+pub(crate) struct CardinalityOverflow {
+    pub(crate) reader: Reader,
+    /// The events: the value the overflowed measurements added.
+    pub(crate) events: u64,
+}
+
+impl InternalEvent for CardinalityOverflow {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::CardinalityOverflows(self.reader), self.events))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("overflow:{}", self.reader.as_str()).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            reader = self.reader.as_str(),
+            suppressed,
+            "cardinality limit reached: {} events were counted in the overflow series \
+             (raise metrics.cardinality_limit?)",
+            self.events
+        );
+    }
+}
+
+/// The OTLP buffer could not keep points (gauge and cumulative series past
+/// `metrics.cardinality_limit` while exports fail).
+pub(crate) struct OtlpPointsDropped {
+    pub(crate) points: u64,
+}
+
+impl InternalEvent for OtlpPointsDropped {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::OtlpPointsDropped, self.points))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("otlp:dropped".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            suppressed,
+            "OTLP: {} gauge or cumulative points dropped: the buffer of unsent points holds \
+             metrics.cardinality_limit series per metric",
+            self.points
+        );
+    }
+}
+
+/// The state file could not be written (or read): continuity is at risk.
+pub(crate) struct StateFileFailed<'a> {
+    pub(crate) error: &'a dyn Display,
+}
+
+impl InternalEvent for StateFileFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::SourceErrors(Failing::State), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("state".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::error!(suppressed, "state file: {}", self.error);
+    }
+}
+
+/// The log file could not be opened, read or stat'ed (retried at the next poll).
+pub(crate) struct FileUnreadable<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) error: &'a std::io::Error,
+}
+
+impl InternalEvent for FileUnreadable<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::SourceErrors(Failing::File), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("source:{}", self.path.display()).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::error!(
+            source = Failing::File.as_str(),
+            suppressed,
+            "cannot read {}: {} (retrying)",
+            self.path.display(),
+            self.error
+        );
+    }
+}
+
+/// The log file is readable again.
+pub(crate) struct FileReadable<'a> {
+    pub(crate) path: &'a Path,
+}
+
+impl InternalEvent for FileReadable<'_> {
+    fn log(&self, _: u64) {
+        tracing::info!(path = %self.path.display(), "log file readable again");
+    }
+}
+
+/// The log file's path names another file now (rotated, or deleted and re-created).
+pub(crate) struct FileRotated<'a> {
+    pub(crate) path: &'a Path,
+}
+
+impl InternalEvent for FileRotated<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::FileRotations, 1))
+    }
+    fn log(&self, _: u64) {
+        tracing::info!(path = %self.path.display(), "log file replaced: following the new file");
+    }
+}
+
+/// The log file got shorter or its head changed in place.
+pub(crate) struct FileTruncated<'a> {
+    pub(crate) path: &'a Path,
+}
+
+impl InternalEvent for FileTruncated<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::FileTruncations, 1))
+    }
+    fn log(&self, _: u64) {
+        tracing::info!(path = %self.path.display(), "log file truncated: reading from its start");
+    }
+}
+
+/// `journalctl` could not start, exited, or printed something unreadable (restarted after
+/// a backoff).
+pub(crate) struct JournalctlFailed<'a> {
+    /// Which failure (`journalctl not found`, `journalctl exited with status 1`, ...).
+    pub(crate) what: &'a str,
+    pub(crate) detail: &'a dyn Display,
+}
+
+impl InternalEvent for JournalctlFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::SourceErrors(Failing::Journald), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("source:{}", self.what).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::error!(
+            source = Failing::Journald.as_str(),
+            suppressed,
+            "{}: {} (retrying)",
+            self.what,
+            self.detail
+        );
+    }
+}
+
+/// A line `journalctl` wrote on its stderr.
+pub(crate) struct JournalctlStderr<'a> {
+    pub(crate) line: &'a str,
+}
+
+impl InternalEvent for JournalctlStderr<'_> {
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("journalctl-stderr".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(suppressed, "journalctl: {}", self.line);
+    }
+}
+
+/// `journalctl` works again after a failure.
+pub(crate) struct JournalctlRecovered<'a> {
+    pub(crate) what: &'a str,
+}
+
+impl InternalEvent for JournalctlRecovered<'_> {
+    fn log(&self, _: u64) {
+        tracing::info!("{}: working again", self.what);
+    }
+}
+
+/// A saved position (journal cursor, file checkpoint, the state file) could not be used.
+pub(crate) struct PositionInvalid<'a> {
+    pub(crate) position: &'a str,
+    /// Where the source starts instead.
+    pub(crate) fallback: &'a str,
+}
+
+impl InternalEvent for PositionInvalid<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::PositionsInvalid, 1))
+    }
+    fn log(&self, _: u64) {
+        tracing::warn!(
+            "saved position {:?} cannot be used: starting from {}",
+            self.position,
+            self.fallback
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! What a real `Telemetry` collects is what the metric table says: every metric, with its
+//! unit, instrument kind and attribute keys (`tests/registry.rs` checks the table against
+//! `otel/`). Each counter gets a point, each internal counter one event of every series it
+//! has, each gauge something to observe.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::Resource;
+
+use super::Telemetry;
+use crate::internal::counts::{Reader, Reject};
+use crate::internal::events;
+use crate::internal::{Counter, Internal};
+use crate::metric::{is_valid_label_name, Kind, Metric};
+use crate::source::Origin;
+
+/// Emits an event of every series of `counter`.
+fn emit_every_series(internal: &Internal, counter: Counter) {
+    let path = Path::new("/var/log/reaction.log");
+    let io = std::io::Error::other("test");
+    match counter {
+        Counter::LinesRead => internal.lines_read(1, SystemTime::now()),
+        Counter::LinesRejected => {
+            for reason in [
+                Reject::Unknown,
+                Reject::Malformed,
+                Reject::UnknownName,
+                Reject::PatternMismatch,
+            ] {
+                internal.emit(events::LineRejected {
+                    reason,
+                    line: "x",
+                    detail: &"test",
+                });
+            }
+            internal.emit(events::LineNotUtf8 {
+                origin: Origin::File(path),
+            });
+            internal.emit(events::LineTooLong {
+                origin: Origin::Journal { unit: "r.service" },
+                len: 1,
+            });
+        }
+        Counter::SourceErrors => {
+            internal.emit(events::FileUnreadable { path, error: &io });
+            internal.emit(events::JournalctlFailed {
+                what: "journalctl not found",
+                detail: &"test",
+            });
+            internal.emit(events::StateFileFailed { error: &"test" });
+        }
+        Counter::FileRotations => internal.emit(events::FileRotated { path }),
+        Counter::FileTruncations => internal.emit(events::FileTruncated { path }),
+        Counter::CliFailures => internal.emit(events::CliFailed {
+            command: "show",
+            kind: "timeout",
+            error: &"test",
+        }),
+        Counter::ActionsHeld => internal.emit(events::ActionHeld { target: "s.f.a" }),
+        Counter::TransformErrors => internal.emit(events::TransformFailed {
+            pattern: "ip",
+            error: "test",
+        }),
+        Counter::ScrapesUndelivered => internal.emit(events::ScrapeUndelivered { series: 1 }),
+        Counter::PositionsInvalid => internal.emit(events::PositionInvalid {
+            position: "x",
+            fallback: "y",
+        }),
+        Counter::OtlpFailures => {
+            internal.emit(events::OtlpExportFailed {
+                endpoint: "http://c:4317",
+                status: &"unavailable",
+                series_kept: 1,
+            });
+            internal.emit(events::OtlpPointsRejected {
+                points: 1,
+                message: "test",
+            });
+        }
+        Counter::CardinalityOverflows => {
+            for reader in [Reader::Prometheus, Reader::Otlp] {
+                internal.emit(events::CardinalityOverflow { reader, events: 2 });
+            }
+        }
+        Counter::OtlpPointsDropped => internal.emit(events::OtlpPointsDropped { points: 3 }),
+    }
+}
+
+#[test]
+fn collected_metrics_are_the_table() {
+    let internal = Arc::new(Internal::new());
+    let telemetry = Telemetry::new(2000, Resource::builder().build(), None, internal.clone());
+    // Pattern attributes as the labeller names them (`label::label_name`).
+    let patterns = [
+        ("ip", "203.0.113.7"),
+        ("_1ip", "192.0.2.1"),
+        ("pattern_stream", "x"),
+    ];
+    let attrs_of = |m: Metric| -> Vec<KeyValue> {
+        let spec = m.spec();
+        let mut kv: Vec<KeyValue> = spec
+            .attributes
+            .iter()
+            .map(|k| KeyValue::new(*k, "v"))
+            .collect();
+        if spec.patterns {
+            kv.extend(
+                patterns
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(*k, v.to_string())),
+            );
+        }
+        kv
+    };
+    for &m in Metric::ALL {
+        match m.spec().kind {
+            Kind::Counter => telemetry.instruments.add(m, 1, &attrs_of(m)),
+            Kind::ObservableCounter(c) => emit_every_series(&internal, c),
+            Kind::ObservableGauge(_)
+            | Kind::ObservableGaugeF64(_)
+            | Kind::ObservableCounterF64(_) => {}
+        }
+    }
+    telemetry
+        .gauges
+        .pending
+        .lock()
+        .unwrap()
+        .push((attrs_of(Metric::PendingActions), 2));
+    telemetry.gauges.reaction.lock().unwrap().up = true;
+
+    let mut rm = ResourceMetrics::default();
+    telemetry.pull_reader.collect(&mut rm).unwrap();
+    let mut problems = Vec::new();
+    let mut collected = BTreeSet::new();
+    for scope in rm.scope_metrics() {
+        for metric in scope.metrics() {
+            let name = metric.name();
+            let Some(m) = Metric::from_otel_name(name) else {
+                problems.push(format!("{name}: collected, not in the table"));
+                continue;
+            };
+            collected.insert(m);
+            let spec = m.spec();
+            if metric.unit() != spec.unit {
+                problems.push(format!("{name}: unit {:?}", metric.unit()));
+            }
+            let (counter, keys) = describe(metric.data());
+            let want_counter = matches!(
+                spec.kind,
+                Kind::Counter | Kind::ObservableCounter(_) | Kind::ObservableCounterF64(_)
+            );
+            if counter != want_counter {
+                problems.push(format!("{name}: collected as a counter: {counter}"));
+            }
+            if keys.is_empty() {
+                problems.push(format!("{name}: no data point"));
+            }
+            for keys in keys {
+                let fixed: Vec<&str> = spec.attributes.to_vec();
+                for k in &fixed {
+                    if !keys.contains(*k) {
+                        problems.push(format!("{name}: attribute `{k}` missing"));
+                    }
+                }
+                for k in &keys {
+                    let pattern = spec.patterns && is_valid_label_name(k);
+                    if !fixed.contains(&k.as_str()) && !pattern {
+                        problems.push(format!("{name}: attribute `{k}` not in the table"));
+                    }
+                }
+            }
+        }
+    }
+    for m in Metric::ALL {
+        if !collected.contains(m) {
+            problems.push(format!("{}: not collected", m.spec().otel));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Whether collected data is a (monotonic) sum, and the attribute keys of each point.
+fn describe(data: &AggregatedMetrics) -> (bool, Vec<BTreeSet<String>>) {
+    fn keys<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> BTreeSet<String> {
+        kvs.map(|kv| kv.key.as_str().to_string()).collect()
+    }
+    macro_rules! of {
+        ($d:expr) => {
+            match $d {
+                MetricData::Gauge(g) => (
+                    false,
+                    g.data_points().map(|p| keys(p.attributes())).collect(),
+                ),
+                MetricData::Sum(s) => (
+                    s.is_monotonic(),
+                    s.data_points().map(|p| keys(p.attributes())).collect(),
+                ),
+                MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => {
+                    (false, Vec::new())
+                }
+            }
+        };
+    }
+    match data {
+        AggregatedMetrics::F64(d) => of!(d),
+        AggregatedMetrics::U64(d) => of!(d),
+        AggregatedMetrics::I64(d) => of!(d),
+    }
+}
