@@ -8,7 +8,7 @@
 //!   `exporter` (e.g. to profile one with `perf record`).
 //!
 //! 1. Ingest: a log file is written, then read from its beginning by the real
-//!    [`FileTailer`] and fed to the real [`Pipeline`] (parse → label → instruments), all on
+//!    [`FileTailer`] and fed to the real [`Ingest`] (parse → label → instruments), all on
 //!    one thread (a current-thread tokio runtime), with the pieces built as `App::build`
 //!    builds them. reaction's configuration is read directly from a YAML file (the
 //!    `reaction` binary configured does not exist).
@@ -28,16 +28,16 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use reaction_metrics_exporter::app::App;
-use reaction_metrics_exporter::config::{Config, Format as ConfigFormat, LogSource};
+use reaction_metrics_exporter::config::{Config, ConfigFormat, LogSource};
+use reaction_metrics_exporter::ingest::Ingest;
 use reaction_metrics_exporter::internal::Internal;
 use reaction_metrics_exporter::metric::Metric;
 use reaction_metrics_exporter::parse::parse_line;
-use reaction_metrics_exporter::pipeline::Pipeline;
 use reaction_metrics_exporter::scrape::Scraper;
 use reaction_metrics_exporter::source::file::{FileSourceConfig, FileTailer};
 use reaction_metrics_exporter::status::StatusRefresher;
 use reaction_metrics_exporter::telemetry::collect::Collected;
-use reaction_metrics_exporter::telemetry::render::{render, Exposition, Format};
+use reaction_metrics_exporter::telemetry::render::{render, Exposition, ExpositionFormat};
 use reaction_metrics_exporter::telemetry::{Instruments, Telemetry, VERSION};
 
 const TARGET_LINES_PER_SEC: f64 = 500_000.0;
@@ -177,24 +177,24 @@ struct Rig {
     internal: Arc<Internal>,
     status: Arc<StatusRefresher>,
     scraper: Arc<Scraper>,
-    pipeline: Pipeline,
+    ingest: Ingest,
 }
 
 /// The real `App::build` (OTLP off: not configured; the state file in the bench's
 /// temporary directory).
 async fn build(config: Config) -> Rig {
     let app = App::build(config).await.expect("the bench's exporter");
-    let mut pipeline = app.pipeline;
+    let mut ingest = app.ingest;
     assert!(
-        pipeline.reload_reaction_config().await,
+        ingest.reload_reaction_config().await,
         "the bench's reaction configuration did not load"
     );
     Rig {
         telemetry: app.telemetry,
         internal: app.internal,
-        status: pipeline.status.clone(),
+        status: ingest.status.clone(),
         scraper: app.scraper,
-        pipeline,
+        ingest,
     }
 }
 
@@ -312,7 +312,7 @@ async fn ingest_once(config: &Config, log: &LogFile) -> IngestRun {
         poll += t2 - t;
         let empty = batch.is_empty();
         lines += batch.len();
-        rig.pipeline.process(batch).await;
+        rig.ingest.process(batch).await;
         process += t2.elapsed();
         if empty && !tailer.has_backlog() {
             break;
@@ -322,7 +322,7 @@ async fn ingest_once(config: &Config, log: &LogFile) -> IngestRun {
     assert_eq!(lines, log.lines, "the tailer did not read every line");
 
     // Check that the work was real: every match and action counted, nothing rejected.
-    let page = rig.scraper.scrape(Format::Text).await;
+    let page = rig.scraper.scrape(ExpositionFormat::Text).await;
     let (matches, match_series) = family_sum(&page.body, "reaction_match_count");
     let (actions, action_series) = family_sum(&page.body, "reaction_action_count");
     let (read, _) = family_sum(&page.body, "reaction_exporter_lines_read_total");
@@ -464,7 +464,7 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
         // Full scrape, text.
         v[0].push(ms(record(inst, &attrs)));
         let t = Instant::now();
-        let page = rig.scraper.scrape(Format::Text).await;
+        let page = rig.scraper.scrape(ExpositionFormat::Text).await;
         v[1].push(ms(t.elapsed()));
         let (sum, n) = family_sum(&page.body, "reaction_match_count");
         assert_eq!((sum as usize, n), (k, k), "series rendered");
@@ -474,7 +474,7 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
         // Full scrape, OpenMetrics.
         record(inst, &attrs);
         let t = Instant::now();
-        let page = rig.scraper.scrape(Format::OpenMetrics).await;
+        let page = rig.scraper.scrape(ExpositionFormat::OpenMetrics).await;
         v[2].push(ms(t.elapsed()));
         om_bytes = page.body.len();
         page.delivery.delivered();
@@ -501,7 +501,7 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
             exp.push(*f, a, *x);
         }
         let t = Instant::now();
-        let body = render(&exp, VERSION, true, Format::Text);
+        let body = render(&exp, VERSION, true, ExpositionFormat::Text);
         v[6].push(ms(t.elapsed()));
         std::hint::black_box(body);
     }
@@ -709,9 +709,7 @@ fn main() {
 }
 
 fn print_ingest(rows: &[IngestRow], n: usize) {
-    println!(
-        "1. Ingest: file -> FileTailer::poll -> Pipeline::process (parse, label, instruments)"
-    );
+    println!("1. Ingest: file -> FileTailer::poll -> Ingest::process (parse, label, instruments)");
     println!(
         "{:<11} {:>9} {:>7} {:>9} {:>8} {:>8} {:>11} {:>7} {:>7}  target >= {:.0} lines/s",
         "workload",
@@ -742,7 +740,7 @@ fn print_ingest(rows: &[IngestRow], n: usize) {
         );
     }
     println!(
-        "  (poll: FileTailer::poll, reading and cutting lines; proc: Pipeline::process; \
+        "  (poll: FileTailer::poll, reading and cutting lines; proc: Ingest::process; \
          {:.0} % of the lines are actions)",
         100.0 / ACTION_EVERY as f64
     );

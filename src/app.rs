@@ -8,10 +8,11 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, LogSource, StartAt};
+use crate::defaults;
+use crate::ingest::Ingest;
 use crate::internal::events::{PositionInvalid, StateFileFailed};
 use crate::internal::Internal;
 use crate::label::Labeller;
-use crate::pipeline::Pipeline;
 use crate::reaction::{ClientConfig, ReactionClient};
 use crate::scrape::Scraper;
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
@@ -23,28 +24,33 @@ use crate::telemetry::{otlp, Telemetry};
 
 /// Everything `start` runs, built from a configuration.
 pub struct App {
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
+    /// The meter provider, its instruments and the `/metrics` reader.
     pub telemetry: Telemetry,
+    /// The self-monitoring (also the sources' observer).
     pub internal: Arc<Internal>,
+    /// What answers `/metrics`.
     pub scraper: Arc<Scraper>,
-    pub pipeline: Pipeline,
+    /// Where the source's batches become metrics.
+    pub ingest: Ingest,
     /// Where to resume the source (from the state file, within the recall window).
-    pub resume: Option<Position>,
-    pub checkpoint: Arc<Checkpointer>,
+    pub(crate) resume: Option<Position>,
+    pub(crate) checkpoint: Arc<Checkpointer>,
     /// With OTLP on: how often reaction's status and pending actions are refreshed for it
     /// (scrapes refresh them too).
     status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
 }
 
 impl App {
+    /// Build everything (inside the Tokio runtime): the OTLP exporter if configured, the
+    /// instruments, the state to resume from, reaction's configuration (a failure to load
+    /// it is logged, and retried when a line needs it).
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let config = Arc::new(config);
         let env = |k: &str| std::env::var(k).ok();
         let resource = otlp::resource(&config.otlp, &env);
         let otlp_settings = otlp::Settings::resolve(&config.otlp, &env)?;
-        let refresh_every = otlp_settings
-            .as_ref()
-            .map(|s| s.interval.unwrap_or(Duration::from_secs(60)));
+        let refresh_every = otlp_settings.as_ref().map(|s| s.interval);
         let internal = Arc::new(Internal::new());
         let otlp = match otlp_settings {
             Some(settings) => {
@@ -80,7 +86,7 @@ impl App {
             telemetry.gauges.clone(),
             internal.clone(),
         ));
-        let mut pipeline = Pipeline::new(
+        let mut ingest = Ingest::new(
             labeller,
             telemetry.instruments.clone(),
             internal.clone(),
@@ -92,18 +98,18 @@ impl App {
         let (resume, restored) = restore(&config, &state_dir, &source_id, &internal);
         // Until the source reads a line, it is at the saved position: a scrape or a stop
         // before that must save this position again, not none (which restarts per start_at).
-        *pipeline.processed.try_lock().expect("not shared yet") = resume.clone();
+        *ingest.processed.try_lock().expect("not shared yet") = resume.clone();
         let checkpoint = Arc::new(Checkpointer::new(state_dir, source_id, internal.clone()));
         let scraper = Arc::new(Scraper::new(
             telemetry.pull_reader.clone(),
             status.clone(),
             internal.clone(),
             config.metrics.export.internals(),
-            pipeline.processed.clone(),
+            ingest.processed.clone(),
             restored,
             Some(checkpoint.clone()),
         ));
-        if !pipeline.reload_reaction_config().await {
+        if !ingest.reload_reaction_config().await {
             tracing::warn!(
                 "running without reaction's configuration for now: pattern labels are \
                  missing until it can be loaded (retried when a line needs it)"
@@ -114,7 +120,7 @@ impl App {
             telemetry,
             internal,
             scraper,
-            pipeline,
+            ingest,
             resume,
             checkpoint,
             status_refresh: refresh_every.map(|every| (status, every)),
@@ -132,7 +138,7 @@ impl App {
             telemetry,
             internal,
             scraper,
-            pipeline,
+            ingest,
             resume,
             checkpoint,
             status_refresh,
@@ -148,8 +154,7 @@ impl App {
             })
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        // A few batches of at most 1 MiB of lines each: a backlog stays bounded in memory.
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(defaults::BATCH_CHANNEL_DEPTH);
         let logs = &config.reaction.logs;
         let from_beginning = logs.start_at == StartAt::Beginning;
         let source = match &logs.source {
@@ -159,7 +164,7 @@ impl App {
                     FileSourceConfig {
                         path: path.clone(),
                         from_beginning,
-                        poll_interval: Duration::from_millis(200),
+                        poll_interval: defaults::FILE_POLL_INTERVAL,
                         max_line_bytes: logs.max_line_length,
                         resume,
                     },
@@ -197,7 +202,7 @@ impl App {
                 tokio::spawn(run_journald(journald, observer, tx, stop_rx))
             }
         };
-        let pipeline = tokio::spawn(pipeline.run(rx));
+        let ingest = tokio::spawn(ingest.run(rx));
 
         let addr = listener.local_addr().ok();
         tracing::info!(
@@ -213,14 +218,17 @@ impl App {
         tracing::info!("stopping: reading what the source has, then exiting");
         let _ = stop_tx.send(true);
         let _ = source.await;
-        let _ = pipeline.await;
+        let _ = ingest.await;
         let _ = http_stop_tx.send(());
         if let Some(r) = refresher {
             r.abort();
         }
-        match tokio::time::timeout(Duration::from_secs(5), server).await {
+        match tokio::time::timeout(defaults::HTTP_STOP_WAIT, server).await {
             Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
-            Err(_) => tracing::warn!("http server did not stop within 5 s"),
+            Err(_) => tracing::warn!(
+                "http server did not stop within {} s",
+                defaults::HTTP_STOP_WAIT.as_secs()
+            ),
             _ => {}
         }
         // Every line read is recorded: save the position with what no scrape delivered.
@@ -243,7 +251,7 @@ impl App {
         }
         // Flushes the OTLP reader's last deltas (bounded); the pull reader has nothing to do.
         let provider = telemetry.provider.clone();
-        let wait = Duration::from_secs(15);
+        let wait = defaults::FINAL_EXPORT_WAIT;
         match tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(wait)).await {
             Ok(Err(e)) => tracing::warn!("final export: {e}"),
             Err(e) => tracing::warn!("final export: {e}"),
@@ -274,7 +282,7 @@ fn journal_directory(
         .logs
         .directory
         .clone()
-        .or_else(|| env("DOCKER").map(|_| "/var/log/journal".into()))
+        .or_else(|| env("DOCKER").map(|_| defaults::CONTAINER_JOURNAL_DIRECTORY.into()))
 }
 
 /// Read the state file: within the recall window, the position to resume from and the

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 #[derive(Debug, Clone)]
-pub struct BoundedMap<K, V> {
+pub(crate) struct BoundedMap<K, V> {
     young: HashMap<K, V>,
     old: HashMap<K, V>,
     half: usize,
@@ -16,7 +16,7 @@ pub struct BoundedMap<K, V> {
 
 impl<K: Hash + Eq + Clone, V: Clone> BoundedMap<K, V> {
     /// A map that keeps at most `capacity` entries (at least 2).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         BoundedMap {
             young: HashMap::new(),
             old: HashMap::new(),
@@ -24,7 +24,7 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedMap<K, V> {
         }
     }
 
-    pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
+    pub(crate) fn get<Q>(&mut self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -37,7 +37,7 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedMap<K, V> {
         self.young.get(key)
     }
 
-    pub fn insert(&mut self, key: K, value: V) {
+    pub(crate) fn insert(&mut self, key: K, value: V) {
         if self.young.len() >= self.half && !self.young.contains_key(&key) {
             self.old = std::mem::take(&mut self.young);
         }
@@ -45,21 +45,14 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedMap<K, V> {
         self.young.insert(key, value);
     }
 
-    pub fn len(&self) -> usize {
+    /// Number of entries.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.young.len() + self.old.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.young.clear();
-        self.old.clear();
-    }
-
     /// Every entry, young generation first.
-    pub fn values(&self) -> impl Iterator<Item = &V> {
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.young.values().chain(self.old.values())
     }
 }

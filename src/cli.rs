@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use crate::config::Format;
+use crate::config::ConfigFormat;
 
+/// The parsed command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "reaction-metrics-exporter",
@@ -19,11 +20,13 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// Format of `defaults` (and of `test-config`'s output).
     #[arg(short, long, global = true, value_enum)]
-    pub format: Option<OutputFormat>,
+    pub format: Option<ConfigFormat>,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands.
 #[derive(Debug, Subcommand, PartialEq, Eq)]
 pub enum Command {
     /// Read reaction's logs, compute metrics and serve them over HTTP.
@@ -34,21 +37,6 @@ pub enum Command {
     TestConfig,
     /// Print the exporter's version and exit.
     Version,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Yaml,
-    Json,
-}
-
-impl From<OutputFormat> for Format {
-    fn from(f: OutputFormat) -> Format {
-        match f {
-            OutputFormat::Yaml => Format::Yaml,
-            OutputFormat::Json => Format::Json,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -62,9 +50,9 @@ mod tests {
         assert_eq!(a.config, b.config);
         assert_eq!(a.command, Command::Start);
         let d = Cli::try_parse_from(["x", "-f", "json", "defaults"]).unwrap();
-        assert_eq!(d.format, Some(OutputFormat::Json));
+        assert_eq!(d.format, Some(ConfigFormat::Json));
         let d = Cli::try_parse_from(["x", "defaults", "-f", "yaml"]).unwrap();
-        assert_eq!(d.format, Some(OutputFormat::Yaml));
+        assert_eq!(d.format, Some(ConfigFormat::Yaml));
         assert!(Cli::try_parse_from(["x", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["x", "test-config", "-c", "c.json"]).is_ok());
     }

@@ -1,45 +1,56 @@
-//! The exporter's configuration: schema, defaults (all in one place: the `Default` impls
-//! below, printed by the `defaults` command), loading from YAML or JSON, and errors that
-//! name the key path and, for YAML, the line.
+//! The exporter's configuration: schema, defaults (the `Default` impls below, printed by the
+//! `defaults` command, with values from [`crate::defaults`]), loading from YAML or JSON,
+//! and errors that name the key path and, for YAML, the line.
 //!
 //! Every key of the Python exporter keeps its name, default and meaning, so a legacy
 //! configuration file loads unchanged. Keys added here are marked "new" and documented in
 //! the README.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-/// Where the configuration came from, for error messages.
+use crate::defaults;
+
+/// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read configuration file {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The text is not a valid configuration.
     #[error("{file}: {message}")]
     Invalid {
+        /// The file (or what the text is called).
         file: String,
         /// Dotted key path (`reaction.logs.file`), empty at the top level.
         key: String,
         /// 1-based line, for YAML.
         line: Option<usize>,
+        /// The whole message: the key, the line and what is wrong.
         message: String,
     },
 }
 
+/// The whole configuration (README, "Configuration", says what each key means).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// DEBUG, INFO, WARNING (or WARN), ERROR; case-insensitive.
     pub loglevel: LogLevel,
+    /// Where `/metrics` is served.
     pub listen: Listen,
+    /// How to reach reaction and read its logs.
     pub reaction: Reaction,
+    /// What is exported, and how it is labelled.
     pub metrics: Metrics,
     /// New: push the same metrics over OTLP gRPC (off unless an endpoint is configured
     /// here or in `OTEL_EXPORTER_OTLP_ENDPOINT`).
@@ -64,7 +75,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             directory: None,
-            recall: 900,
+            recall: defaults::STATE_RECALL_SECONDS,
         }
     }
 }
@@ -80,7 +91,7 @@ impl StateConfig {
             return PathBuf::from(d.split(':').next().unwrap_or(&d));
         }
         if env("DOCKER").is_some() {
-            return PathBuf::from("/data");
+            return PathBuf::from(defaults::CONTAINER_STATE_DIRECTORY);
         }
         PathBuf::from(".")
     }
@@ -143,27 +154,36 @@ impl Default for Otlp {
             service_name: None,
             instance_id: None,
             resource: BTreeMap::new(),
-            max_request_size: 3 * 1024 * 1024,
+            max_request_size: defaults::OTLP_MAX_REQUEST_SIZE,
         }
     }
 }
 
+/// `otlp.temporality`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TemporalityPref {
+    /// Each export carries what happened since the previous one.
     Delta,
+    /// Each export carries the totals since the exporter started.
     Cumulative,
 }
 
+/// `loglevel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
+    /// Everything, with the debug lines.
     Debug,
+    /// What the exporter does (the default).
     Info,
+    /// Only what goes wrong.
     Warning,
+    /// Only errors.
     Error,
 }
 
 impl LogLevel {
+    /// The level as written in the configuration (`INFO`).
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Debug => "DEBUG",
@@ -204,28 +224,34 @@ impl<'de> Deserialize<'de> for LogLevel {
     }
 }
 
+/// `listen`: where `/metrics` is served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
+    /// A host name, an IPv4 or a bare IPv6 address (`::1`).
     pub address: String,
+    /// The TCP port (0: any free port, said in the log).
     pub port: u16,
 }
 
 impl Default for Listen {
     fn default() -> Self {
         Listen {
-            address: "127.0.0.1".into(),
-            port: 8080,
+            address: defaults::LISTEN_ADDRESS.into(),
+            port: defaults::LISTEN_PORT,
         }
     }
 }
 
+/// `reaction`: how to reach reaction and read its logs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Reaction {
     /// Passed to `reaction test-config -c`, or read directly when `reaction` is absent.
     pub config: PathBuf,
+    /// Where reaction's log lines come from.
     pub logs: Logs,
+    /// reaction's control socket, for `reaction show --socket`.
     pub socket: PathBuf,
     /// Seconds of log time during which actions are ignored after reaction starts.
     pub hold: u64,
@@ -239,12 +265,12 @@ pub struct Reaction {
 impl Default for Reaction {
     fn default() -> Self {
         Reaction {
-            config: "/etc/reaction".into(),
+            config: defaults::REACTION_CONFIG.into(),
             logs: Logs::default(),
-            socket: "/run/reaction/reaction.sock".into(),
-            hold: 60,
-            binary: "reaction".into(),
-            timeout: 5.0,
+            socket: defaults::REACTION_SOCKET.into(),
+            hold: defaults::REACTION_HOLD_SECONDS,
+            binary: defaults::REACTION_BINARY.into(),
+            timeout: defaults::REACTION_TIMEOUT_SECONDS,
         }
     }
 }
@@ -252,22 +278,26 @@ impl Default for Reaction {
 /// Where reaction's log lines come from: exactly one of `systemd` (a unit) or `file`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogSource {
+    /// The journal entries of this unit (through `journalctl`).
     Systemd(String),
+    /// This file, followed through rotations.
     File(PathBuf),
 }
 
-pub const DEFAULT_UNIT: &str = "reaction.service";
-pub const DEFAULT_LOG_FILE: &str = "/var/log/reaction.log";
-
+/// `reaction.logs.start_at`: where to start without a saved position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartAt {
+    /// New lines only.
     End,
+    /// Everything the file (or the journal) holds.
     Beginning,
 }
 
+/// `reaction.logs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logs {
+    /// `systemd: <unit>` or `file: <path>`.
     pub source: LogSource,
     /// New: where to start reading a file found at startup.
     pub start_at: StartAt,
@@ -284,11 +314,11 @@ pub struct Logs {
 impl Default for Logs {
     fn default() -> Self {
         Logs {
-            source: LogSource::Systemd(DEFAULT_UNIT.into()),
+            source: LogSource::Systemd(defaults::SYSTEMD_UNIT.into()),
             start_at: StartAt::End,
-            max_line_length: 64 * 1024,
+            max_line_length: defaults::MAX_LINE_LENGTH,
             directory: None,
-            journalctl: "journalctl".into(),
+            journalctl: defaults::JOURNALCTL.into(),
         }
     }
 }
@@ -337,13 +367,20 @@ impl<'de> Deserialize<'de> for Logs {
                     "give exactly one of `systemd` or `file`, not both",
                 ))
             }
-            (Some(unit), None) => LogSource::Systemd(unit.unwrap_or_else(|| DEFAULT_UNIT.into())),
-            (None, Some(path)) => LogSource::File(path.unwrap_or_else(|| DEFAULT_LOG_FILE.into())),
+            (Some(unit), None) => {
+                LogSource::Systemd(unit.unwrap_or_else(|| defaults::SYSTEMD_UNIT.into()))
+            }
+            (None, Some(path)) => {
+                LogSource::File(path.unwrap_or_else(|| defaults::LOG_FILE.into()))
+            }
             (None, None) => defaults.source,
         };
         let max_line_length = raw.max_line_length.unwrap_or(defaults.max_line_length);
-        if max_line_length < 256 {
-            return Err(de::Error::custom("`max_line_length` must be at least 256"));
+        if max_line_length < defaults::MIN_MAX_LINE_LENGTH {
+            return Err(de::Error::custom(format!(
+                "`max_line_length` must be at least {}",
+                defaults::MIN_MAX_LINE_LENGTH
+            )));
         }
         Ok(Logs {
             source,
@@ -373,6 +410,7 @@ impl Serialize for Logs {
     }
 }
 
+/// `metrics`: what is exported, and how it is labelled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
@@ -382,6 +420,7 @@ pub struct Metrics {
     /// Per stream and filter: `for.<stream>.<filter>.<pattern>`; wins over `all`.
     #[serde(rename = "for")]
     pub for_: BTreeMap<String, BTreeMap<String, BTreeMap<String, Transform>>>,
+    /// Which families are exported.
     pub export: Export,
     /// New: distinct attribute sets per instrument and per collection; past it, events are
     /// counted in one overflow series (see README).
@@ -397,8 +436,8 @@ impl Default for Metrics {
             all: BTreeMap::new(),
             for_: BTreeMap::new(),
             export: Export::default(),
-            cardinality_limit: 100_000,
-            attribution_memory: 10_000,
+            cardinality_limit: defaults::CARDINALITY_LIMIT,
+            attribution_memory: defaults::ATTRIBUTION_MEMORY,
         }
     }
 }
@@ -447,11 +486,15 @@ impl<'de> Deserialize<'de> for Transform {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Export {
-    pub matches: Family,
-    pub actions: Family,
-    pub pending: Family,
-    /// `null` (default) or `true`: exported; `false`: not.
+    /// `reaction_match_count`.
+    pub matches: FamilyExport,
+    /// `reaction_action_count`.
+    pub actions: FamilyExport,
+    /// `reaction_pending_count`.
+    pub pending: FamilyExport,
+    /// `reaction_commands_count`: `null` (default) or `true`: exported; `false`: not.
     pub commands: Toggle,
+    /// `reaction_stream_event_count`, as `commands`.
     pub streams: Toggle,
     /// Self-monitoring families (`reaction_exporter_*`, `process_*`): on with `true` or with
     /// the key present and empty (as the legacy README shows), off when absent or `false`.
@@ -461,9 +504,9 @@ pub struct Export {
 impl Default for Export {
     fn default() -> Self {
         Export {
-            matches: Family::On { extra: true },
-            actions: Family::On { extra: true },
-            pending: Family::On { extra: true },
+            matches: FamilyExport::On { extra: true },
+            actions: FamilyExport::On { extra: true },
+            pending: FamilyExport::On { extra: true },
             commands: Toggle::Null,
             streams: Toggle::Null,
             internals: Toggle::Off,
@@ -472,12 +515,15 @@ impl Default for Export {
 }
 
 impl Export {
+    /// Whether `reaction_commands_count` is exported.
     pub fn commands(&self) -> bool {
         self.commands != Toggle::Off
     }
+    /// Whether `reaction_stream_event_count` is exported.
     pub fn streams(&self) -> bool {
         self.streams != Toggle::Off
     }
+    /// Whether the exporter's own families are shown on `/metrics`.
     pub fn internals(&self) -> bool {
         self.internals != Toggle::Off
     }
@@ -486,8 +532,11 @@ impl Export {
 /// `true`, `false` or `null` (present, empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Toggle {
+    /// `true`.
     On,
+    /// `false`.
     Off,
+    /// Present and empty (or `null`).
     Null,
 }
 
@@ -514,34 +563,41 @@ impl<'de> Deserialize<'de> for Toggle {
 /// A family with pattern labels: `false` (not exported), `null`/`true`/`{}` (exported with
 /// labels), `{extra: false}` (exported without pattern labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
+pub enum FamilyExport {
+    /// Not exported.
     Off,
-    On { extra: bool },
+    /// Exported, with the pattern labels if `extra`.
+    On {
+        /// Whether the pattern labels are added.
+        extra: bool,
+    },
 }
 
-impl Family {
+impl FamilyExport {
+    /// Whether the family is exported.
     pub fn enabled(self) -> bool {
-        matches!(self, Family::On { .. })
+        matches!(self, FamilyExport::On { .. })
     }
+    /// Whether it carries the pattern labels.
     pub fn extra(self) -> bool {
-        matches!(self, Family::On { extra: true })
+        matches!(self, FamilyExport::On { extra: true })
     }
 }
 
-impl Serialize for Family {
+impl Serialize for FamilyExport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct On {
             extra: bool,
         }
         match self {
-            Family::Off => s.serialize_bool(false),
-            Family::On { extra } => On { extra: *extra }.serialize(s),
+            FamilyExport::Off => s.serialize_bool(false),
+            FamilyExport::On { extra } => On { extra: *extra }.serialize(s),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Family {
+impl<'de> Deserialize<'de> for FamilyExport {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -556,18 +612,20 @@ impl<'de> Deserialize<'de> for Family {
             Opts(Opts),
         }
         Ok(match Option::<Raw>::deserialize(d)? {
-            None | Some(Raw::Bool(true)) => Family::On { extra: true },
-            Some(Raw::Bool(false)) => Family::Off,
-            Some(Raw::Opts(o)) => Family::On {
+            None | Some(Raw::Bool(true)) => FamilyExport::On { extra: true },
+            Some(Raw::Bool(false)) => FamilyExport::Off,
+            Some(Raw::Opts(o)) => FamilyExport::On {
                 extra: o.extra.unwrap_or(true),
             },
         })
     }
 }
 
-/// File formats the configuration can be written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+/// The formats the configuration can be written in (and `defaults` / `test-config` print).
+// The variants have no doc comments: clap would print them as help text for `-f`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigFormat {
     Yaml,
     Json,
 }
@@ -582,12 +640,16 @@ impl Config {
         })?;
         let json =
             path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
-        let format = if json { Format::Json } else { Format::Yaml };
+        let format = if json {
+            ConfigFormat::Json
+        } else {
+            ConfigFormat::Yaml
+        };
         Config::parse(&text, format, &path.display().to_string())
     }
 
     /// Parse a configuration text; `file` names it in errors.
-    pub fn parse(text: &str, format: Format, file: &str) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, format: ConfigFormat, file: &str) -> Result<Config, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
@@ -609,7 +671,7 @@ impl Config {
             }
         };
         let config = match format {
-            Format::Yaml => {
+            ConfigFormat::Yaml => {
                 let de = serde_yaml::Deserializer::from_str(text);
                 match serde_path_to_error::deserialize::<_, Option<Config>>(de) {
                     Ok(c) => c.unwrap_or_default(),
@@ -621,7 +683,7 @@ impl Config {
                     }
                 }
             }
-            Format::Json => {
+            ConfigFormat::Json => {
                 let mut de = serde_json::Deserializer::from_str(text);
                 match serde_path_to_error::deserialize::<_, Option<Config>>(&mut de) {
                     Ok(c) => c.unwrap_or_default(),
@@ -658,10 +720,13 @@ impl Config {
                 return Err((key.into(), "must be a positive number of seconds".into()));
             }
         }
-        if self.otlp.max_request_size < 64 * 1024 {
+        if self.otlp.max_request_size < defaults::MIN_OTLP_MAX_REQUEST_SIZE {
             return Err((
                 "otlp.max_request_size".into(),
-                "must be at least 65536 bytes".into(),
+                format!(
+                    "must be at least {} bytes",
+                    defaults::MIN_OTLP_MAX_REQUEST_SIZE
+                ),
             ));
         }
         if self.metrics.cardinality_limit == 0 {
@@ -685,10 +750,10 @@ impl Config {
     }
 
     /// Render in a format (the `defaults` and `test-config` commands).
-    pub fn to_text(&self, format: Format) -> String {
+    pub fn to_text(&self, format: ConfigFormat) -> String {
         match format {
-            Format::Yaml => serde_yaml::to_string(self).expect("config serializes"),
-            Format::Json => {
+            ConfigFormat::Yaml => serde_yaml::to_string(self).expect("config serializes"),
+            ConfigFormat::Json => {
                 let mut s = serde_json::to_string_pretty(self).expect("config serializes");
                 s.push('\n');
                 s
@@ -713,21 +778,12 @@ fn strip_yaml_noise(msg: &str) -> String {
     m
 }
 
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Yaml => "yaml",
-            Format::Json => "json",
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn yaml(t: &str) -> Result<Config, ConfigError> {
-        Config::parse(t, Format::Yaml, "test.yml")
+        Config::parse(t, ConfigFormat::Yaml, "test.yml")
     }
 
     fn err(t: &str) -> (String, Option<usize>, String) {
@@ -788,8 +844,8 @@ metrics:
             Transform::Template(_)
         ));
         assert!(c.metrics.export.internals());
-        assert_eq!(c.metrics.export.actions, Family::Off);
-        assert_eq!(c.metrics.export.pending, Family::On { extra: false });
+        assert_eq!(c.metrics.export.actions, FamilyExport::Off);
+        assert_eq!(c.metrics.export.pending, FamilyExport::On { extra: false });
         assert!(c.metrics.export.commands());
     }
 
@@ -798,7 +854,7 @@ metrics:
         let c = yaml("reaction:\n  logs:\n    file:\n").unwrap();
         assert_eq!(
             c.reaction.logs.source,
-            LogSource::File(DEFAULT_LOG_FILE.into())
+            LogSource::File(defaults::LOG_FILE.into())
         );
     }
 
@@ -806,7 +862,7 @@ metrics:
     fn json_loads() {
         let c = Config::parse(
             r#"{"reaction": {"logs": {"file": "/tmp/r.log"}, "hold": 5}, "loglevel": "debug"}"#,
-            Format::Json,
+            ConfigFormat::Json,
             "c.json",
         )
         .unwrap();
@@ -855,8 +911,12 @@ metrics:
 
     #[test]
     fn json_error_names_path_and_line() {
-        let e = Config::parse("{\n \"listen\": {\n  \"prot\": 1}}", Format::Json, "c.json")
-            .unwrap_err();
+        let e = Config::parse(
+            "{\n \"listen\": {\n  \"prot\": 1}}",
+            ConfigFormat::Json,
+            "c.json",
+        )
+        .unwrap_err();
         match e {
             ConfigError::Invalid { key, line, .. } => {
                 assert_eq!(key, "listen.prot");
@@ -868,7 +928,7 @@ metrics:
 
     #[test]
     fn defaults_round_trip_in_both_formats() {
-        for f in [Format::Yaml, Format::Json] {
+        for f in [ConfigFormat::Yaml, ConfigFormat::Json] {
             let text = Config::default().to_text(f);
             assert_eq!(Config::parse(&text, f, "x").unwrap(), Config::default());
         }

@@ -1,12 +1,90 @@
 //! Defaults and fixed bounds, in one place, each with why it is what it is. The
-//! configuration's `Default` impls (what `defaults` prints) take theirs from here, and the
-//! code uses the rest directly.
+//! configuration's `Default` impls (what the `defaults` command prints) take their values
+//! from here, and the code uses the rest directly. Constants that belong to one algorithm
+//! (the journalctl backoff, the tailer's read size) stay beside it.
 
 use std::time::Duration;
 
+// ---- The configuration's defaults (the Python exporter's, for its keys) ----------------
+
+/// `listen.address`: local only; exposing `/metrics` is the operator's choice.
+pub(crate) const LISTEN_ADDRESS: &str = "127.0.0.1";
+/// `listen.port`: the Python exporter's.
+pub(crate) const LISTEN_PORT: u16 = 8080;
+/// `reaction.config`: where reaction's packages put its configuration.
+pub(crate) const REACTION_CONFIG: &str = "/etc/reaction";
+/// `reaction.socket`: reaction's default control socket.
+pub(crate) const REACTION_SOCKET: &str = "/run/reaction/reaction.sock";
+/// `reaction.hold`, seconds: reaction replays its persisted actions when it starts, within
+/// about a minute.
+pub(crate) const REACTION_HOLD_SECONDS: u64 = 60;
+/// `reaction.binary`: looked up in `PATH`.
+pub(crate) const REACTION_BINARY: &str = "reaction";
+/// `reaction.timeout`, seconds: a healthy `reaction show` answers in milliseconds; a hung
+/// one must not hang a scrape past Prometheus' default 10 s scrape timeout.
+pub(crate) const REACTION_TIMEOUT_SECONDS: f64 = 5.0;
+/// `reaction.logs.systemd` left empty: reaction's unit.
+pub(crate) const SYSTEMD_UNIT: &str = "reaction.service";
+/// `reaction.logs.file` left empty: the Python exporter's default path.
+pub(crate) const LOG_FILE: &str = "/var/log/reaction.log";
+/// `reaction.logs.max_line_length`, bytes: far above any line reaction writes (a match of
+/// a few long values), small enough that a hostile line costs little memory.
+pub(crate) const MAX_LINE_LENGTH: usize = 64 * 1024;
+/// The smallest `reaction.logs.max_line_length` accepted: below, ordinary lines would be
+/// dropped.
+pub(crate) const MIN_MAX_LINE_LENGTH: usize = 256;
+/// `reaction.logs.journalctl`: looked up in `PATH`.
+pub(crate) const JOURNALCTL: &str = "journalctl";
+/// The journal directory read in a container (`DOCKER` set) when none is configured: where
+/// the host's journal is usually mounted.
+pub(crate) const CONTAINER_JOURNAL_DIRECTORY: &str = "/var/log/journal";
+/// `metrics.cardinality_limit`: series per instrument and collection; 100,000 is a large
+/// attack's worth of IPs while keeping a `/metrics` page near 10 MB.
+pub(crate) const CARDINALITY_LIMIT: usize = 100_000;
+/// `metrics.attribution_memory`: recent distinct matches remembered per filter, to label
+/// the actions that follow them; bounded so that memory is.
+pub(crate) const ATTRIBUTION_MEMORY: usize = 10_000;
+/// `otlp.max_request_size`, bytes: receivers refuse gRPC messages over 4 MiB by default.
+pub(crate) const OTLP_MAX_REQUEST_SIZE: usize = 3 * 1024 * 1024;
+/// The smallest `otlp.max_request_size` accepted: a request must hold a few points.
+pub(crate) const MIN_OTLP_MAX_REQUEST_SIZE: usize = 64 * 1024;
+/// `otlp.interval` and `OTEL_METRIC_EXPORT_INTERVAL` unset: the OpenTelemetry default.
+pub(crate) const OTLP_INTERVAL: Duration = Duration::from_secs(60);
+/// `otlp.timeout` and `OTEL_EXPORTER_OTLP_TIMEOUT` unset: the OpenTelemetry default.
+pub(crate) const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+/// `otlp.service_name` and `OTEL_SERVICE_NAME` unset.
+pub(crate) const SERVICE_NAME: &str = "reaction-metrics-exporter";
+/// `state.recall`, seconds: the Python exporter's 15-minute window.
+pub(crate) const STATE_RECALL_SECONDS: u64 = 900;
+/// The state directory in a container (`DOCKER` set), as the Python exporter had it.
+pub(crate) const CONTAINER_STATE_DIRECTORY: &str = "/data";
+
+// ---- Fixed, not configurable ------------------------------------------------------------
+
+/// How often the log file is looked at: reaction writes a few lines per event, and 200 ms
+/// keeps `/metrics` current without a measurable cost.
+pub(crate) const FILE_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// At most this many bytes are read by one poll of the file, so that a backlog (a big file
+/// read from its start) never becomes one huge batch.
+pub(crate) const FILE_BYTES_PER_POLL: u64 = 1024 * 1024;
+/// At most this many journal lines per batch, for the same reason.
+pub(crate) const JOURNAL_LINES_PER_BATCH: usize = 1000;
+/// Batches waiting between the source and the pipeline: a few batches of at most 1 MiB, so
+/// a backlog stays bounded in memory and the source waits when the pipeline is behind.
+pub(crate) const BATCH_CHANNEL_DEPTH: usize = 4;
+/// Rendered transforms cached (the same values come back again and again).
+pub(crate) const TEMPLATE_CACHE: usize = 16_384;
+/// How often a line that does not fit reaction's configuration may make it reload: a
+/// stream of unknown names must not run `reaction test-config` for each line.
+pub(crate) const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);
 /// Self-monitoring log lines of one kind (a reason, a pattern, a command) are written at
 /// most once per this period; the next one says how many were suppressed. Enough to see
 /// that something keeps happening without a hostile log flooding ours.
 pub(crate) const LOG_RATE_LIMIT_PERIOD: Duration = Duration::from_secs(10);
 /// At most this many rate-limit keys are remembered (there are a few dozen in practice).
 pub(crate) const LOG_RATE_LIMIT_KEYS: usize = 1024;
+/// At shutdown, how long the requests in flight may take to finish.
+pub(crate) const HTTP_STOP_WAIT: Duration = Duration::from_secs(5);
+/// At shutdown, how long the final OTLP export may take (within systemd's 90 s stop
+/// timeout, with room for the rest).
+pub(crate) const FINAL_EXPORT_WAIT: Duration = Duration::from_secs(15);

@@ -3,24 +3,26 @@
 //!
 //! Data flows one way: [`source`] → [`parse`] → [`label`] → [`telemetry`] instruments →
 //! readers ([`scrape`] for `/metrics`, served by [`server`]). [`metric`] is the table of
-//! every instrument; [`pipeline`] is where a line becomes a metric; [`app`] wires it all;
+//! every instrument; [`ingest`] is where a line becomes a metric; [`app`] wires it all;
 //! [`internal`] is the self-monitoring.
 
+#![warn(unreachable_pub, missing_docs)]
+
 pub mod app;
-pub mod bounded;
+pub(crate) mod bounded;
 pub mod cli;
 pub mod config;
-pub mod defaults;
+pub(crate) mod defaults;
+pub mod ingest;
 pub mod internal;
-pub mod label;
+pub(crate) mod label;
 pub mod metric;
 pub mod parse;
-pub mod pipeline;
-pub mod reaction;
+pub(crate) mod reaction;
 pub mod scrape;
-pub mod server;
+pub(crate) mod server;
 pub mod source;
-pub mod state;
+pub(crate) mod state;
 pub mod status;
 pub mod telemetry;
-pub mod template;
+pub(crate) mod template;

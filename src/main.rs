@@ -4,7 +4,7 @@ use tracing_subscriber::EnvFilter;
 
 use reaction_metrics_exporter::app::{bind, shutdown_signal, App};
 use reaction_metrics_exporter::cli::{Cli, Command};
-use reaction_metrics_exporter::config::{Config, Format, LogLevel};
+use reaction_metrics_exporter::config::{Config, ConfigFormat, LogLevel};
 
 fn init_logging(level: LogLevel) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
@@ -38,14 +38,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Defaults => {
-            let f = cli.format.map(Format::from).unwrap_or(Format::Yaml);
+            let f = cli.format.unwrap_or(ConfigFormat::Yaml);
             print!("{}", Config::default().to_text(f));
             Ok(())
         }
         Command::TestConfig => {
             init_logging(LogLevel::Info);
             let config = load(&cli)?;
-            let f = cli.format.map(Format::from).unwrap_or(Format::Json);
+            let f = cli.format.unwrap_or(ConfigFormat::Json);
             tracing::info!("valid configuration; printing it with defaults added");
             print!("{}", config.to_text(f));
             Ok(())

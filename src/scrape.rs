@@ -15,16 +15,16 @@ use std::sync::{Arc, Mutex};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
+use crate::ingest::Processed;
 use crate::internal::counts::Reader;
 use crate::internal::events::{CardinalityOverflow, ScrapeUndelivered};
 use crate::internal::Internal;
 use crate::metric::{Legacy, OVERFLOW_KEY};
-use crate::pipeline::Processed;
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
 use crate::telemetry::collect::{merge_sums, Collected, SeriesKey};
-use crate::telemetry::render::{render, Exposition, Format};
+use crate::telemetry::render::{render, Exposition, ExpositionFormat};
 use crate::telemetry::{SharedReader, VERSION};
 
 type Counts = HashMap<SeriesKey, u64>;
@@ -53,6 +53,8 @@ impl Ledger {
     }
 }
 
+/// Answers `/metrics`: one scrape at a time, with the counts of undelivered responses
+/// carried over and a checkpoint at each delivered one. See the module documentation.
 pub struct Scraper {
     reader: SharedReader,
     status: Arc<StatusRefresher>,
@@ -68,14 +70,16 @@ pub struct Scraper {
 
 /// A rendered page and the counts it carries.
 pub struct Page {
+    /// The `/metrics` text.
     pub body: String,
-    pub format: Format,
+    pub(crate) format: ExpositionFormat,
+    /// Its counts, to mark delivered once the body is handed over.
     pub delivery: Delivery,
 }
 
 impl Scraper {
     /// `restored`: counts saved by a previous run, shown in the first scrape.
-    pub fn new(
+    pub(crate) fn new(
         reader: SharedReader,
         status: Arc<StatusRefresher>,
         internal: Arc<Internal>,
@@ -99,7 +103,8 @@ impl Scraper {
         }
     }
 
-    pub async fn scrape(&self, format: Format) -> Page {
+    /// Refresh reaction's status, collect, and render a page in `format`.
+    pub async fn scrape(&self, format: ExpositionFormat) -> Page {
         // Dropped at an await below (client gone while reaction is slow): nothing was
         // collected, the counts wait for the next scrape, but this one was not delivered.
         let mut abandoned = Abandoned(Some(&self.internal));
@@ -206,7 +211,7 @@ impl Scraper {
 
     /// At shutdown, once the source is stopped and the pipeline drained: collect what no
     /// scrape took, and return the final position with every undelivered count.
-    pub async fn final_state(&self) -> (Option<Position>, Vec<SavedCount>) {
+    pub(crate) async fn final_state(&self) -> (Option<Position>, Vec<SavedCount>) {
         let mut totals = self.totals.lock().await;
         let (collected, position) = {
             let position = self.processed.lock().await;
@@ -244,6 +249,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The whole body was handed to the connection: its counts are delivered (and a
+    /// checkpoint saves what is still outstanding).
     pub fn delivered(mut self) {
         self.done = true;
         let mut ledger = self.ledger.lock().expect("ledger");

@@ -19,13 +19,13 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use crate::scrape::{Delivery, Scraper};
-use crate::telemetry::render::Format;
+use crate::telemetry::render::ExpositionFormat;
 
 /// Bodies go out in pieces of this size, so a client that stops reading leaves most of a
 /// large page undelivered (and its counts carried over).
 const CHUNK: usize = 16 * 1024;
 
-pub fn router(scraper: Arc<Scraper>) -> Router {
+pub(crate) fn router(scraper: Arc<Scraper>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -33,7 +33,7 @@ pub fn router(scraper: Arc<Scraper>) -> Router {
 }
 
 /// Serve until `shutdown` completes, then finish the requests in flight.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     scraper: Arc<Scraper>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -54,7 +54,7 @@ async fn index() -> Html<String> {
 
 async fn metrics(State(scraper): State<Arc<Scraper>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::from_accept(accept);
+    let format = ExpositionFormat::from_accept(accept);
     let page = scraper.scrape(format).await;
     let body = TrackedBody::new(page.body, page.delivery);
     let mut resp = Response::new(Body::new(body));

@@ -16,13 +16,13 @@ use crate::source::Position;
 use crate::telemetry::collect::{Attrs, SeriesKey};
 
 /// Names this file format; anything else is refused.
-pub const FORMAT: &str = "reaction-metrics-exporter/state/1";
-pub const FILE_NAME: &str = "reaction-metrics-exporter.state.json";
+pub(crate) const FORMAT: &str = "reaction-metrics-exporter/state/1";
+pub(crate) const FILE_NAME: &str = "reaction-metrics-exporter.state.json";
 
 /// Which input a state belongs to: a state saved for another file or unit is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum SourceId {
+pub(crate) enum SourceId {
     File {
         path: PathBuf,
     },
@@ -34,7 +34,7 @@ pub enum SourceId {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SavedCount {
+pub(crate) struct SavedCount {
     pub family: String,
     pub attributes: Attrs,
     pub value: u64,
@@ -42,7 +42,7 @@ pub struct SavedCount {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct State {
+pub(crate) struct State {
     pub format: String,
     /// Milliseconds since the epoch (an integer: it round-trips exactly).
     pub saved_at_ms: u64,
@@ -54,7 +54,7 @@ pub struct State {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -76,7 +76,11 @@ pub enum StateError {
 }
 
 impl State {
-    pub fn new(source: SourceId, position: Option<Position>, counts: Vec<SavedCount>) -> State {
+    pub(crate) fn new(
+        source: SourceId,
+        position: Option<Position>,
+        counts: Vec<SavedCount>,
+    ) -> State {
         State {
             format: FORMAT.to_string(),
             saved_at_ms: SystemTime::now()
@@ -90,7 +94,7 @@ impl State {
     }
 
     /// How long ago it was saved (zero if in the future).
-    pub fn age(&self) -> Duration {
+    pub(crate) fn age(&self) -> Duration {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -99,7 +103,7 @@ impl State {
     }
 
     /// The counts as series of the delta families (unknown families are skipped).
-    pub fn series(&self) -> Vec<(SeriesKey, u64)> {
+    pub(crate) fn series(&self) -> Vec<(SeriesKey, u64)> {
         self.counts
             .iter()
             .filter_map(|c| {
@@ -113,7 +117,9 @@ impl State {
 }
 
 /// Counts as saved entries.
-pub fn saved_counts<'a>(counts: impl Iterator<Item = (&'a SeriesKey, &'a u64)>) -> Vec<SavedCount> {
+pub(crate) fn saved_counts<'a>(
+    counts: impl Iterator<Item = (&'a SeriesKey, &'a u64)>,
+) -> Vec<SavedCount> {
     let mut v: Vec<SavedCount> = counts
         .filter(|(_, v)| **v > 0)
         .map(|((f, attrs), v)| SavedCount {
@@ -126,12 +132,12 @@ pub fn saved_counts<'a>(counts: impl Iterator<Item = (&'a SeriesKey, &'a u64)>) 
     v
 }
 
-pub fn path(dir: &Path) -> PathBuf {
+pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
 /// Read the state of `dir`, if any, checking its format and that it belongs to `expected`.
-pub fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, StateError> {
+pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, StateError> {
     let path = path(dir);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
@@ -171,7 +177,7 @@ pub fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, StateError
 }
 
 /// Replace the state of `dir` atomically.
-pub fn save(dir: &Path, state: &State) -> Result<(), StateError> {
+pub(crate) fn save(dir: &Path, state: &State) -> Result<(), StateError> {
     let path = path(dir);
     let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
     let werr = |source| StateError::Write {
@@ -192,7 +198,7 @@ pub fn save(dir: &Path, state: &State) -> Result<(), StateError> {
 
 /// Writes checkpoints in the background, newest wins: a snapshot older than the last one
 /// written is skipped.
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     dir: PathBuf,
     source: SourceId,
     written: std::sync::Mutex<u64>,
@@ -200,7 +206,11 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn new(dir: PathBuf, source: SourceId, internal: std::sync::Arc<Internal>) -> Checkpointer {
+    pub(crate) fn new(
+        dir: PathBuf,
+        source: SourceId,
+        internal: std::sync::Arc<Internal>,
+    ) -> Checkpointer {
         Checkpointer {
             dir,
             source,
@@ -209,12 +219,17 @@ impl Checkpointer {
         }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Save snapshot number `seq` (increasing) now, on this thread.
-    pub fn save_now(&self, seq: u64, position: Option<Position>, counts: Vec<SavedCount>) -> bool {
+    pub(crate) fn save_now(
+        &self,
+        seq: u64,
+        position: Option<Position>,
+        counts: Vec<SavedCount>,
+    ) -> bool {
         let mut written = self.written.lock().expect("checkpointer");
         if seq <= *written {
             return true;
@@ -233,7 +248,7 @@ impl Checkpointer {
     }
 
     /// Save snapshot number `seq` on the blocking pool.
-    pub fn save_later(
+    pub(crate) fn save_later(
         self: &std::sync::Arc<Self>,
         seq: u64,
         position: Option<Position>,

@@ -13,6 +13,7 @@ use crate::reaction::ReactionClient;
 use crate::telemetry::instruments::ReactionStatus;
 use crate::telemetry::GaugeState;
 
+/// Refreshes reaction's status, version and pending actions (see the module documentation).
 pub struct StatusRefresher {
     client: Arc<ReactionClient>,
     labeller: Arc<Mutex<Labeller>>,
@@ -23,7 +24,7 @@ pub struct StatusRefresher {
 }
 
 impl StatusRefresher {
-    pub fn new(
+    pub(crate) fn new(
         client: Arc<ReactionClient>,
         labeller: Arc<Mutex<Labeller>>,
         gauges: Arc<GaugeState>,
@@ -40,10 +41,12 @@ impl StatusRefresher {
     }
 
     /// reaction restarted: ask its version again at the next refresh.
-    pub fn reaction_restarted(&self) {
+    pub(crate) fn reaction_restarted(&self) {
         self.version_stale.store(true, Ordering::Relaxed);
     }
 
+    /// Ask reaction (`-V` when its version is not known, `show`), each call bounded by
+    /// `reaction.timeout`, and update what the gauges observe.
     pub async fn refresh(&self) {
         let version = self.version().await;
         let (up, pending) = match self.client.show().await {

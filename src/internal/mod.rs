@@ -32,15 +32,9 @@ pub struct Internal {
     last_line: AtomicU64,
 }
 
-impl Default for Internal {
-    fn default() -> Self {
-        Internal::new()
-    }
-}
-
 impl Internal {
     /// Nothing counted yet.
-    pub fn new() -> Internal {
+    pub(crate) fn new() -> Internal {
         Internal {
             counts: Counts::default(),
             limit: RateLimit::new(

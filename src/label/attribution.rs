@@ -10,7 +10,7 @@ use crate::bounded::BoundedMap;
 
 /// Where an action's values came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// All from the logged command.
     Command,
     /// Some from the command, the rest from a remembered match that agrees.
@@ -23,7 +23,7 @@ pub enum Source {
 
 /// Recent matches of one filter.
 #[derive(Debug, Clone)]
-pub struct Recent {
+pub(crate) struct Recent {
     /// (pattern index, value) → the most recent full value tuple with that value there.
     by_value: BoundedMap<(usize, String), Arc<[String]>>,
     last: Option<Arc<[String]>>,
@@ -31,14 +31,14 @@ pub struct Recent {
 
 impl Recent {
     /// Remember about `capacity` distinct matches.
-    pub fn new(capacity: usize, patterns: usize) -> Recent {
+    pub(crate) fn new(capacity: usize, patterns: usize) -> Recent {
         Recent {
             by_value: BoundedMap::new(capacity.max(1) * patterns.max(1)),
             last: None,
         }
     }
 
-    pub fn remember(&mut self, values: &[String]) {
+    pub(crate) fn remember(&mut self, values: &[String]) {
         if self.last.as_deref() == Some(values) {
             // The same values again (a burst from one IP): every key already leads to them.
             return;
@@ -51,12 +51,12 @@ impl Recent {
     }
 
     /// Remembered tuples, most recent generation first (for splitting `show` keys).
-    pub fn tuples(&self) -> impl Iterator<Item = &[String]> {
+    pub(crate) fn tuples(&self) -> impl Iterator<Item = &[String]> {
         self.by_value.values().map(|t| &t[..])
     }
 
     /// Complete `known` (one slot per pattern, None where the command does not show it).
-    pub fn attribute(&mut self, known: Vec<Option<String>>) -> (Vec<String>, Source) {
+    pub(crate) fn attribute(&mut self, known: Vec<Option<String>>) -> (Vec<String>, Source) {
         if known.iter().all(Option::is_some) {
             return (
                 known.into_iter().map(Option::unwrap_or_default).collect(),

@@ -5,13 +5,15 @@
 //! Pure over its inputs (event, log time, configurations): no I/O. What it needs from the
 //! outside (a refreshed reaction configuration) it asks for in its result.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::{Key, KeyValue, Value};
 
-use crate::config::{Config, Family, Transform};
+use crate::config::{Config, FamilyExport, Transform};
+use crate::defaults;
 use crate::internal::counts::Reject;
 use crate::internal::events::{ActionHeld, LineRejected, TransformFailed};
 use crate::internal::Internal;
@@ -21,8 +23,8 @@ use crate::reaction::config::{ActionDef, ReactionConfig};
 use crate::reaction::show::{split_key, PendingEntry};
 use crate::telemetry::collect::{attrs as sorted_attrs, Attrs};
 
-pub mod attribution;
-pub mod transform;
+pub(crate) mod attribution;
+pub(crate) mod transform;
 
 use attribution::Recent;
 use transform::{TemplateId, Templates};
@@ -32,7 +34,7 @@ const RESERVED: [&str; 3] = ["stream", "filter", "action"];
 
 /// The label name of a pattern: invalid characters become `_`, a leading digit gets a `_`
 /// prefix, and `stream`, `filter`, `action` become `pattern_stream`, ...
-pub fn label_name(pattern: &str) -> String {
+pub(crate) fn label_name(pattern: &str) -> String {
     if RESERVED.contains(&pattern) {
         return format!("pattern_{pattern}");
     }
@@ -75,7 +77,7 @@ struct ActionInfo {
 
 /// The result of labelling one event.
 #[derive(Debug, Default)]
-pub struct Labelled {
+pub(crate) struct Labelled {
     /// Add 1 to this counter with these attributes.
     pub record: Option<(Metric, Vec<KeyValue>)>,
     /// reaction (re)started: refresh its configuration and version.
@@ -93,7 +95,7 @@ enum Phase {
     Stopped,
 }
 
-pub struct Labeller {
+pub(crate) struct Labeller {
     config: Arc<Config>,
     filters: HashMap<Arc<str>, Arc<FilterInfo>>,
     actions: HashMap<String, ActionInfo>,
@@ -104,12 +106,12 @@ pub struct Labeller {
 }
 
 impl Labeller {
-    pub fn new(config: Arc<Config>) -> Labeller {
+    pub(crate) fn new(config: Arc<Config>) -> Labeller {
         Labeller {
             config,
             filters: HashMap::new(),
             actions: HashMap::new(),
-            templates: Templates::new(16_384),
+            templates: Templates::new(defaults::TEMPLATE_CACHE),
             memory: HashMap::new(),
             phase: Phase::Unknown,
             hold_until: None,
@@ -117,7 +119,7 @@ impl Labeller {
     }
 
     /// Use a (new) reaction configuration. Memory of recent matches is kept.
-    pub fn set_reaction_config(&mut self, rc: &ReactionConfig) {
+    pub(crate) fn set_reaction_config(&mut self, rc: &ReactionConfig) {
         self.filters.clear();
         self.actions.clear();
         for s in &rc.streams {
@@ -145,26 +147,43 @@ impl Labeller {
                     patterns,
                 });
                 let target: Arc<str> = format!("{}.{}", s.name, f.name).into();
-                // A dotted name two (stream, filter) pairs could give resolves to the first in
-                // sorted order, as `ReactionConfig::resolve_*` does (it warns about it).
+                // Names may contain dots: two (stream, filter) pairs can give the same dotted
+                // name (`a.b` + `c`, `a` + `b.c`). Such a name resolves to the first pair in
+                // sorted order (the configuration is sorted), with a warning.
                 for a in &f.actions {
-                    self.actions
-                        .entry(format!("{target}.{}", a.name))
-                        .or_insert_with(|| ActionInfo {
-                            filter: info.clone(),
-                            filter_target: target.clone(),
-                            action: Value::from(Arc::<str>::from(a.name.as_str())),
-                            def: a.clone(),
-                        });
+                    match self.actions.entry(format!("{target}.{}", a.name)) {
+                        Entry::Occupied(e) => tracing::warn!(
+                            name = %e.key(),
+                            "two actions of reaction's configuration have the same dotted name; \
+                             the first one is used"
+                        ),
+                        Entry::Vacant(e) => {
+                            e.insert(ActionInfo {
+                                filter: info.clone(),
+                                filter_target: target.clone(),
+                                action: Value::from(Arc::<str>::from(a.name.as_str())),
+                                def: a.clone(),
+                            });
+                        }
+                    }
                 }
-                self.filters.entry(target).or_insert(info);
+                match self.filters.entry(target) {
+                    Entry::Occupied(e) => tracing::warn!(
+                        name = %e.key(),
+                        "two filters of reaction's configuration have the same dotted name; \
+                         the first one is used"
+                    ),
+                    Entry::Vacant(e) => {
+                        e.insert(info);
+                    }
+                }
             }
         }
     }
 
     /// Label one event logged at `time`. With `last_try` false, an event whose names do not
     /// fit reaction's configuration is returned with `stale_config` and nothing else done.
-    pub fn label(
+    pub(crate) fn label(
         &mut self,
         time: SystemTime,
         event: &Event,
@@ -221,7 +240,7 @@ impl Labeller {
                         self.memory.insert(target.as_str().into(), recent);
                     }
                 }
-                if let Family::On { extra } = export.matches {
+                if let FamilyExport::On { extra } = export.matches {
                     let mut attrs = self.base(&info, None);
                     if extra {
                         self.patterns(&info, values, &mut attrs, internal);
@@ -256,7 +275,7 @@ impl Labeller {
                 if self.held(time, target, internal) {
                     return out;
                 }
-                let Family::On { extra } = export.actions else {
+                let FamilyExport::On { extra } = export.actions else {
                     return out;
                 };
                 let action = &self.actions[target.as_str()];
@@ -414,12 +433,12 @@ impl Labeller {
 
     /// Label what `reaction show` reports as pending: one gauge value per attribute set
     /// (executions of the same labels are added up).
-    pub fn label_pending(
+    pub(crate) fn label_pending(
         &mut self,
         entries: &[PendingEntry],
         internal: &Internal,
     ) -> Vec<(Vec<KeyValue>, u64)> {
-        let Family::On { extra } = self.config.metrics.export.pending else {
+        let FamilyExport::On { extra } = self.config.metrics.export.pending else {
             return Vec::new();
         };
         let mut sums: HashMap<Attrs, (Vec<KeyValue>, u64)> = HashMap::new();

@@ -9,10 +9,10 @@ use crate::template::environment;
 
 /// Identifies a compiled template inside [`Templates`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TemplateId(u32);
+pub(crate) struct TemplateId(u32);
 
 /// Compiled templates and the cache of their renders.
-pub struct Templates {
+pub(crate) struct Templates {
     env: Environment<'static>,
     sources: Vec<String>,
     cache: BoundedMap<(TemplateId, String), Result<String, String>>,
@@ -27,7 +27,7 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    pub fn new(cache_capacity: usize) -> Self {
+    pub(crate) fn new(cache_capacity: usize) -> Self {
         Templates {
             env: environment(),
             sources: Vec::new(),
@@ -36,7 +36,7 @@ impl Templates {
     }
 
     /// Compile a template (the same source twice gives the same id).
-    pub fn add(&mut self, source: &str) -> Result<TemplateId, String> {
+    pub(crate) fn add(&mut self, source: &str) -> Result<TemplateId, String> {
         if let Some(i) = self.sources.iter().position(|s| s == source) {
             return Ok(TemplateId(i as u32));
         }
@@ -50,7 +50,7 @@ impl Templates {
 
     /// Render `template` with `value` bound to `pattern`. Err carries the error message;
     /// the caller keeps the raw value and counts it.
-    pub fn render(
+    pub(crate) fn render(
         &mut self,
         template: TemplateId,
         pattern: &str,

@@ -17,7 +17,7 @@
 
 /// Separator between the strings of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Separator {
+pub(crate) enum Separator {
     /// `", "`: the `Debug` of a `Vec<String>`.
     Comma,
     /// `" "`: the `Debug` of a `std::process::Command`.
@@ -42,7 +42,7 @@ impl Separator {
 
 /// Why a `Debug` string or list could not be decoded; `pos` is a byte offset into the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DebugStrError {
+pub(crate) enum DebugStrError {
     /// Something else than the expected token (`"`, `[`, a separator, `]`).
     #[error("expected {expected} at byte {pos}")]
     Expected { pos: usize, expected: &'static str },
@@ -62,7 +62,8 @@ pub enum DebugStrError {
 
 impl DebugStrError {
     /// Byte offset of the error in the input.
-    pub fn pos(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pos(&self) -> usize {
         match *self {
             DebugStrError::Expected { pos, .. }
             | DebugStrError::Unterminated { pos }
@@ -91,7 +92,7 @@ impl DebugStrError {
 
 /// Parse one Rust-Debug string literal at the start of `s` (which starts with `"`); returns the
 /// decoded value and the rest of the input after the closing quote.
-pub fn parse_str(s: &str) -> Result<(String, &str), DebugStrError> {
+pub(crate) fn parse_str(s: &str) -> Result<(String, &str), DebugStrError> {
     let bytes = s.as_bytes();
     if bytes.first() != Some(&b'"') {
         return Err(DebugStrError::Expected {
@@ -194,7 +195,7 @@ fn hex_byte(b: &[u8]) -> Option<u8> {
 
 /// Parse a bracketed list `[..]` of Debug strings at the start of `s`; separator is `", "`
 /// (Vec<String> Debug) or a single space (process Command Debug); returns the values and the rest.
-pub fn parse_list(s: &str, sep: Separator) -> Result<(Vec<String>, &str), DebugStrError> {
+pub(crate) fn parse_list(s: &str, sep: Separator) -> Result<(Vec<String>, &str), DebugStrError> {
     let Some(mut rest) = s.strip_prefix('[') else {
         return Err(DebugStrError::Expected {
             pos: 0,

@@ -9,7 +9,7 @@
 //! broken is [`ParseError::Malformed`], anything else at INFO/WARN/ERROR is
 //! [`ParseError::Unknown`]. Nothing here panics on any input.
 
-pub mod debug_str;
+pub(crate) mod debug_str;
 
 use std::borrow::Cow;
 
@@ -18,34 +18,63 @@ use debug_str::{parse_list, DebugStrError, Separator};
 /// One event of reaction's log, names as logged (dots not yet resolved against reaction's config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// `INFO <stream>.<filter>: match ["v1", "v2"]` — target is "stream.filter" verbatim.
-    Match { target: String, values: Vec<String> },
-    /// `INFO <stream>.<filter>.<action>: run ["prog" "arg" ...]` — target is "stream.filter.action".
-    Action { target: String, argv: Vec<String> },
+    /// `INFO <stream>.<filter>: match ["v1", "v2"]`.
+    Match {
+        /// `stream.filter`, verbatim.
+        target: String,
+        /// The pattern values, in the order of the filter's pattern names.
+        values: Vec<String>,
+    },
+    /// `INFO <stream>.<filter>.<action>: run ["prog" "arg" ...]`.
+    Action {
+        /// `stream.filter.action`, verbatim.
+        target: String,
+        /// The command run.
+        argv: Vec<String>,
+    },
     /// `INFO start command: run ["a", "b"]`, `ERROR stop command: run ["a"]: exit code: 1`
     Command {
+        /// Which list the command belongs to.
         state: CommandState,
+        /// The command run.
         argv: Vec<String>,
+        /// Whether it succeeded (an INFO line).
         ok: bool,
+        /// Its exit code, when reaction logged one.
         code: Option<i64>,
     },
     /// `INFO ssh: start ["journalctl", "-fn0"]`
-    StreamStart { stream: String, argv: Vec<String> },
-    /// the four stream error lines of reaction-interface.md
-    StreamError {
+    StreamStart {
+        /// The stream's name.
         stream: String,
+        /// Its command.
+        argv: Vec<String>,
+    },
+    /// One of the four stream failures reaction logs (`reaction-interface.md`).
+    StreamError {
+        /// The stream's name.
+        stream: String,
+        /// Which failure.
         kind: StreamErrorKind,
     },
     /// `INFO received SIGTERM, closing streams...` (also SIGINT / other signal names)
-    Stopping { signal: String },
+    Stopping {
+        /// The signal's name.
+        signal: String,
+    },
     /// `WARN plugin <name>: <text>` (known, carries no metric)
-    Plugin { name: String },
+    Plugin {
+        /// The plugin's name.
+        name: String,
+    },
 }
 
 /// Which of reaction's global command lists a command belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CommandState {
+    /// Run when reaction starts.
     Start,
+    /// Run when reaction stops.
     Stop,
 }
 
@@ -92,17 +121,12 @@ pub enum ParseError {
     Unknown,
     /// A known form whose payload is broken (bad escape, unterminated string, trailing garbage...).
     #[error("malformed {what}: {detail}")]
-    Malformed { what: &'static str, detail: String },
-}
-
-impl ParseError {
-    /// `"unknown"` or `"malformed"`, for a metric label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ParseError::Unknown => "unknown",
-            ParseError::Malformed { .. } => "malformed",
-        }
-    }
+    Malformed {
+        /// Which form (`match`, `action`, `command`, ...).
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -785,7 +809,6 @@ mod tests {
         ] {
             assert_eq!(parse_line(line), Err(ParseError::Unknown), "line {line:?}");
         }
-        assert_eq!(ParseError::Unknown.reason(), "unknown");
     }
 
     #[test]
@@ -841,7 +864,7 @@ mod tests {
             assert_malformed(line, what);
         }
         let e = parse_line(r#"INFO s.f: match ["a\q"]"#).unwrap_err();
-        assert_eq!(e.reason(), "malformed");
+        assert!(matches!(e, ParseError::Malformed { what: "match", .. }));
         assert_eq!(
             e.to_string(),
             "malformed match: invalid escape at byte 3 of the list"

@@ -7,7 +7,6 @@
 //! [`serde_yaml::Value`]: reaction adds keys between versions and an unknown key must never
 //! stop the exporter.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,21 +19,14 @@ use super::ReactionError;
 
 /// reaction's configuration, reduced to what the exporter needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReactionConfig {
+pub(crate) struct ReactionConfig {
     /// Sorted by name.
     pub streams: Vec<StreamDef>,
-    /// The configuration has a non-empty top-level `start` list. Only then does reaction log
-    /// `start command` lines, which the exporter uses to notice a (re)start.
-    pub has_start_commands: bool,
-    /// `stream + "." + filter` → (stream index, filter index).
-    filter_index: HashMap<String, (usize, usize)>,
-    /// `stream + "." + filter + "." + action` → (stream index, filter index, action index).
-    action_index: HashMap<String, (usize, usize, usize)>,
 }
 
 /// One stream of reaction's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamDef {
+pub(crate) struct StreamDef {
     pub name: String,
     /// Sorted by name.
     pub filters: Vec<FilterDef>,
@@ -42,7 +34,7 @@ pub struct StreamDef {
 
 /// One filter of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterDef {
+pub(crate) struct FilterDef {
     pub name: String,
     /// Pattern names used as `<name>` in the filter's regexes, unique, sorted by name
     /// (reaction orders match values by pattern name).
@@ -53,7 +45,7 @@ pub struct FilterDef {
 
 /// One action of a filter.
 #[derive(Clone)]
-pub struct ActionDef {
+pub(crate) struct ActionDef {
     pub name: String,
     /// The argv template with `<pattern>` placeholders; `None` for plugin actions
     /// (`type:` + `options:`), whose run lines cannot be matched against a template.
@@ -129,7 +121,7 @@ fn placeholder_re() -> &'static Regex {
 impl ActionDef {
     /// Builds an action and compiles its command template. Only names in `filter_patterns`
     /// count as placeholders; any other `<word>` is literal text.
-    pub fn new(
+    pub(crate) fn new(
         name: impl Into<String>,
         cmd: Option<Vec<String>>,
         filter_patterns: &[String],
@@ -156,7 +148,7 @@ impl ActionDef {
     /// Placeholders inside an argument are matched lazily, left to right: with two adjacent
     /// placeholders whose values could be split several ways (`<a>-<b>` against `x-y-z`), the
     /// first gets the shortest value. reaction's own values rarely allow such ambiguity.
-    pub fn extract(&self, argv: &[String]) -> Option<Vec<(String, String)>> {
+    pub(crate) fn extract(&self, argv: &[String]) -> Option<Vec<(String, String)>> {
         let template = self.template.as_ref()?;
         if template.len() != argv.len() {
             return None;
@@ -266,14 +258,9 @@ fn opens_named_group(before: &str) -> bool {
 }
 
 impl ReactionConfig {
-    /// Builds a configuration from its streams (sorted here, with their filters and actions)
-    /// and the indexes used by [`resolve_filter`](Self::resolve_filter) and
-    /// [`resolve_action`](Self::resolve_action).
-    ///
-    /// Names may contain dots, so two different pairs can give the same dotted name
-    /// (`a.b` + `c` and `a` + `b.c`). Such a name is ambiguous: the first pair in sorted
-    /// order wins and a warning is logged.
-    pub fn new(mut streams: Vec<StreamDef>, has_start_commands: bool) -> Self {
+    /// Builds a configuration from its streams, sorted here with their filters and actions
+    /// (the labeller resolves dotted names in this order: see `label`).
+    pub(crate) fn new(mut streams: Vec<StreamDef>) -> Self {
         streams.sort_by(|a, b| a.name.cmp(&b.name));
         for stream in &mut streams {
             stream.filters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -281,42 +268,11 @@ impl ReactionConfig {
                 filter.actions.sort_by(|a, b| a.name.cmp(&b.name));
             }
         }
-        let mut filter_index = HashMap::new();
-        let mut action_index = HashMap::new();
-        for (si, stream) in streams.iter().enumerate() {
-            for (fi, filter) in stream.filters.iter().enumerate() {
-                let dotted = format!("{}.{}", stream.name, filter.name);
-                for (ai, action) in filter.actions.iter().enumerate() {
-                    let dotted = format!("{dotted}.{}", action.name);
-                    match action_index.entry(dotted) {
-                        Entry::Occupied(e) => {
-                            tracing::warn!(name = %e.key(), "two actions of reaction's configuration have the same dotted name; the first one is used");
-                        }
-                        Entry::Vacant(e) => {
-                            e.insert((si, fi, ai));
-                        }
-                    }
-                }
-                match filter_index.entry(dotted) {
-                    Entry::Occupied(e) => {
-                        tracing::warn!(name = %e.key(), "two filters of reaction's configuration have the same dotted name; the first one is used");
-                    }
-                    Entry::Vacant(e) => {
-                        e.insert((si, fi));
-                    }
-                }
-            }
-        }
-        ReactionConfig {
-            streams,
-            has_start_commands,
-            filter_index,
-            action_index,
-        }
+        ReactionConfig { streams }
     }
 
     /// From the YAML that `reaction test-config` prints (JSON is accepted too).
-    pub fn from_yaml(text: &str) -> Result<Self, ReactionError> {
+    pub(crate) fn from_yaml(text: &str) -> Result<Self, ReactionError> {
         let origin = "reaction's configuration";
         let value = parse_document(text, false, origin)?;
         Self::from_value(&value, origin)
@@ -333,7 +289,7 @@ impl ReactionConfig {
     /// JSONnet cannot be evaluated without reaction: a `.jsonnet`/`.libsonnet` file given as
     /// `path`, or a `.jsonnet` file in the directory, gives [`ReactionError::Jsonnet`]. A lone
     /// `.libsonnet` in a directory is ignored (it is only ever imported by a `.jsonnet` file).
-    pub fn from_path(path: &Path) -> Result<Self, ReactionError> {
+    pub(crate) fn from_path(path: &Path) -> Result<Self, ReactionError> {
         let io_err = |source| ReactionError::Io {
             path: path.to_owned(),
             source,
@@ -470,7 +426,7 @@ impl ReactionConfig {
     /// skipped with a warning.
     fn from_value(root: &Value, origin: &str) -> Result<Self, ReactionError> {
         let root = match root {
-            Value::Null => return Ok(Self::new(Vec::new(), false)),
+            Value::Null => return Ok(Self::new(Vec::new())),
             Value::Mapping(map) => map,
             _ => {
                 return Err(ReactionError::Config(format!(
@@ -482,11 +438,8 @@ impl ReactionConfig {
             Some(Value::Mapping(map)) => Some(map.keys().filter_map(scalar_string).collect()),
             _ => None,
         };
-        let has_start_commands =
-            matches!(root.get("start"), Some(Value::Sequence(items)) if !items.is_empty());
-
         let streams_map = match root.get("streams") {
-            None | Some(Value::Null) => return Ok(Self::new(Vec::new(), has_start_commands)),
+            None | Some(Value::Null) => return Ok(Self::new(Vec::new())),
             Some(Value::Mapping(map)) => map,
             Some(_) => {
                 return Err(ReactionError::Config(format!(
@@ -522,37 +475,7 @@ impl ReactionConfig {
                 filters,
             });
         }
-        Ok(Self::new(streams, has_start_commands))
-    }
-
-    /// Resolves `"stream.filter"` (names may contain dots) against the known names.
-    pub fn resolve_filter(&self, target: &str) -> Option<(&StreamDef, &FilterDef)> {
-        let &(si, fi) = self.filter_index.get(target)?;
-        let stream = &self.streams[si];
-        Some((stream, &stream.filters[fi]))
-    }
-
-    /// Resolves `"stream.filter.action"` (names may contain dots) against the known names.
-    pub fn resolve_action(&self, target: &str) -> Option<(&StreamDef, &FilterDef, &ActionDef)> {
-        let &(si, fi, ai) = self.action_index.get(target)?;
-        let stream = &self.streams[si];
-        let filter = &stream.filters[fi];
-        Some((stream, filter, &filter.actions[ai]))
-    }
-
-    pub fn stream(&self, name: &str) -> Option<&StreamDef> {
-        self.streams
-            .binary_search_by(|s| s.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.streams[i])
-    }
-
-    pub fn filter(&self, stream: &str, filter: &str) -> Option<&FilterDef> {
-        let filters = &self.stream(stream)?.filters;
-        filters
-            .binary_search_by(|f| f.name.as_str().cmp(filter))
-            .ok()
-            .map(|i| &filters[i])
+        Ok(Self::new(streams))
     }
 }
 
@@ -680,6 +603,14 @@ fn parse_document(text: &str, json: bool, origin: &str) -> Result<Value, Reactio
 mod tests {
     use super::*;
 
+    impl ReactionConfig {
+        /// The filter of a stream, by their names.
+        fn filter(&self, stream: &str, filter: &str) -> Option<&FilterDef> {
+            let stream = self.streams.iter().find(|s| s.name == stream)?;
+            stream.filters.iter().find(|f| f.name == filter)
+        }
+    }
+
     fn strings(values: &[&str]) -> Vec<String> {
         values.iter().map(|s| s.to_string()).collect()
     }
@@ -737,7 +668,6 @@ streams:
     #[test]
     fn reads_streams_filters_patterns_and_actions() {
         let cfg = ReactionConfig::from_yaml(DOTTED).unwrap();
-        assert!(cfg.has_start_commands);
         let names: Vec<&str> = cfg.streams.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["ssh.journal", "web"]);
 
@@ -762,49 +692,6 @@ streams:
     }
 
     #[test]
-    fn resolves_dotted_names_against_known_names() {
-        let cfg = ReactionConfig::from_yaml(DOTTED).unwrap();
-        let (stream, filter) = cfg.resolve_filter("ssh.journal.failed.login").unwrap();
-        assert_eq!(
-            (stream.name.as_str(), filter.name.as_str()),
-            ("ssh.journal", "failed.login")
-        );
-        let (stream, filter, action) = cfg
-            .resolve_action("ssh.journal.failed.login.unban")
-            .unwrap();
-        assert_eq!(
-            (
-                stream.name.as_str(),
-                filter.name.as_str(),
-                action.name.as_str()
-            ),
-            ("ssh.journal", "failed.login", "unban")
-        );
-        let (_, _, action) = cfg.resolve_action("web.bots.notify.mail").unwrap();
-        assert_eq!(action.name, "notify.mail");
-
-        assert!(cfg.resolve_filter("ssh.journal.failed").is_none());
-        assert!(cfg.resolve_filter("ssh.journal.failed.login.ban").is_none());
-        assert!(cfg.resolve_action("ssh.journal.failed.login").is_none());
-        assert!(cfg.resolve_action("web.bots.notify").is_none());
-        assert!(cfg.stream("ssh").is_none());
-        assert!(cfg.filter("ssh.journal", "failed").is_none());
-        assert!(cfg.filter("nope", "failed.login").is_none());
-    }
-
-    #[test]
-    fn ambiguous_dotted_names_resolve_to_the_first_in_sorted_order() {
-        let yaml = r#"
-streams:
-  a.b: {cmd: [x], filters: {c: {regex: [x]}}}
-  a: {cmd: [x], filters: {b.c: {regex: [x]}}}
-"#;
-        let cfg = ReactionConfig::from_yaml(yaml).unwrap();
-        let (stream, filter) = cfg.resolve_filter("a.b.c").unwrap();
-        assert_eq!((stream.name.as_str(), filter.name.as_str()), ("a", "b.c"));
-    }
-
-    #[test]
     fn named_groups_are_not_patterns() {
         let mut found = BTreeSet::new();
         pattern_names_in(
@@ -824,7 +711,6 @@ streams:
         let yaml = "streams: {s: {cmd: [x], filters: {f: {regex: ['<b> <a> (?P<c>x) <a>']}}}}";
         let cfg = ReactionConfig::from_yaml(yaml).unwrap();
         assert_eq!(cfg.filter("s", "f").unwrap().patterns, strings(&["a", "b"]));
-        assert!(!cfg.has_start_commands);
     }
 
     #[test]
@@ -833,7 +719,6 @@ streams:
             "f": {"regex": ["<ip>", 3], "actions": {"a": {"cmd": ["echo", 1, true, "<ip>"]}, "b": "weird"}},
             "g": "not a mapping"}}}, "patterns": {"ip": {"regex": "x"}}}"#;
         let cfg = ReactionConfig::from_yaml(json).unwrap();
-        assert!(!cfg.has_start_commands);
         let f = cfg.filter("s", "f").unwrap();
         assert_eq!(f.patterns, strings(&["ip"]));
         assert_eq!(
@@ -992,7 +877,9 @@ streams:
     #[test]
     fn extract_through_loaded_config() {
         let cfg = ReactionConfig::from_yaml(DOTTED).unwrap();
-        let (_, filter, ban) = cfg.resolve_action("ssh.journal.failed.login.ban").unwrap();
+        let filter = cfg.filter("ssh.journal", "failed.login").unwrap();
+        let ban = &filter.actions[0];
+        assert_eq!(ban.name, "ban");
         let argv = strings(&[
             "iptables", "-w", "-I", "reaction", "1", "-s", "10.0.0.1", "-j", "DROP",
         ]);
@@ -1025,7 +912,6 @@ streams:
         std::fs::create_dir(dir.path().join("sub.yml")).unwrap();
 
         let cfg = ReactionConfig::from_path(dir.path()).unwrap();
-        assert!(cfg.has_start_commands);
         // Patterns from both files are known, so both names count in the first file's filter.
         assert_eq!(
             cfg.filter("ssh.d", "f").unwrap().patterns,
@@ -1045,7 +931,6 @@ streams:
         write(dir.path(), "b.yml", "stop: [[y]]\n");
         let cfg = ReactionConfig::from_path(dir.path()).unwrap();
         assert_eq!(cfg.filter("s", "f").unwrap().patterns, strings(&["ip"]));
-        assert!(!cfg.has_start_commands);
     }
 
     #[test]

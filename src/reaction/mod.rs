@@ -5,8 +5,8 @@
 //! [`ReactionError::Timeout`]. Parsing of large outputs runs on the blocking pool so the
 //! async runtime is never blocked.
 
-pub mod config;
-pub mod show;
+pub(crate) mod config;
+pub(crate) mod show;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-pub use config::{ActionDef, FilterDef, ReactionConfig, StreamDef};
-pub use show::{parse_show, split_key, PendingEntry};
+pub(crate) use config::ReactionConfig;
+pub(crate) use show::{parse_show, PendingEntry};
 
 /// Longest stderr kept in [`ReactionError::Failed`], in bytes.
 const MAX_STDERR: usize = 500;
 
 /// How to reach reaction.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     /// The `reaction` binary: a path, or a bare name looked up in `PATH`.
     pub binary: PathBuf,
     /// reaction's configuration (file or directory), passed to `test-config -c`.
@@ -34,20 +34,9 @@ pub struct ClientConfig {
     pub timeout: Duration,
 }
 
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            binary: PathBuf::from("reaction"),
-            config: PathBuf::from("/etc/reaction"),
-            socket: PathBuf::from("/run/reaction/reaction.sock"),
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
-
 /// Where a [`ReactionConfig`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigOrigin {
+pub(crate) enum ConfigOrigin {
     /// `reaction test-config` printed it.
     TestConfig,
     /// The `reaction` binary is absent: reaction's files were read directly.
@@ -56,7 +45,7 @@ pub enum ConfigOrigin {
 
 /// Everything that can go wrong talking to reaction or reading its configuration.
 #[derive(Debug, thiserror::Error)]
-pub enum ReactionError {
+pub(crate) enum ReactionError {
     #[error("the reaction binary {0:?} was not found")]
     BinaryNotFound(PathBuf),
     #[error("could not run `{binary:?} {command}`: {source}")]
@@ -119,7 +108,7 @@ fn exit_text(code: Option<i32>) -> String {
 
 impl ReactionError {
     /// Short stable label for self-metrics.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::BinaryNotFound(_) => "not_found",
             Self::Spawn { .. } => "spawn",
@@ -137,23 +126,21 @@ impl ReactionError {
 
 /// Runs reaction's command line.
 #[derive(Debug, Clone)]
-pub struct ReactionClient {
+pub(crate) struct ReactionClient {
     cfg: ClientConfig,
 }
 
 impl ReactionClient {
-    pub fn new(cfg: ClientConfig) -> Self {
+    pub(crate) fn new(cfg: ClientConfig) -> Self {
         ReactionClient { cfg }
-    }
-
-    pub fn config(&self) -> &ClientConfig {
-        &self.cfg
     }
 
     /// `reaction test-config -c CONFIG`. When the binary is absent (spawning it gives
     /// NotFound), reads the configuration directly with [`ReactionConfig::from_path`] and
     /// returns [`ConfigOrigin::Direct`] (the caller logs it).
-    pub async fn load_config(&self) -> Result<(ReactionConfig, ConfigOrigin), ReactionError> {
+    pub(crate) async fn load_config(
+        &self,
+    ) -> Result<(ReactionConfig, ConfigOrigin), ReactionError> {
         let args = [
             OsString::from("test-config"),
             OsString::from("-c"),
@@ -176,7 +163,7 @@ impl ReactionClient {
     }
 
     /// `reaction show --socket SOCKET`: the pending actions.
-    pub async fn show(&self) -> Result<Vec<PendingEntry>, ReactionError> {
+    pub(crate) async fn show(&self) -> Result<Vec<PendingEntry>, ReactionError> {
         let args = [
             OsString::from("show"),
             OsString::from("--socket"),
@@ -187,7 +174,7 @@ impl ReactionClient {
     }
 
     /// `reaction -V` → `"2.2.0"` (the second word of `reaction 2.2.0`).
-    pub async fn version(&self) -> Result<String, ReactionError> {
+    pub(crate) async fn version(&self) -> Result<String, ReactionError> {
         let stdout = self.run("-V", &[OsString::from("-V")]).await?;
         parse_version(&stdout).ok_or_else(|| ReactionError::Output {
             command: "-V",
@@ -391,11 +378,12 @@ mod tests {
 
         let (cfg, origin) = fx.client(&conf).load_config().await.unwrap();
         assert_eq!(origin, ConfigOrigin::TestConfig);
-        assert!(cfg.has_start_commands);
-        let (stream, filter, action) = cfg
-            .resolve_action("ssh.journal.failed.login.ban.now")
-            .unwrap();
+        let stream = &cfg.streams[0];
         assert_eq!(stream.name, "ssh.journal");
+        let filter = &stream.filters[0];
+        assert_eq!(filter.name, "failed.login");
+        let action = &filter.actions[0];
+        assert_eq!(action.name, "ban.now");
         assert_eq!(filter.patterns, vec!["ip".to_string(), "user".to_string()]);
         let argv: Vec<String> = [
             "iptables",
@@ -506,7 +494,7 @@ mod tests {
     #[tokio::test]
     async fn hung_show_times_out_and_is_killed() {
         let fx = Fixture::new(serde_json::json!({"delay": {"show": 30}}));
-        let mut cfg = fx.client(&fx.path("unused")).config().clone();
+        let mut cfg = fx.client(&fx.path("unused")).cfg;
         // Long enough for the stand-in (Python) to start and write its pid even on a loaded
         // machine, far shorter than its 30 s delay.
         cfg.timeout = Duration::from_secs(2);
@@ -601,7 +589,7 @@ mod tests {
     #[tokio::test]
     async fn missing_socket_is_a_failure() {
         let fx = Fixture::new(serde_json::json!({}));
-        let mut cfg = fx.client(&fx.path("x")).config().clone();
+        let mut cfg = fx.client(&fx.path("x")).cfg;
         cfg.socket = fx.path("no-such.sock");
         let err = ReactionClient::new(cfg).show().await.unwrap_err();
         match &err {
@@ -661,8 +649,12 @@ mod tests {
         });
         let (cfg, origin) = client.load_config().await.unwrap();
         assert_eq!(origin, ConfigOrigin::Direct);
-        assert!(cfg.has_start_commands);
-        assert!(cfg.resolve_action("ssh.f.1.ban").is_some());
+        let filter = &cfg.streams[0].filters[0];
+        assert_eq!(
+            ("ssh", "f.1"),
+            (cfg.streams[0].name.as_str(), filter.name.as_str())
+        );
+        assert_eq!(filter.actions[0].name, "ban");
 
         // The other calls report the absent binary.
         let err = client.show().await.unwrap_err();
@@ -681,7 +673,8 @@ mod tests {
         let client = ReactionClient::new(ClientConfig {
             binary: dir.path().join("no-reaction-here"),
             config: conf.clone(),
-            ..ClientConfig::default()
+            socket: dir.path().join("sock"),
+            timeout: Duration::from_secs(5),
         });
         let err = client.load_config().await.unwrap_err();
         assert!(
@@ -731,7 +724,9 @@ mod tests {
         std::fs::write(&bin, "not a program").unwrap();
         let client = ReactionClient::new(ClientConfig {
             binary: bin,
-            ..ClientConfig::default()
+            config: dir.path().join("conf"),
+            socket: dir.path().join("sock"),
+            timeout: Duration::from_secs(5),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -15,7 +15,7 @@ use super::ReactionError;
 
 /// Pending executions of one action for one match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEntry {
+pub(crate) struct PendingEntry {
     pub stream: String,
     pub filter: String,
     /// Match values joined by ONE space, as reaction shows them (see [`split_key`]).
@@ -35,7 +35,7 @@ pub struct PendingEntry {
 /// pending execution), a count, or a single time. An empty output means nothing is pending.
 ///
 /// Errors: invalid YAML, or a document whose top level is neither empty nor a mapping.
-pub fn parse_show(yaml: &str) -> Result<Vec<PendingEntry>, ReactionError> {
+pub(crate) fn parse_show(yaml: &str) -> Result<Vec<PendingEntry>, ReactionError> {
     let root: Value = serde_yaml::from_str(yaml).map_err(|e| ReactionError::Yaml {
         origin: "`reaction show` output".to_owned(),
         detail: e.to_string(),
@@ -143,7 +143,11 @@ fn type_name(value: &Value) -> &'static str {
 /// 4. Otherwise, the documented fallback: the first `n - 1` space-separated words, then the
 ///    rest of the key (spaces included) as the last value; if the key has fewer than `n`
 ///    words, the missing values are empty strings.
-pub fn split_key(key: &str, n: usize, known: &mut dyn Iterator<Item = &[String]>) -> Vec<String> {
+pub(crate) fn split_key(
+    key: &str,
+    n: usize,
+    known: &mut dyn Iterator<Item = &[String]>,
+) -> Vec<String> {
     match n {
         0 => return Vec::new(),
         1 => return vec![key.to_owned()],

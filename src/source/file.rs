@@ -52,18 +52,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{Batch, LogLine, Origin, Position, SourceObserver};
-
-/// Default for [`FileSourceConfig::poll_interval`].
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Default for [`FileSourceConfig::max_line_bytes`].
-pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+use crate::defaults;
 
 /// Size of one read.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// At most this many bytes are read by one [`FileTailer::poll`], so that a large backlog
-/// (a big file read from its beginning, a long stall) never turns into one huge batch.
-/// [`FileTailer::has_backlog`] tells whether more was left.
-const MAX_BYTES_PER_POLL: u64 = 1024 * 1024;
 /// Length of the head fingerprint used to detect a truncation followed by a rewrite.
 const HEAD_BYTES: usize = 256;
 /// After this many consecutive polls failing to read the open file, a rotation is followed
@@ -72,7 +64,9 @@ const HEAD_BYTES: usize = 256;
 const MAX_OLD_READ_FAILURES: u32 = 3;
 
 #[derive(Debug, Clone)]
+/// What to follow and how.
 pub struct FileSourceConfig {
+    /// The log file.
     pub path: PathBuf,
     /// Start at the beginning of the file found at startup (default false: at its end).
     pub from_beginning: bool,
@@ -83,20 +77,6 @@ pub struct FileSourceConfig {
     /// A [`FileTailer::checkpoint`] saved by a previous run, to continue exactly after it
     /// (default none). Only the first file opened uses it; see the module documentation.
     pub resume: Option<Position>,
-}
-
-impl FileSourceConfig {
-    /// A configuration for `path` with the defaults: start at the end of the file, poll
-    /// every 200 ms, drop lines longer than 64 KiB, no saved position.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileSourceConfig {
-            path: path.into(),
-            from_beginning: false,
-            poll_interval: DEFAULT_POLL_INTERVAL,
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            resume: None,
-        }
-    }
 }
 
 /// Where to start in the first file opened, decided at the first poll.
@@ -352,6 +332,7 @@ pub struct FileTailer {
 }
 
 impl FileTailer {
+    /// A tailer that reports to `observer`; it looks at the file at its first poll.
     pub fn new(config: FileSourceConfig, observer: Arc<dyn SourceObserver>) -> Self {
         let startup = if config.from_beginning {
             Startup::Done
@@ -376,7 +357,7 @@ impl FileTailer {
             read_failures: 0,
             backlog: false,
             chunk_bytes: CHUNK_BYTES,
-            max_bytes_per_poll: MAX_BYTES_PER_POLL,
+            max_bytes_per_poll: defaults::FILE_BYTES_PER_POLL,
             resume,
             resume_failures: 0,
         }
@@ -426,19 +407,11 @@ impl FileTailer {
         }
     }
 
-    /// Position for checkpoints: (dev, ino, offset of the first byte not yet emitted as a
-    /// line). `None` while no file is open.
-    pub fn position(&self) -> Option<(u64, u64, u64)> {
-        self.current
-            .as_ref()
-            .map(|f| (f.dev, f.ino, self.lines.line_start))
-    }
-
-    /// Position for the state file: [`position`](Self::position) and the fingerprint of the
-    /// file's head, i.e. of its first bytes the tailer has seen (at most 256: `head_len`,
+    /// Position for the state file: the file's identity, the offset of the first byte not
+    /// yet emitted as a line, and the fingerprint of the file's head, i.e. of its first bytes the tailer has seen (at most 256: `head_len`,
     /// `head_hash` = FNV-1a 64 of them). `None` while no file is open. Give it back as
     /// [`FileSourceConfig::resume`] to continue after a restart.
-    pub fn checkpoint(&self) -> Option<Position> {
+    pub(crate) fn checkpoint(&self) -> Option<Position> {
         self.current.as_ref().map(|f| Position::File {
             dev: f.dev,
             ino: f.ino,
@@ -452,11 +425,6 @@ impl FileTailer {
     /// waiting, poll again without sleeping.
     pub fn has_backlog(&self) -> bool {
         self.backlog
-    }
-
-    /// The configuration this tailer was built with.
-    pub fn config(&self) -> &FileSourceConfig {
-        &self.config
     }
 
     fn report(&mut self, err: &io::Error) {
@@ -722,7 +690,7 @@ impl FileTailer {
 /// poll, so that what was written before the shutdown is sent; a backlog beyond that poll's
 /// budget is left unread) or when the receiver is gone. A dropped shutdown sender counts as
 /// a shutdown.
-pub async fn run(
+pub(crate) async fn run(
     tailer: FileTailer,
     tx: tokio::sync::mpsc::Sender<Batch>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -853,7 +821,7 @@ mod tests {
         fn with(edit: impl FnOnce(&mut FileSourceConfig)) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("reaction.log");
-            let mut config = FileSourceConfig::new(&path);
+            let mut config = config_for(&path);
             edit(&mut config);
             let obs = Arc::new(Recorder::default());
             let tailer = FileTailer::new(config, obs.clone());
@@ -900,6 +868,28 @@ mod tests {
             .unwrap();
     }
 
+    /// A configuration for `path`: start at its end, poll every 200 ms, the default line
+    /// limit, no saved position.
+    fn config_for(path: &Path) -> FileSourceConfig {
+        FileSourceConfig {
+            path: path.to_owned(),
+            from_beginning: false,
+            poll_interval: Duration::from_millis(200),
+            max_line_bytes: defaults::MAX_LINE_LENGTH,
+            resume: None,
+        }
+    }
+
+    /// The file the tailer reads and the offset of the first byte not yet emitted as a line.
+    fn position(t: &FileTailer) -> Option<(u64, u64, u64)> {
+        match t.checkpoint()? {
+            Position::File {
+                dev, ino, offset, ..
+            } => Some((dev, ino, offset)),
+            Position::Journal { .. } => None,
+        }
+    }
+
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -939,7 +929,7 @@ mod tests {
         let mut f = Fixture::new(true);
         f.append(b"first\nhel");
         assert_eq!(f.poll(), strings(&["first"]));
-        let (dev, ino, off) = f.tailer.position().unwrap();
+        let (dev, ino, off) = position(&f.tailer).unwrap();
         assert_eq!(off, 6, "position is the start of the unfinished line");
         f.append(b"lo wor");
         assert!(f.poll().is_empty());
@@ -949,7 +939,7 @@ mod tests {
         f.append(b"\n");
         assert_eq!(f.poll(), strings(&["next"]));
         assert!(f.poll().is_empty());
-        assert_eq!(f.tailer.position(), Some((dev, ino, 23)));
+        assert_eq!(position(&f.tailer), Some((dev, ino, 23)));
         assert!(f.obs.take().is_empty());
     }
 
@@ -1003,13 +993,13 @@ mod tests {
         let mut f = Fixture::new(true);
         f.append(b"a\n");
         assert_eq!(f.poll(), strings(&["a"]));
-        let old = f.tailer.position().unwrap();
+        let old = position(&f.tailer).unwrap();
         f.append(b"b\nc\n");
         fs::rename(&f.path, f.sibling("reaction.log.1")).unwrap();
         f.append(b"d\n");
         assert_eq!(f.poll(), strings(&["b", "c", "d"]));
         assert_eq!(f.obs.take(), vec![Event::Rotated]);
-        let new = f.tailer.position().unwrap();
+        let new = position(&f.tailer).unwrap();
         assert_ne!((old.0, old.1), (new.0, new.1));
         assert_eq!(new.2, 2);
         // The old file is no longer followed.
@@ -1036,13 +1026,13 @@ mod tests {
         let mut f = Fixture::new(true);
         f.append(b"a 1\na 2\n");
         assert_eq!(f.poll(), strings(&["a 1", "a 2"]));
-        let (dev, ino, _) = f.tailer.position().unwrap();
+        let (dev, ino, _) = position(&f.tailer).unwrap();
         fs::copy(&f.path, f.sibling("reaction.log.1")).unwrap();
         truncate(&f.path);
         f.append(b"b\n");
         assert_eq!(f.poll(), strings(&["b"]));
         assert_eq!(f.obs.take(), vec![Event::Truncated]);
-        assert_eq!(f.tailer.position(), Some((dev, ino, 2)));
+        assert_eq!(position(&f.tailer), Some((dev, ino, 2)));
         f.append(b"c\n");
         assert_eq!(f.poll(), strings(&["c"]));
         assert!(f.obs.take().is_empty());
@@ -1092,7 +1082,7 @@ mod tests {
         fs::remove_file(&f.path).unwrap();
         assert_eq!(f.poll(), strings(&["b"]), "the deleted file is finished");
         assert!(f.poll().is_empty());
-        assert!(f.tailer.position().is_some());
+        assert!(position(&f.tailer).is_some());
         assert!(f.obs.take().is_empty(), "a deleted file is not an error");
         f.append(b"c\n");
         assert_eq!(f.poll(), strings(&["c"]));
@@ -1105,7 +1095,7 @@ mod tests {
         let mut f = Fixture::new(false);
         assert!(f.poll().is_empty());
         assert!(f.poll().is_empty());
-        assert_eq!(f.tailer.position(), None);
+        assert_eq!(position(&f.tailer), None);
         assert_eq!(
             f.obs.take(),
             vec![
@@ -1145,7 +1135,7 @@ mod tests {
         let by_permissions = make_unreadable(&f.path);
         assert!(f.poll().is_empty());
         assert!(f.poll().is_empty());
-        assert_eq!(f.tailer.position(), None);
+        assert_eq!(position(&f.tailer), None);
         let events = f.obs.take();
         assert_eq!(events.len(), 2);
         assert!(events.iter().all(|e| matches!(e, Event::Error(_))));
@@ -1258,7 +1248,7 @@ mod tests {
     impl Fixture {
         /// Drops the tailer (the exporter stops) and makes a new one resuming from `saved`.
         fn restart(&mut self, saved: Option<Position>, from_beginning: bool) {
-            let mut config = self.tailer.config().clone();
+            let mut config = self.tailer.config.clone();
             config.resume = saved;
             config.from_beginning = from_beginning;
             self.tailer = FileTailer::new(config, self.obs.clone());
@@ -1280,7 +1270,7 @@ mod tests {
         assert_eq!(f.tailer.checkpoint(), None);
         f.append(b"a\nbc");
         assert_eq!(f.poll(), strings(&["a"]));
-        let (dev, ino, _) = f.tailer.position().unwrap();
+        let (dev, ino, _) = position(&f.tailer).unwrap();
         assert_eq!(
             f.tailer.checkpoint(),
             Some(Position::File {
@@ -1411,12 +1401,12 @@ mod tests {
         truncate(&f.path);
         let other = format!("b{}\nnext\n", "x".repeat(299));
         f.append(other.as_bytes());
-        let (dev, ino, _) = f.tailer.position().unwrap();
+        let (dev, ino, _) = position(&f.tailer).unwrap();
         f.restart(saved, false);
         let got = f.poll();
         assert_eq!(got.len(), 2);
         assert!(got[0].starts_with('b'));
-        assert_eq!(f.tailer.position(), Some((dev, ino, 306)));
+        assert_eq!(position(&f.tailer), Some((dev, ino, 306)));
         let (position, _) = invalid_then(f.obs.take(), &[]);
         assert!(position.ends_with("the file's head changed"), "{position}");
     }
@@ -1465,7 +1455,7 @@ mod tests {
         fs::create_dir(&logs).unwrap();
         let path = logs.join("reaction.log");
         let obs = Arc::new(Recorder::default());
-        let mut config = FileSourceConfig::new(&path);
+        let mut config = config_for(&path);
         config.from_beginning = true;
         let mut tailer = FileTailer::new(config.clone(), obs.clone());
         let poll = |t: &mut FileTailer| {
@@ -1728,7 +1718,7 @@ mod tests {
             initial in proptest::option::of(0usize..4),
             from_beginning in any::<bool>(),
             chunk in proptest::sample::select(vec![1usize, 3, 7, 64, 300, CHUNK_BYTES]),
-            max in proptest::sample::select(vec![40usize, 200, DEFAULT_MAX_LINE_BYTES]),
+            max in proptest::sample::select(vec![40usize, 200, defaults::MAX_LINE_LENGTH]),
             seed in any::<u64>(),
             ops in proptest::collection::vec(op(), 1..60),
         ) {
@@ -1821,7 +1811,7 @@ mod tests {
                 path: f.path.clone(),
                 seed,
                 from_beginning,
-                max: DEFAULT_MAX_LINE_BYTES,
+                max: defaults::MAX_LINE_LENGTH,
                 files: Vec::new(),
                 at_path: None,
                 tailer_file: None,

@@ -72,12 +72,8 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
 
 use super::{Batch, LogLine, Origin, Position, SourceObserver};
+use crate::defaults;
 
-/// Default for [`JournaldConfig::journalctl`]: looked up in `PATH`.
-pub const DEFAULT_JOURNALCTL: &str = "journalctl";
-
-/// At most this many lines per batch.
-const MAX_BATCH_LINES: usize = 1000;
 /// Backoff before restarting a failed journalctl: doubles from the first to the last.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -96,7 +92,7 @@ const CHILD: &str = "journalctl";
 const OUTPUT: &str = "journalctl output";
 
 #[derive(Debug, Clone)]
-pub struct JournaldConfig {
+pub(crate) struct JournaldConfig {
     /// The unit whose own output we read: server-side match `_SYSTEMD_UNIT=<unit>`.
     pub unit: String,
     /// Read journal files from this directory (`journalctl -D DIR`; containers mount
@@ -108,20 +104,6 @@ pub struct JournaldConfig {
     pub from_beginning: bool,
     /// Resume right after this cursor (from a checkpoint).
     pub after_cursor: Option<String>,
-}
-
-impl JournaldConfig {
-    /// A configuration for `unit` with the defaults: the system journal, `journalctl` from
-    /// `PATH`, new entries only.
-    pub fn new(unit: impl Into<String>) -> Self {
-        JournaldConfig {
-            unit: unit.into(),
-            directory: None,
-            journalctl: PathBuf::from(DEFAULT_JOURNALCTL),
-            from_beginning: false,
-            after_cursor: None,
-        }
-    }
 }
 
 /// Where the next journalctl starts.
@@ -224,7 +206,7 @@ fn excerpt(text: &str) -> &str {
 /// Runs `journalctl` as a child and sends its records as batches (position = the cursor of
 /// the last line) until `shutdown` is true (a dropped sender counts as true) or the receiver
 /// is gone. See the module documentation.
-pub async fn run(
+pub(crate) async fn run(
     config: JournaldConfig,
     observer: Arc<dyn SourceObserver>,
     tx: mpsc::Sender<Batch>,
@@ -352,7 +334,7 @@ struct Source {
 
 /// Lines read and not sent yet, and the cursor of the last record read.
 #[derive(Default)]
-struct Pending {
+struct Unsent {
     lines: Vec<LogLine>,
     cursor: Option<String>,
 }
@@ -437,34 +419,22 @@ impl Source {
                 Event::Stop => {
                     // Send what is already there (one batch at most), up to the last
                     // complete line, then stop.
-                    let mut pending = Pending::default();
+                    let mut unsent = Unsent::default();
                     let _ = self
-                        .read_available(
-                            &mut reader,
-                            &mut buf,
-                            &mut pending,
-                            &mut skip,
-                            &mut records,
-                        )
+                        .read_available(&mut reader, &mut buf, &mut unsent, &mut skip, &mut records)
                         .await;
-                    let _ = self.send(pending).await;
+                    let _ = self.send(unsent).await;
                     return stop(child).await;
                 }
                 Event::Read(Ok(0)) => break None,
                 Event::Read(Err(e)) => break Some(e),
                 Event::Read(Ok(_)) => {
-                    let mut pending = Pending::default();
-                    self.record(&mut buf, &mut pending, &mut skip, &mut records);
+                    let mut unsent = Unsent::default();
+                    self.record(&mut buf, &mut unsent, &mut skip, &mut records);
                     let end = self
-                        .read_available(
-                            &mut reader,
-                            &mut buf,
-                            &mut pending,
-                            &mut skip,
-                            &mut records,
-                        )
+                        .read_available(&mut reader, &mut buf, &mut unsent, &mut skip, &mut records)
                         .await;
-                    if !self.send(pending).await {
+                    if !self.send(unsent).await {
                         return stop(child).await;
                     }
                     match end {
@@ -479,9 +449,9 @@ impl Source {
         // stdout is closed (or unreadable): the child is exiting. A last record without
         // its newline (left by reads cancelled above) is still handled.
         if read_error.is_none() && !buf.is_empty() {
-            let mut pending = Pending::default();
-            self.record(&mut buf, &mut pending, &mut skip, &mut records);
-            if !self.send(pending).await {
+            let mut unsent = Unsent::default();
+            self.record(&mut buf, &mut unsent, &mut skip, &mut records);
+            if !self.send(unsent).await {
                 return stop(child).await;
             }
         }
@@ -553,15 +523,15 @@ impl Source {
         &mut self,
         reader: &mut BufReader<ChildStdout>,
         buf: &mut Vec<u8>,
-        pending: &mut Pending,
+        unsent: &mut Unsent,
         skip: &mut Option<String>,
         records: &mut u64,
     ) -> std::io::Result<bool> {
-        while pending.lines.len() < MAX_BATCH_LINES {
+        while unsent.lines.len() < defaults::JOURNAL_LINES_PER_BATCH {
             match read_now(reader, buf).await {
                 None => return Ok(true),
                 Some(Ok(0)) => return Ok(false),
-                Some(Ok(_)) => self.record(buf, pending, skip, records),
+                Some(Ok(_)) => self.record(buf, unsent, skip, records),
                 Some(Err(e)) => return Err(e),
             }
         }
@@ -569,13 +539,13 @@ impl Source {
     }
 
     /// Sends the lines read, if any. Returns false when the receiver is gone.
-    async fn send(&mut self, pending: Pending) -> bool {
-        if pending.lines.is_empty() {
+    async fn send(&mut self, unsent: Unsent) -> bool {
+        if unsent.lines.is_empty() {
             return true;
         }
         let batch = Batch {
-            lines: pending.lines,
-            position: pending.cursor.map(|cursor| Position::Journal { cursor }),
+            lines: unsent.lines,
+            position: unsent.cursor.map(|cursor| Position::Journal { cursor }),
         };
         self.tx.send(batch).await.is_ok()
     }
@@ -585,7 +555,7 @@ impl Source {
     fn record(
         &mut self,
         buf: &mut Vec<u8>,
-        pending: &mut Pending,
+        unsent: &mut Unsent,
         skip: &mut Option<String>,
         records: &mut u64,
     ) {
@@ -625,7 +595,7 @@ impl Source {
             }
         }
         if let Some(cursor) = cursor {
-            pending.cursor = Some(cursor.to_owned());
+            unsent.cursor = Some(cursor.to_owned());
             self.start = Start::Cursor(cursor.to_owned());
         }
         let text = match object.get("MESSAGE") {
@@ -674,7 +644,7 @@ impl Source {
         if text.ends_with('\r') {
             text.pop();
         }
-        pending.lines.push(LogLine { time, text });
+        unsent.lines.push(LogLine { time, text });
     }
 }
 
@@ -1109,7 +1079,13 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        let mut config = JournaldConfig::new("reaction");
+        let mut config = JournaldConfig {
+            unit: "reaction".into(),
+            directory: None,
+            journalctl: PathBuf::from(defaults::JOURNALCTL),
+            from_beginning: false,
+            after_cursor: None,
+        };
         let line = |c: &JournaldConfig, s: &Start, m: Option<&str>| {
             command_args(c, s, m)
                 .iter()
@@ -1531,11 +1507,13 @@ mod tests {
             from_beginning: true,
             ..j.config()
         });
-        // Batches hold at most MAX_BATCH_LINES lines, in order.
+        // Batches hold at most defaults::JOURNAL_LINES_PER_BATCH lines, in order.
         let mut got = Vec::new();
         while got.len() < 2500 {
             let batch = timeout(WAIT, r.rx.recv()).await.unwrap().unwrap();
-            assert!(!batch.lines.is_empty() && batch.lines.len() <= MAX_BATCH_LINES);
+            assert!(
+                !batch.lines.is_empty() && batch.lines.len() <= defaults::JOURNAL_LINES_PER_BATCH
+            );
             got.extend(r.take(batch).into_iter().map(|l| l.text));
         }
         assert_eq!(got, many);

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub mod file;
-pub mod journald;
+pub(crate) mod journald;
 
 /// One complete line of reaction's output, as read from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,22 +29,29 @@ pub enum Position {
     /// its head (FNV-1a 64 of its first `head_len` bytes, at most 256) to detect a file
     /// truncated and rewritten, or an inode number reused by another file.
     File {
+        /// The file's device.
         dev: u64,
+        /// The file's inode.
         ino: u64,
+        /// The offset of the first byte not emitted as a line.
         offset: u64,
+        /// How many first bytes the fingerprint covers.
         head_len: u64,
+        /// Their FNV-1a 64 hash.
         head_hash: u64,
     },
+    /// The journal.
     Journal {
+        /// The cursor of the last record read.
         cursor: String,
     },
 }
 
 /// Lines in order, and the position after the last of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub lines: Vec<LogLine>,
-    pub position: Option<Position>,
+pub(crate) struct Batch {
+    pub(crate) lines: Vec<LogLine>,
+    pub(crate) position: Option<Position>,
 }
 
 /// Where a line comes from, to name it in the self-monitoring's log lines.

@@ -13,18 +13,19 @@ pub type Attrs = Vec<(String, String)>;
 /// A series: its metric and attributes.
 pub type SeriesKey = (Metric, Attrs);
 
+/// One collection, as plain data.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Collected {
     /// Integer sums (the counters): deltas on a delta reader. One entry per series (the
     /// SDK gives each attribute set once), zeros left out.
     pub sums: Vec<(SeriesKey, u64)>,
     /// Floating sums (CPU time): deltas on a delta reader.
-    pub sums_f64: HashMap<SeriesKey, f64>,
+    pub(crate) sums_f64: HashMap<SeriesKey, f64>,
     /// Gauges: the value observed at this collection.
     pub gauges: HashMap<SeriesKey, f64>,
 }
 
-pub fn attrs<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Attrs {
+pub(crate) fn attrs<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Attrs {
     let mut a: Attrs = kvs
         .map(|kv| (kv.key.as_str().to_string(), kv.value.as_str().into_owned()))
         .collect();
@@ -80,7 +81,7 @@ impl Collected {
 }
 
 /// Add `from` into `into`.
-pub fn merge_sums(
+pub(crate) fn merge_sums(
     into: &mut HashMap<SeriesKey, u64>,
     from: impl IntoIterator<Item = (SeriesKey, u64)>,
 ) {

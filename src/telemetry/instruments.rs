@@ -13,11 +13,11 @@ use crate::metric::{Kind, Metric, ObservedF64, ObservedU64};
 
 /// What reaction says about itself, as last observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReactionStatus {
+pub(crate) struct ReactionStatus {
     /// reaction's version, `N/A` when unknown.
-    pub version: String,
+    pub(crate) version: String,
     /// Whether the last `reaction show` succeeded.
-    pub up: bool,
+    pub(crate) up: bool,
 }
 
 impl Default for ReactionStatus {
@@ -31,10 +31,10 @@ impl Default for ReactionStatus {
 
 /// Values the observable gauges report at each collection.
 #[derive(Debug, Default)]
-pub struct GaugeState {
+pub(crate) struct GaugeState {
     /// Labelled pending executions (from the last `reaction show`).
-    pub pending: Mutex<Vec<(Vec<KeyValue>, u64)>>,
-    pub reaction: Mutex<ReactionStatus>,
+    pub(crate) pending: Mutex<Vec<(Vec<KeyValue>, u64)>>,
+    pub(crate) reaction: Mutex<ReactionStatus>,
 }
 
 impl GaugeState {
@@ -89,7 +89,11 @@ pub struct Instruments {
 }
 
 impl Instruments {
-    pub fn new(meter: &Meter, gauges: Arc<GaugeState>, internal: Arc<Internal>) -> Instruments {
+    pub(crate) fn new(
+        meter: &Meter,
+        gauges: Arc<GaugeState>,
+        internal: Arc<Internal>,
+    ) -> Instruments {
         let mut counters = Vec::with_capacity(Metric::ALL.len());
         let mut observables: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
         for &metric in Metric::ALL {
@@ -158,8 +162,8 @@ impl Instruments {
 }
 
 /// The exporter's own process, read from `/proc/self`.
-pub mod process {
-    pub fn cpu_seconds() -> Option<f64> {
+pub(crate) mod process {
+    pub(crate) fn cpu_seconds() -> Option<f64> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the command name, which is in parentheses and may contain spaces.
         let rest = &stat[stat.rfind(')')? + 2..];
@@ -172,7 +176,7 @@ pub mod process {
         (hz > 0).then(|| ticks / hz as f64)
     }
 
-    pub fn resident_bytes() -> Option<f64> {
+    pub(crate) fn resident_bytes() -> Option<f64> {
         let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
         let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
         // SAFETY: sysconf has no preconditions.
@@ -180,7 +184,7 @@ pub mod process {
         (page > 0).then_some(pages * page as f64)
     }
 
-    pub fn open_fds() -> Option<f64> {
+    pub(crate) fn open_fds() -> Option<f64> {
         Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as f64)
     }
 

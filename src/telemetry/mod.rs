@@ -17,20 +17,21 @@ use opentelemetry_sdk::Resource;
 use crate::internal::Internal;
 
 pub mod collect;
-pub mod instruments;
-pub mod otlp;
+pub(crate) mod instruments;
+pub(crate) mod otlp;
 pub mod render;
 
-pub use instruments::{GaugeState, Instruments};
+pub(crate) use instruments::GaugeState;
+pub use instruments::Instruments;
 
 /// The instrumentation scope of every instrument.
-pub const SCOPE: &str = "reaction-metrics-exporter";
+pub(crate) const SCOPE: &str = "reaction-metrics-exporter";
 /// The exporter's version, in `reaction_exporter_build_info` and the OTLP resource.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A `ManualReader` that can be shared: the provider owns one handle, the scraper another.
 #[derive(Debug, Clone)]
-pub struct SharedReader(pub Arc<ManualReader>);
+pub struct SharedReader(pub(crate) Arc<ManualReader>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: std::sync::Weak<Pipeline>) {
@@ -52,16 +53,18 @@ impl MetricReader for SharedReader {
 
 /// The provider, its instruments and the `/metrics` reader.
 pub struct Telemetry {
-    pub provider: SdkMeterProvider,
+    pub(crate) provider: SdkMeterProvider,
+    /// The counters the pipeline records into.
     pub instruments: Arc<Instruments>,
-    pub gauges: Arc<GaugeState>,
+    pub(crate) gauges: Arc<GaugeState>,
+    /// The delta reader `/metrics` collects from.
     pub pull_reader: SharedReader,
 }
 
 impl Telemetry {
     /// Build the provider with the delta pull reader and, when given, the OTLP reader.
     /// `cardinality_limit` applies to every instrument, per reader.
-    pub fn new(
+    pub(crate) fn new(
         cardinality_limit: usize,
         resource: Resource,
         otlp: Option<opentelemetry_sdk::metrics::PeriodicReader<otlp::OtlpExporter>>,
@@ -99,7 +102,7 @@ impl Telemetry {
 }
 
 /// The exporter's meter on a provider.
-pub fn meter(provider: &SdkMeterProvider) -> Meter {
+pub(crate) fn meter(provider: &SdkMeterProvider) -> Meter {
     provider.meter_with_scope(
         InstrumentationScope::builder(SCOPE)
             .with_version(VERSION)

@@ -9,22 +9,25 @@ use crate::metric::{
     is_valid_label_name, sanitize_label_name, Legacy, Metric, BUILD_INFO, BUILD_INFO_HELP,
 };
 
+/// The format of a `/metrics` page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub enum ExpositionFormat {
+    /// OpenMetrics 1.0.
     OpenMetrics,
+    /// Prometheus text 0.0.4.
     Text,
 }
 
-impl Format {
-    pub const OPENMETRICS_TYPE: &'static str =
+impl ExpositionFormat {
+    pub(crate) const OPENMETRICS_TYPE: &'static str =
         "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    pub const TEXT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+    pub(crate) const TEXT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
 
     /// OpenMetrics when the `Accept` header asks for it with a higher (or equal) quality
     /// than text; Prometheus text otherwise (also for a missing header and `*/*`).
-    pub fn from_accept(accept: Option<&str>) -> Format {
+    pub(crate) fn from_accept(accept: Option<&str>) -> ExpositionFormat {
         let Some(accept) = accept else {
-            return Format::Text;
+            return ExpositionFormat::Text;
         };
         let mut om: Option<f32> = None;
         let mut text: Option<f32> = None;
@@ -44,15 +47,15 @@ impl Format {
             }
         }
         match (om, text) {
-            (Some(o), t) if o > 0.0 && o >= t.unwrap_or(0.0) => Format::OpenMetrics,
-            _ => Format::Text,
+            (Some(o), t) if o > 0.0 && o >= t.unwrap_or(0.0) => ExpositionFormat::OpenMetrics,
+            _ => ExpositionFormat::Text,
         }
     }
 
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
-            Format::OpenMetrics => Self::OPENMETRICS_TYPE,
-            Format::Text => Self::TEXT_TYPE,
+            ExpositionFormat::OpenMetrics => Self::OPENMETRICS_TYPE,
+            ExpositionFormat::Text => Self::TEXT_TYPE,
         }
     }
 }
@@ -61,10 +64,11 @@ impl Format {
 /// borrowed from wherever the scrape keeps them.
 #[derive(Debug, Default)]
 pub struct Exposition<'a> {
-    pub families: BTreeMap<Metric, Vec<(&'a Attrs, f64)>>,
+    pub(crate) families: BTreeMap<Metric, Vec<(&'a Attrs, f64)>>,
 }
 
 impl<'a> Exposition<'a> {
+    /// Add a sample of `metric`.
     pub fn push(&mut self, metric: Metric, attrs: &'a Attrs, value: f64) {
         self.families
             .entry(metric)
@@ -74,7 +78,12 @@ impl<'a> Exposition<'a> {
 }
 
 /// Render the whole page. `internals` shows the exporter's own families.
-pub fn render(exp: &Exposition, build_version: &str, internals: bool, format: Format) -> String {
+pub fn render(
+    exp: &Exposition,
+    build_version: &str,
+    internals: bool,
+    format: ExpositionFormat,
+) -> String {
     let series: usize = exp.families.values().map(Vec::len).sum();
     let mut out = String::with_capacity(512 + series * 96);
 
@@ -98,7 +107,7 @@ pub fn render(exp: &Exposition, build_version: &str, internals: bool, format: Fo
         };
         family(&mut out, m, samples, format);
     }
-    if format == Format::OpenMetrics {
+    if format == ExpositionFormat::OpenMetrics {
         out.push_str("# EOF\n");
     }
     out
@@ -128,13 +137,13 @@ fn status_info(out: &mut String, samples: Option<&Vec<(&Attrs, f64)>>) {
     out.push_str("\"} 1.0\n");
 }
 
-fn family(out: &mut String, m: Metric, samples: &[(&Attrs, f64)], format: Format) {
+fn family(out: &mut String, m: Metric, samples: &[(&Attrs, f64)], format: ExpositionFormat) {
     let fam = m.spec();
     let (type_name, family_name) = match (fam.legacy_kind, format) {
-        (Legacy::Counter, Format::OpenMetrics) => {
+        (Legacy::Counter, ExpositionFormat::OpenMetrics) => {
             ("counter", fam.legacy.trim_end_matches("_total"))
         }
-        (Legacy::Counter, Format::Text) => ("counter", fam.legacy),
+        (Legacy::Counter, ExpositionFormat::Text) => ("counter", fam.legacy),
         _ => ("gauge", fam.legacy),
     };
     header(out, family_name, fam.help, type_name);
@@ -258,23 +267,26 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert_eq!(Format::from_accept(None), Format::Text);
-        assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
+        assert_eq!(ExpositionFormat::from_accept(None), ExpositionFormat::Text);
         assert_eq!(
-            Format::from_accept(Some(
+            ExpositionFormat::from_accept(Some("*/*")),
+            ExpositionFormat::Text
+        );
+        assert_eq!(
+            ExpositionFormat::from_accept(Some(
                 "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
             )),
-            Format::OpenMetrics
+            ExpositionFormat::OpenMetrics
         );
         assert_eq!(
-            Format::from_accept(Some(
+            ExpositionFormat::from_accept(Some(
                 "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"
             )),
-            Format::Text
+            ExpositionFormat::Text
         );
         assert_eq!(
-            Format::from_accept(Some("application/openmetrics-text; q=0")),
-            Format::Text
+            ExpositionFormat::from_accept(Some("application/openmetrics-text; q=0")),
+            ExpositionFormat::Text
         );
     }
 
@@ -304,7 +316,7 @@ mod tests {
         e.push(Metric::Matches, &m2, 1.0);
         e.push(Metric::CommandRuns, &c, 2.0);
         e.push(Metric::LinesRead, &none, 7.0);
-        let text = render(&e, "0.1.0", false, Format::Text);
+        let text = render(&e, "0.1.0", false, ExpositionFormat::Text);
         assert_eq!(
             text,
             "# HELP reaction_exporter_build_info A metric with a constant '1' value labelled by version of reaction_metrics_exporter.\n\
@@ -321,7 +333,7 @@ mod tests {
              reaction_match_count{stream=\"ssh\",filter=\"failedlogin\",ip=\"1.2.3.10\"} 1.0\n\
              reaction_match_count{stream=\"ssh\",filter=\"failedlogin\",ip=\"1.2.3.4\"} 3.0\n"
         );
-        let om = render(&e, "0.1.0", true, Format::OpenMetrics);
+        let om = render(&e, "0.1.0", true, ExpositionFormat::OpenMetrics);
         assert!(om.ends_with(
             "# HELP reaction_exporter_lines_read Log lines read from the source.\n\
              # TYPE reaction_exporter_lines_read counter\n\
@@ -331,7 +343,7 @@ mod tests {
 
     #[test]
     fn status_defaults_when_unknown() {
-        let text = render(&Exposition::default(), "x", false, Format::Text);
+        let text = render(&Exposition::default(), "x", false, ExpositionFormat::Text);
         assert!(text.contains("reaction_status_info{version=\"N/A\",status=\"0\"} 1.0\n"));
     }
 
@@ -345,7 +357,7 @@ mod tests {
         ]);
         let mut e = Exposition::default();
         e.push(Metric::Matches, &m, 1.0);
-        let text = render(&e, "x", false, Format::Text);
+        let text = render(&e, "x", false, ExpositionFormat::Text);
         assert!(text.contains(
             "reaction_match_count{stream=\"s\",filter=\"f\",otel_metric_overflow=\"true\",ua=\"a\\\"b\\\\c\\nd\"} 1.0\n"
         ));

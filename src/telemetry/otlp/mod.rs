@@ -23,6 +23,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{Otlp, TemporalityPref};
+use crate::defaults;
 use crate::internal::counts::Reader;
 use crate::internal::events::{
     CardinalityOverflow, OtlpExportFailed, OtlpPointsDropped, OtlpPointsRejected,
@@ -36,9 +37,9 @@ use buffer::UnsentBuffer;
 
 /// Resolved OTLP settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub endpoint: String,
-    pub interval: Option<Duration>,
+    pub interval: Duration,
     pub timeout: Duration,
     pub headers: BTreeMap<String, String>,
     pub ca: Option<PathBuf>,
@@ -47,7 +48,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OtlpError {
+pub(crate) enum OtlpError {
     #[error("otlp: {0}")]
     Invalid(String),
     #[error("otlp: cannot read the CA file {path}: {source}")]
@@ -61,7 +62,7 @@ pub enum OtlpError {
 
 impl Settings {
     /// None when no endpoint is configured anywhere (OTLP off). `env` looks up a variable.
-    pub fn resolve(
+    pub(crate) fn resolve(
         cfg: &Otlp,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<Settings>, OtlpError> {
@@ -96,8 +97,8 @@ impl Settings {
             }
         };
         let interval = match cfg.interval {
-            Some(s) => Some(Duration::from_secs_f64(s)),
-            None => millis(&["OTEL_METRIC_EXPORT_INTERVAL"])?,
+            Some(s) => Duration::from_secs_f64(s),
+            None => millis(&["OTEL_METRIC_EXPORT_INTERVAL"])?.unwrap_or(defaults::OTLP_INTERVAL),
         };
         let timeout = match cfg.timeout {
             Some(s) => Duration::from_secs_f64(s),
@@ -105,7 +106,7 @@ impl Settings {
                 "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
             ])?
-            .unwrap_or(Duration::from_secs(10)),
+            .unwrap_or(defaults::OTLP_TIMEOUT),
         };
         let mut headers = BTreeMap::new();
         if let Some(h) = var(&[
@@ -173,13 +174,13 @@ fn percent_decode(s: &str) -> String {
 
 /// The resource of every metric: service name, version, instance id, then the configured
 /// and `OTEL_RESOURCE_ATTRIBUTES` attributes (the SDK reads that variable; config wins).
-pub fn resource(cfg: &Otlp, env: &dyn Fn(&str) -> Option<String>) -> Resource {
+pub(crate) fn resource(cfg: &Otlp, env: &dyn Fn(&str) -> Option<String>) -> Resource {
     let mut b = Resource::builder();
     let service_name = cfg
         .service_name
         .clone()
         .or_else(|| env("OTEL_SERVICE_NAME").filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "reaction-metrics-exporter".to_string());
+        .unwrap_or_else(|| defaults::SERVICE_NAME.to_string());
     b = b.with_service_name(service_name);
     let mut attrs = vec![KeyValue::new("service.version", VERSION)];
     let instance = cfg.instance_id.clone().or_else(instance_id);
@@ -193,7 +194,7 @@ pub fn resource(cfg: &Otlp, env: &dyn Fn(&str) -> Option<String>) -> Resource {
 }
 
 /// The host name, else the machine id.
-pub fn instance_id() -> Option<String> {
+pub(crate) fn instance_id() -> Option<String> {
     [
         "/proc/sys/kernel/hostname",
         "/etc/hostname",
@@ -218,7 +219,7 @@ struct Shared {
 }
 
 /// The OTLP push exporter.
-pub struct OtlpExporter {
+pub(crate) struct OtlpExporter {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
 }
@@ -226,7 +227,7 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     /// Must be called inside the Tokio runtime the sends will use. Failures, overflows and
     /// dropped points are reported to `internal` from the first export on.
-    pub fn new(
+    pub(crate) fn new(
         settings: Settings,
         cardinality_limit: usize,
         internal: Arc<Internal>,
@@ -268,12 +269,10 @@ impl OtlpExporter {
     }
 
     /// The periodic reader that drives this exporter.
-    pub fn reader(&self) -> PeriodicReader<OtlpExporter> {
-        let mut b = PeriodicReader::builder(self.clone_handle());
-        if let Some(i) = self.shared.settings.interval {
-            b = b.with_interval(i);
-        }
-        b.build()
+    pub(crate) fn reader(&self) -> PeriodicReader<OtlpExporter> {
+        PeriodicReader::builder(self.clone_handle())
+            .with_interval(self.shared.settings.interval)
+            .build()
     }
 
     fn clone_handle(&self) -> OtlpExporter {
@@ -451,7 +450,7 @@ mod tests {
         ]);
         let s = Settings::resolve(&Otlp::default(), &e).unwrap().unwrap();
         assert_eq!(s.endpoint, "http://collector:4317");
-        assert_eq!(s.interval, Some(Duration::from_secs(5)));
+        assert_eq!(s.interval, Duration::from_secs(5));
         assert_eq!(s.headers["authorization"], "Bearer x");
         assert_eq!(s.temporality, Temporality::Cumulative);
         assert_eq!(s.timeout, Duration::from_secs(10));
@@ -465,7 +464,7 @@ mod tests {
         };
         let s = Settings::resolve(&cfg, &e).unwrap().unwrap();
         assert_eq!(s.endpoint, "https://other:4317");
-        assert_eq!(s.interval, Some(Duration::from_millis(1500)));
+        assert_eq!(s.interval, Duration::from_millis(1500));
         assert_eq!(s.temporality, Temporality::Delta);
         assert_eq!(s.headers["x-team"], "ops");
         assert_eq!(s.headers["authorization"], "Bearer x");

@@ -3,10 +3,11 @@
 //! restarts or when a line names something the configuration does not have.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::defaults;
 use crate::internal::counts::Reject;
 use crate::internal::events::{CliFailed, LineRejected};
 use crate::internal::Internal;
@@ -17,35 +18,35 @@ use crate::source::{Batch, LogLine, Position};
 use crate::status::StatusRefresher;
 use crate::telemetry::Instruments;
 
-/// How often a line that does not fit reaction's configuration may trigger a reload.
-const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);
-
 /// The source position after the last batch processed; locked by the pipeline while it
 /// records a batch, and by a scrape while it collects (so a scrape's counts reach a known
 /// position).
-pub type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
+pub(crate) type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
 
-pub struct Pipeline {
-    pub labeller: Arc<Mutex<Labeller>>,
-    pub instruments: Arc<Instruments>,
-    pub internal: Arc<Internal>,
-    pub client: Arc<ReactionClient>,
+/// Parses, labels and records the lines of each batch, and reloads reaction's configuration
+/// when it has to.
+pub struct Ingest {
+    pub(crate) labeller: Arc<Mutex<Labeller>>,
+    pub(crate) instruments: Arc<Instruments>,
+    pub(crate) internal: Arc<Internal>,
+    pub(crate) client: Arc<ReactionClient>,
+    /// What reaction says about itself (told when reaction restarts).
     pub status: Arc<StatusRefresher>,
     /// The source position after the last batch processed (what a checkpoint saves);
     /// locked while a batch is recorded, so a scrape collects between batches.
-    pub processed: Processed,
+    pub(crate) processed: Processed,
     last_reload: Option<Instant>,
 }
 
-impl Pipeline {
-    pub fn new(
+impl Ingest {
+    pub(crate) fn new(
         labeller: Arc<Mutex<Labeller>>,
         instruments: Arc<Instruments>,
         internal: Arc<Internal>,
         client: Arc<ReactionClient>,
         status: Arc<StatusRefresher>,
-    ) -> Pipeline {
-        Pipeline {
+    ) -> Ingest {
+        Ingest {
             labeller,
             instruments,
             internal,
@@ -57,7 +58,7 @@ impl Pipeline {
     }
 
     /// Consume batches until the source closes the channel.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
         while let Some(batch) = rx.recv().await {
             let mut position = self.processed.clone().lock_owned().await;
             self.process(batch.lines).await;
@@ -101,6 +102,7 @@ impl Pipeline {
         }
     }
 
+    /// Parse, label and record `batch`, in order.
     pub async fn process(&mut self, batch: Vec<LogLine>) {
         let Some(last) = batch.last() else {
             return;
@@ -125,7 +127,7 @@ impl Pipeline {
             };
             let can_reload = self
                 .last_reload
-                .is_none_or(|t| t.elapsed() >= STALE_RELOAD_COOLDOWN);
+                .is_none_or(|t| t.elapsed() >= defaults::STALE_RELOAD_COOLDOWN);
             let mut labelled = self.labeller.lock().expect("labeller").label(
                 line.time,
                 &event,
