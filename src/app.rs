@@ -197,6 +197,7 @@ impl App {
                     journalctl: logs.journalctl.clone(),
                     from_beginning,
                     after_cursor,
+                    max_line_bytes: logs.max_line_length,
                 };
                 let observer: Arc<dyn SourceObserver> = internal.clone();
                 tokio::spawn(run_journald(journald, observer, tx, stop_rx))

@@ -340,3 +340,55 @@ fn missing_journalctl_is_logged_counted_and_recovers_without_restart() {
     );
     assert!(e.terminate().success());
 }
+
+/// Guards `reaction.logs.max_line_length` on journald (it once reached only the file
+/// tailer): an entry far longer than the limit is dropped and counted, the entries around
+/// it are counted as usual.
+#[test]
+fn an_oversized_entry_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, mut journal, config) = setup(dir.path(), 0, INTERNALS);
+    let config = config.replace(
+        "    start_at: beginning\n",
+        "    start_at: beginning\n    max_line_length: 256\n",
+    );
+    assert!(config.contains("max_line_length: 256"));
+    let huge = format!(
+        "INFO ssh.failedlogin: match [\"{}\", \"x\"]",
+        "9".repeat(100_000)
+    );
+    let entries = [
+        journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
+        journal.next(&huge),
+        journal.next(ssh_match("2.2.2.2", "bob").trim_end()),
+    ];
+    journal.write(&entries);
+    let e = Exporter::start(dir.path(), &config);
+    let mut counts = Counts::default();
+    counts.until(&e, "the two matches", |c| {
+        c.total("reaction_match_count") >= 2.0
+    });
+    settles(&mut counts, &e);
+    assert_eq!(
+        counts.series("reaction_match_count"),
+        vec![
+            (owned(&match_labels("1.1.1.1", "alice")), 1.0),
+            (owned(&match_labels("2.2.2.2", "bob")), 1.0),
+        ]
+    );
+    let rejected = |reason: &str| {
+        value(
+            &counts.last,
+            "reaction_exporter_lines_rejected_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(rejected("too_long"), Some(1.0), "log:\n{}", e.logs());
+    assert!(
+        e.logs()
+            .contains("was dropped: longer than reaction.logs.max_line_length"),
+        "{}",
+        e.logs()
+    );
+    assert!(e.terminate().success());
+}

@@ -42,6 +42,16 @@
 //! - `_SYSTEMD_UNIT=<unit>` matches only the unit's own output (`-u` would also match
 //!   systemd's messages about the unit). A unit given without a suffix gets `.service`.
 //!
+//! # Long entries
+//!
+//! A MESSAGE longer than `reaction.logs.max_line_length` bytes is dropped and reported
+//! ([`SourceObserver::line_too_long`]), as the file source does. journalctl's output is
+//! read with a bound too, so that a huge entry never sits in memory: a record longer than
+//! 4 × the limit + 4 KiB (what a MESSAGE of the limit can take in JSON, see
+//! [`json_record_bound`]) is skipped to its newline without being kept. Such a record's
+//! cursor is not read: the position stays at the record before it, so after a restart it
+//! is read (and reported) again.
+//!
 //! # Restarts and positions
 //!
 //! Each batch's position is the cursor of the last record read (a line, or a record without
@@ -104,6 +114,10 @@ pub(crate) struct JournaldConfig {
     pub from_beginning: bool,
     /// Resume right after this cursor (from a checkpoint).
     pub after_cursor: Option<String>,
+    /// Lines (MESSAGEs) longer than this many bytes are dropped and reported, and records
+    /// that cannot hold a shorter one are skipped without being kept (see
+    /// [`json_record_bound`]).
+    pub max_line_bytes: usize,
 }
 
 /// Where the next journalctl starts.
@@ -265,7 +279,7 @@ enum Event {
     Stop,
     Gone,
     Recovered,
-    Read(std::io::Result<usize>),
+    Read(std::io::Result<Read>),
 }
 
 /// What a child wrote on stderr, as far as deciding what its exit means.
@@ -389,8 +403,7 @@ impl Source {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let stderr = tokio::spawn(read_stderr(stderr, self.observer.clone()));
-        let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-        let mut buf = Vec::new();
+        let mut reader = Records::new(stdout, json_record_bound(self.config.max_line_bytes));
         let mut skip = match &used {
             Start::Cursor(cursor) => Some(cursor.clone()),
             _ => None,
@@ -411,7 +424,7 @@ impl Source {
                 }
                 _ = self.tx.closed() => Event::Gone,
                 _ = &mut recovery, if self.failing => Event::Recovered,
-                read = reader.read_until(b'\n', &mut buf) => Event::Read(read),
+                read = reader.next() => Event::Read(read),
             };
             match event {
                 Event::Gone => return stop(child).await,
@@ -421,18 +434,18 @@ impl Source {
                     // complete line, then stop.
                     let mut unsent = Unsent::default();
                     let _ = self
-                        .read_available(&mut reader, &mut buf, &mut unsent, &mut skip, &mut records)
+                        .read_available(&mut reader, &mut unsent, &mut skip, &mut records)
                         .await;
                     let _ = self.send(unsent).await;
                     return stop(child).await;
                 }
-                Event::Read(Ok(0)) => break None,
+                Event::Read(Ok(Read::Eof)) => break None,
                 Event::Read(Err(e)) => break Some(e),
-                Event::Read(Ok(_)) => {
+                Event::Read(Ok(read)) => {
                     let mut unsent = Unsent::default();
-                    self.record(&mut buf, &mut unsent, &mut skip, &mut records);
+                    self.handle(read, &mut reader, &mut unsent, &mut skip, &mut records);
                     let end = self
-                        .read_available(&mut reader, &mut buf, &mut unsent, &mut skip, &mut records)
+                        .read_available(&mut reader, &mut unsent, &mut skip, &mut records)
                         .await;
                     if !self.send(unsent).await {
                         return stop(child).await;
@@ -447,12 +460,14 @@ impl Source {
         };
 
         // stdout is closed (or unreadable): the child is exiting. A last record without
-        // its newline (left by reads cancelled above) is still handled.
-        if read_error.is_none() && !buf.is_empty() {
-            let mut unsent = Unsent::default();
-            self.record(&mut buf, &mut unsent, &mut skip, &mut records);
-            if !self.send(unsent).await {
-                return stop(child).await;
+        // its newline is still handled.
+        if read_error.is_none() {
+            if let Some(last) = reader.last() {
+                let mut unsent = Unsent::default();
+                self.handle(last, &mut reader, &mut unsent, &mut skip, &mut records);
+                if !self.send(unsent).await {
+                    return stop(child).await;
+                }
             }
         }
         if let Some(e) = &read_error {
@@ -521,21 +536,44 @@ impl Source {
     /// Returns whether stdout is still open.
     async fn read_available(
         &mut self,
-        reader: &mut BufReader<ChildStdout>,
-        buf: &mut Vec<u8>,
+        reader: &mut Records<ChildStdout>,
         unsent: &mut Unsent,
         skip: &mut Option<String>,
         records: &mut u64,
     ) -> std::io::Result<bool> {
         while unsent.lines.len() < defaults::JOURNAL_LINES_PER_BATCH {
-            match read_now(reader, buf).await {
+            match read_now(reader).await {
                 None => return Ok(true),
-                Some(Ok(0)) => return Ok(false),
-                Some(Ok(_)) => self.record(buf, unsent, skip, records),
+                Some(Ok(Read::Eof)) => return Ok(false),
+                Some(Ok(read)) => self.handle(read, reader, unsent, skip, records),
                 Some(Err(e)) => return Err(e),
             }
         }
         Ok(true)
+    }
+
+    /// Handles what `reader` read: a record (in its buffer) or an oversized one, skipped.
+    fn handle(
+        &mut self,
+        read: Read,
+        reader: &mut Records<ChildStdout>,
+        unsent: &mut Unsent,
+        skip: &mut Option<String>,
+        records: &mut u64,
+    ) {
+        match read {
+            Read::Record => self.record(&mut reader.record, unsent, skip, records),
+            Read::TooLong(len) => {
+                // A record all the same (it counts as journalctl working), but its cursor is
+                // unknown: the position stays at the record before it.
+                skip.take();
+                *records += 1;
+                self.recovered();
+                self.observer
+                    .line_too_long(Origin::Journal { unit: &self.unit }, len);
+            }
+            Read::Eof => {}
+        }
     }
 
     /// Sends the lines read, if any. Returns false when the receiver is gone.
@@ -613,6 +651,12 @@ impl Source {
                     );
                     return;
                 };
+                // Measured before decoding: a line dropped is not also reported as invalid.
+                if bytes.strip_suffix(b"\n").unwrap_or(&bytes).len() > self.config.max_line_bytes {
+                    let origin = Origin::Journal { unit: &self.unit };
+                    self.observer.line_too_long(origin, bytes.len());
+                    return;
+                }
                 match String::from_utf8(bytes) {
                     Ok(text) => text,
                     Err(e) => {
@@ -641,6 +685,11 @@ impl Source {
         if text.ends_with('\n') {
             text.pop();
         }
+        if text.len() > self.config.max_line_bytes {
+            let origin = Origin::Journal { unit: &self.unit };
+            self.observer.line_too_long(origin, text.len());
+            return;
+        }
         if text.ends_with('\r') {
             text.pop();
         }
@@ -648,15 +697,101 @@ impl Source {
     }
 }
 
-/// Reads the next line if it can be read without waiting (it is buffered or in the pipe).
-/// `None`: it would wait (a partial line read so far stays in `buf`).
-async fn read_now<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    buf: &mut Vec<u8>,
-) -> Option<std::io::Result<usize>> {
+/// The longest journalctl record that can hold a MESSAGE of `max_line_bytes`: journalctl
+/// prints a MESSAGE that is not printable UTF-8 as an array of byte values (at most 4
+/// characters a byte, `255,`) and a printable one as a JSON string (at most 2 characters a
+/// byte, `\"`), and adds its cursor and timestamps (a few hundred bytes). A longer record
+/// holds a line that would be dropped anyway: it is skipped without being kept.
+fn json_record_bound(max_line_bytes: usize) -> usize {
+    max_line_bytes.saturating_mul(4).saturating_add(4096)
+}
+
+/// What [`Records::next`] read.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// A record, in [`Records::record`] (without its newline).
+    Record,
+    /// A record longer than the bound, skipped: this many bytes.
+    TooLong(usize),
+    /// The end of the output.
+    Eof,
+}
+
+/// journalctl's output cut into records (one a line), each kept only up to a bound: a
+/// longer one is read to its newline without being kept, so a huge entry costs no memory.
+/// Every byte read is accounted for in `self` before the next await, so [`Records::next`]
+/// can be cancelled (in a `select!`) and called again without losing anything.
+struct Records<R> {
+    reader: BufReader<R>,
+    /// The record being read, then the record read.
+    record: Vec<u8>,
+    max: usize,
+    /// While a record longer than `max` is skipped: its bytes seen so far.
+    skipping: Option<usize>,
+}
+
+impl<R: AsyncRead + Unpin> Records<R> {
+    fn new(reader: R, max: usize) -> Self {
+        Records {
+            reader: BufReader::with_capacity(64 * 1024, reader),
+            record: Vec::new(),
+            max,
+            skipping: None,
+        }
+    }
+
+    /// The next record. After `Read::Record`, the caller takes it from `record` (and
+    /// clears it).
+    async fn next(&mut self) -> std::io::Result<Read> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(Read::Eof);
+            }
+            let newline = available.iter().position(|&b| b == b'\n');
+            let part = &available[..newline.unwrap_or(available.len())];
+            let read = match self.skipping.as_mut() {
+                Some(seen) => {
+                    *seen += part.len();
+                    newline.map(|_| Read::TooLong(*seen))
+                }
+                None if self.record.len() + part.len() > self.max => {
+                    let seen = self.record.len() + part.len();
+                    self.record.clear();
+                    self.skipping = Some(seen);
+                    newline.map(|_| Read::TooLong(seen))
+                }
+                None => {
+                    self.record.extend_from_slice(part);
+                    newline.map(|_| Read::Record)
+                }
+            };
+            let used = newline.map_or(available.len(), |i| i + 1);
+            self.reader.consume(used);
+            if let Some(read) = read {
+                if matches!(read, Read::TooLong(_)) {
+                    self.skipping = None;
+                }
+                return Ok(read);
+            }
+        }
+    }
+
+    /// At the end of the output: the last record if it had no newline.
+    fn last(&mut self) -> Option<Read> {
+        if let Some(seen) = self.skipping.take() {
+            return Some(Read::TooLong(seen));
+        }
+        (!self.record.is_empty()).then_some(Read::Record)
+    }
+}
+
+/// Reads the next record if it can be read without waiting (it is buffered or in the
+/// pipe). `None`: it would wait (what was read of a record so far stays in `reader`).
+async fn read_now<R: AsyncRead + Unpin>(reader: &mut Records<R>) -> Option<std::io::Result<Read>> {
     tokio::select! {
         biased;
-        read = reader.read_until(b'\n', buf) => Some(read),
+        read = reader.next() => Some(read),
         _ = std::future::ready(()) => None,
     }
 }
@@ -872,6 +1007,7 @@ mod tests {
                 journalctl: journalctl(),
                 from_beginning: false,
                 after_cursor: None,
+                max_line_bytes: defaults::MAX_LINE_LENGTH,
             }
         }
     }
@@ -1085,6 +1221,7 @@ mod tests {
             journalctl: PathBuf::from(defaults::JOURNALCTL),
             from_beginning: false,
             after_cursor: None,
+            max_line_bytes: defaults::MAX_LINE_LENGTH,
         };
         let line = |c: &JournaldConfig, s: &Start, m: Option<&str>| {
             command_args(c, s, m)
@@ -1350,6 +1487,77 @@ mod tests {
             vec![&Ev::InvalidUtf8("the journal of reaction.service".into())],
             "only the non-UTF-8 message is reported (the coloured one is a byte array too)"
         );
+    }
+
+    /// Guards `reaction.logs.max_line_length` on journald: a MESSAGE longer than the limit
+    /// is dropped and reported, the lines around it are read, and a record too long to hold
+    /// an acceptable line is skipped without being kept.
+    #[tokio::test]
+    async fn messages_longer_than_the_limit_are_dropped_and_reported() {
+        let mut j = Journal::new();
+        let max = 1000;
+        // Past the limit once decoded, within the bound on the JSON record.
+        let long = format!("INFO {}", "x".repeat(2 * max));
+        // Past the bound on the record itself: never kept.
+        let huge = format!("INFO {}", "y".repeat(4 * max + 8192));
+        let mut binary = entry("");
+        binary.message = Some([b"INFO \xff".as_slice(), &[b'z'; 1500]].concat());
+        j.write(
+            "a",
+            &[
+                entry("before"),
+                entry(&long),
+                entry(&huge),
+                binary,
+                entry("after"),
+            ],
+        )
+        .await;
+        let mut r = Running::start(JournaldConfig {
+            from_beginning: true,
+            max_line_bytes: max,
+            ..j.config()
+        });
+        assert_eq!(r.texts(2).await, strings(&["before", "after"]));
+        assert_eq!(r.cursor(), *j.cursors().await.last().unwrap());
+        let (_, obs) = r.stop().await;
+        let too_long: Vec<Ev> = obs
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e, Ev::Other("line_too_long")))
+            .collect();
+        assert_eq!(too_long.len(), 3, "{:?}", obs.events());
+        assert!(
+            !obs.events().iter().any(|e| matches!(e, Ev::InvalidUtf8(_))),
+            "a line dropped is not also invalid UTF-8: {:?}",
+            obs.events()
+        );
+    }
+
+    #[tokio::test]
+    async fn records_are_bounded_and_survive_cancellation() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut records = Records::new(rx, 10);
+        tx.write_all(b"short\n0123456789abcdef\npart")
+            .await
+            .unwrap();
+        assert_eq!(records.next().await.unwrap(), Read::Record);
+        assert_eq!(records.record, b"short");
+        records.record.clear();
+        assert_eq!(records.next().await.unwrap(), Read::TooLong(16));
+        assert!(records.record.is_empty());
+        // "part" is read, then the read waits: cancelled, it keeps what it read.
+        assert!(read_now(&mut records).await.is_none());
+        tx.write_all(b"ial\nlonger than ten").await.unwrap();
+        assert_eq!(records.next().await.unwrap(), Read::Record);
+        assert_eq!(records.record, b"partial");
+        records.record.clear();
+        assert!(read_now(&mut records).await.is_none());
+        assert!(records.record.is_empty(), "an oversized record is not kept");
+        drop(tx);
+        assert_eq!(records.next().await.unwrap(), Read::Eof);
+        assert_eq!(records.last(), Some(Read::TooLong(15)));
+        assert_eq!(records.last(), None);
     }
 
     #[tokio::test]
