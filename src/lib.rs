@@ -16,6 +16,7 @@ pub(crate) mod defaults;
 pub mod ingest;
 pub mod internal;
 pub(crate) mod label;
+pub mod logging;
 pub mod metric;
 pub mod parse;
 pub(crate) mod reaction;

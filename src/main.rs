@@ -1,24 +1,10 @@
 use anyhow::Context as _;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use reaction_metrics_exporter::app::{bind, shutdown_signal, App};
 use reaction_metrics_exporter::cli::{Cli, Command};
-use reaction_metrics_exporter::config::{Config, ConfigFormat, LogLevel};
-
-fn init_logging(level: LogLevel) {
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{},h2=warn,hyper=warn,tower=warn,opentelemetry=warn",
-            level.directive()
-        ))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
+use reaction_metrics_exporter::config::{Config, ConfigFormat};
+use reaction_metrics_exporter::logging::Logging;
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
     match &cli.config {
@@ -43,7 +29,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::TestConfig => {
-            init_logging(LogLevel::Info);
+            // At INFO whatever `loglevel` says: its one INFO line is the command's answer.
+            let _logging = Logging::init();
             let config = load(&cli)?;
             let f = cli.format.unwrap_or(ConfigFormat::Json);
             tracing::info!("valid configuration; printing it with defaults added");
@@ -51,10 +38,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Start => {
-            init_logging(LogLevel::Info);
+            let logging = Logging::init();
             let config = load(&cli)?;
-            // The configured level from here on (a second init is ignored: reload instead).
-            init_logging(config.loglevel);
+            logging.set_level(config.loglevel);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

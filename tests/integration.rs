@@ -26,6 +26,7 @@ mod demo;
 mod file_source;
 mod journald;
 mod layers;
+mod logging;
 mod metrics_endpoint;
 mod no_loss;
 mod otlp;
