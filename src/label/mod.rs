@@ -2,8 +2,9 @@
 //! configuration, pattern labels (names sorted, transforms applied), actions attributed to
 //! their pattern values, actions replayed at reaction's start held back.
 //!
-//! Pure over its inputs (event, log time, configurations): no I/O. What it needs from the
-//! outside (a refreshed reaction configuration) it asks for in its result.
+//! Pure over its inputs (event, log time, configurations): no I/O besides its log lines
+//! (through `tracing` and the self-monitoring). What it needs from the outside (a refreshed
+//! reaction configuration) it asks for in its result.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

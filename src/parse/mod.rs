@@ -1,6 +1,7 @@
 //! Parser for the lines reaction logs: one line in, at most one [`Event`] out.
 //!
-//! The forms are those of reaction 2.x (see `reaction-interface.md`). Names are kept as logged:
+//! The forms are those reaction 2.x logs: each [`Event`] variant (and [`StreamErrorKind`])
+//! shows its line, and the tests below hold the variations seen. Names are kept as logged:
 //! `a.b.c` is not split here, because stream, filter and action names may contain dots; the
 //! caller resolves them against reaction's configuration.
 //!
@@ -50,7 +51,7 @@ pub enum Event {
         /// Its command.
         argv: Vec<String>,
     },
-    /// One of the four stream failures reaction logs (`reaction-interface.md`).
+    /// One of the four stream failures reaction logs (see [`StreamErrorKind`]).
     StreamError {
         /// The stream's name.
         stream: String,

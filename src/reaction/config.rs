@@ -578,7 +578,7 @@ fn read_file(path: &Path) -> Result<Value, ReactionError> {
 /// Parses YAML, or JSON with serde_json (`json`), or YAML falling back to JSON for text that
 /// looks like JSON (JSON indented with tabs is not valid YAML).
 fn parse_document(text: &str, json: bool, origin: &str) -> Result<Value, ReactionError> {
-    let yaml_err = |detail: String| ReactionError::Yaml {
+    let yaml_err = |detail: String| ReactionError::Syntax {
         origin: origin.to_owned(),
         detail,
     };

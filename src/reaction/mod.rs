@@ -73,8 +73,9 @@ pub(crate) enum ReactionError {
         command: &'static str,
         detail: String,
     },
+    /// YAML or JSON (reaction's files, `test-config` and `show` output) that does not parse.
     #[error("cannot parse {origin}: {detail}")]
-    Yaml { origin: String, detail: String },
+    Syntax { origin: String, detail: String },
     #[error("{0:?} is a JSONnet configuration: it cannot be read without the reaction binary (install reaction, or point the exporter at a YAML/JSON configuration)")]
     Jsonnet(PathBuf),
     #[error("cannot read {path:?}: {source}")]
@@ -115,7 +116,8 @@ impl ReactionError {
             Self::Timeout { .. } => "timeout",
             Self::Failed { .. } => "failed",
             Self::Output { .. } => "output",
-            Self::Yaml { .. } => "yaml",
+            // The label value predates JSON files: kept, dashboards and alerts may use it.
+            Self::Syntax { .. } => "yaml",
             Self::Jsonnet(_) => "jsonnet",
             Self::Io { .. } => "io",
             Self::DuplicateStream { .. } | Self::DuplicatePattern { .. } => "duplicate",

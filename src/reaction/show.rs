@@ -36,7 +36,7 @@ pub(crate) struct PendingEntry {
 ///
 /// Errors: invalid YAML, or a document whose top level is neither empty nor a mapping.
 pub(crate) fn parse_show(yaml: &str) -> Result<Vec<PendingEntry>, ReactionError> {
-    let root: Value = serde_yaml::from_str(yaml).map_err(|e| ReactionError::Yaml {
+    let root: Value = serde_yaml::from_str(yaml).map_err(|e| ReactionError::Syntax {
         origin: "`reaction show` output".to_owned(),
         detail: e.to_string(),
     })?;
