@@ -1,5 +1,5 @@
 //! The exporter's configuration: schema, defaults (the `Default` impls below, printed by the
-//! `defaults` command, with values from [`crate::defaults`]), loading from YAML or JSON,
+//! `defaults` command, with values from the `defaults` module), loading from YAML or JSON,
 //! and errors that name the key path and, for YAML, the line.
 //!
 //! Every key of the Python exporter keeps its name, default and meaning, so a legacy

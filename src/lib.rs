@@ -1,10 +1,23 @@
 //! reaction-metrics-exporter: reaction's logs to OpenTelemetry instruments, shown on a
-//! legacy-compatible `/metrics` endpoint.
+//! legacy-compatible `/metrics` endpoint and pushed over OTLP.
 //!
-//! Data flows one way: [`source`] → [`parse`] → [`label`] → [`telemetry`] instruments →
-//! readers ([`scrape`] for `/metrics`, served by [`server`]). [`metric`] is the table of
-//! every instrument; [`ingest`] is where a line becomes a metric; [`app`] wires it all;
-//! [`internal`] is the self-monitoring.
+//! Data flows one way: [`source`] (file tailer, journald) → [`parse`] → `label` (names,
+//! pattern labels, transforms, attribution, hold) → [`telemetry`] instruments → readers
+//! ([`scrape`] for `/metrics`, served by `server`; `telemetry::otlp` for the push).
+//! [`ingest`] is where a batch of lines becomes metrics; [`app`] wires it all, [`cli`] and
+//! [`logging`] serve `main`.
+//!
+//! Beside the flow: [`metric`], the table of every instrument (names, kinds, legacy shape);
+//! [`internal`], the self-monitoring (every event about the exporter, counted and logged in
+//! one place); [`status`], what reaction says about itself; `state`, the state file;
+//! `reaction`, its CLI and configuration; [`config`], the exporter's configuration, with
+//! `defaults` and `template` below it.
+//!
+//! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
+//! cycle): `defaults`, `template`, `bounded`, [`parse`], `reaction` → [`source`],
+//! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
+//! [`ingest`], `state` → [`scrape`] → `server` → [`app`]; [`cli`] and [`logging`] need only
+//! [`config`].
 
 #![warn(unreachable_pub, missing_docs)]
 

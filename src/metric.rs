@@ -1,7 +1,7 @@
 //! The metric table: every instrument the exporter creates, as one enum ([`Metric`]) and
 //! what each one is ([`Spec`]): its OpenTelemetry name, kind, unit and description, its
 //! fixed attributes, how the legacy `/metrics` endpoint shows it, and, for an observable
-//! instrument, what it observes ([`Observed`]).
+//! instrument, what it observes ([`ObservedU64`], [`ObservedF64`], an internal [`Counter`]).
 //!
 //! Adding a metric is one entry in the table below (the compiler then asks for nothing
 //! else here: the enum, [`Metric::ALL`] and [`Metric::spec`] come from the same entry),
@@ -9,7 +9,7 @@
 //! `tests/readme.rs` fail until those agree. The entries are in `/metrics` order.
 //!
 //! Also here, because the table's users share them: the rules for label names
-//! ([`is_valid_label_name`], [`sanitize_label_name`]) and the attribute the SDK puts on
+//! ([`is_valid_label_name`], `sanitize_label_name`) and the attribute the SDK puts on
 //! an overflow series ([`OVERFLOW_KEY`]).
 
 use crate::internal::Counter;

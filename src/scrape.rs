@@ -2,7 +2,7 @@
 //! reader, add the counts of undelivered earlier responses, render.
 //!
 //! Exactly once, also across crashes. The collect happens while the pipeline is between two
-//! batches, so every scrape knows the source position its counts reach. A [`Ledger`] keeps
+//! batches, so every scrape knows the source position its counts reach. A `Ledger` keeps
 //! the counts of every response in flight and of every response that was not delivered
 //! (carried into the next scrape). At each delivered response, a checkpoint saves the
 //! position of the latest collect with every count still outstanding: after a crash, the

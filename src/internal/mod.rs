@@ -1,6 +1,6 @@
-//! Self-monitoring: every event about the exporter itself ([`events`]) is counted and
-//! logged (rate-limited) by [`Internal::emit`], in one place. The counts are kept here
-//! ([`counts`]), so this module needs nothing above it: everything can report from its
+//! Self-monitoring: every event about the exporter itself (`events`) is counted and
+//! logged (rate-limited) by `Internal::emit`, in one place. The counts are kept here
+//! (`counts`), so this module needs nothing above it: everything can report from its
 //! construction on, and `telemetry` shows the counts as the `reaction_exporter_*`
 //! instruments.
 

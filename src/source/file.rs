@@ -1,7 +1,7 @@
 //! Follow reaction's log file by name, like `tail -F`, and cut it into [`LogLine`]s.
 //!
 //! [`FileTailer::poll`] is a synchronous, deterministic step (everything the model tests
-//! need); [`run`] drives it on a timer and sends the lines to a channel.
+//! need); `run` drives it on a timer and sends the lines to a channel.
 //!
 //! What one poll does:
 //! 1. If a file is open: detect an in-place truncation (the file got shorter than our
@@ -411,7 +411,7 @@ impl FileTailer {
     /// yet emitted as a line, and the fingerprint of the file's head, i.e. of its first bytes the tailer has seen (at most 256: `head_len`,
     /// `head_hash` = FNV-1a 64 of them). `None` while no file is open. Give it back as
     /// [`FileSourceConfig::resume`] to continue after a restart.
-    pub(crate) fn checkpoint(&self) -> Option<Position> {
+    pub fn checkpoint(&self) -> Option<Position> {
         self.current.as_ref().map(|f| Position::File {
             dev: f.dev,
             ino: f.ino,
