@@ -5,10 +5,7 @@
 use crate::common;
 use crate::tools;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -42,39 +39,12 @@ fn run(loglevel: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let port = tools::free_port();
     let config = setup(dir.path(), loglevel, port);
-    let mut child = Command::new(BIN)
-        .arg("-c")
-        .arg(&config)
-        .arg("start")
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let pipe = child.stderr.take().unwrap();
-    let sink = stderr.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    let addr = format!("127.0.0.1:{port}");
+    let e = Exporter::start_without_rust_log(&config, port);
     wait_for(Duration::from_secs(30), "the match on /metrics", || {
-        std::net::TcpStream::connect(&addr).ok()?;
-        let (_, _, body) = get(&addr, "/metrics", None);
-        body.contains("reaction_match_count{").then_some(())
+        e.scrape().contains("reaction_match_count{").then_some(())
     });
-    signal(&child, 15);
-    let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("exits on SIGTERM");
-    reader.join().unwrap();
-    assert!(status.success(), "{}", stderr.lock().unwrap());
-    let log = stderr.lock().unwrap().clone();
+    let (status, log) = e.terminate_with_logs();
+    assert!(status.success(), "{log}");
     log
 }
 

@@ -121,6 +121,8 @@ pub struct Exporter {
     pub addr: String,
     pub stderr: Arc<Mutex<String>>,
     pub config_path: PathBuf,
+    /// The thread collecting stderr (done when the process has exited).
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Exporter {
@@ -133,43 +135,13 @@ impl Exporter {
     }
 
     pub fn start_with(config_path: &Path, env: &[(&str, &str)]) -> Exporter {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("-c")
-            .arg(config_path)
-            .arg("start")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // The default state directory is the working directory: the test's own.
-            .current_dir(config_path.parent().unwrap())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
+        let mut cmd = command(config_path);
+        cmd.env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start the exporter");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(i) = line.find("serving http://") {
-                        let rest = &line[i + "serving http://".len()..];
-                        let addr = rest.split('/').next().unwrap().to_string();
-                        let _ = tx.send(addr);
-                        sent = true;
-                    }
-                }
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (mut child, stderr, serving, reader) = spawn(cmd);
+        let addr = match serving.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -179,11 +151,36 @@ impl Exporter {
                 );
             }
         };
+        Exporter::new(child, addr, stderr, reader, config_path)
+    }
+
+    /// Start the binary without `RUST_LOG`, so that the configuration's `loglevel`
+    /// decides what it logs; its `listen.port` must be `port` (the log may not say where it
+    /// listens). Returns once `/metrics` answers.
+    pub fn start_without_rust_log(config_path: &Path, port: u16) -> Exporter {
+        let mut cmd = command(config_path);
+        cmd.env_remove("RUST_LOG");
+        let (child, stderr, _, reader) = spawn(cmd);
+        let addr = format!("127.0.0.1:{port}");
+        wait_for(Duration::from_secs(30), "/metrics answering", || {
+            TcpStream::connect(&addr).ok().map(drop)
+        });
+        Exporter::new(child, addr, stderr, reader, config_path)
+    }
+
+    fn new(
+        child: Child,
+        addr: String,
+        stderr: Arc<Mutex<String>>,
+        reader: std::thread::JoinHandle<()>,
+        config_path: &Path,
+    ) -> Exporter {
         Exporter {
             child,
             addr,
             stderr,
             config_path: config_path.to_owned(),
+            reader: Some(reader),
         }
     }
 
@@ -231,6 +228,17 @@ impl Exporter {
         signal(&self.child, libc_sigterm());
         wait_timeout(&mut self.child, Duration::from_secs(20)).expect("exporter exits on SIGTERM")
     }
+
+    /// Send SIGTERM, wait for the exit status and return it with the whole log.
+    pub fn terminate_with_logs(mut self) -> (std::process::ExitStatus, String) {
+        signal(&self.child, libc_sigterm());
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20))
+            .expect("exporter exits on SIGTERM");
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.logs())
+    }
 }
 
 impl Drop for Exporter {
@@ -238,6 +246,56 @@ impl Drop for Exporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `start` with `config_path`, run in its directory (the default state directory), stdout
+/// ignored, stderr piped, no colours.
+fn command(config_path: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("-c")
+        .arg(config_path)
+        .arg("start")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .current_dir(config_path.parent().unwrap())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Spawns `cmd` and collects its stderr in the background; the receiver gets the address
+/// of the first "serving http://" line.
+fn spawn(
+    mut cmd: Command,
+) -> (
+    Child,
+    Arc<Mutex<String>>,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut child = cmd.spawn().expect("start the exporter");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    let reader = std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(i) = line.find("serving http://") {
+                    let rest = &line[i + "serving http://".len()..];
+                    let addr = rest.split('/').next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    (child, stderr, rx, reader)
 }
 
 fn libc_sigterm() -> i32 {
