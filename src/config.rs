@@ -82,7 +82,7 @@ impl Default for StateConfig {
 
 impl StateConfig {
     /// The state directory, resolved as documented.
-    pub fn resolve_directory(&self, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    pub(crate) fn resolve_directory(&self, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
         if let Some(d) = &self.directory {
             return d.clone();
         }
@@ -193,7 +193,7 @@ impl LogLevel {
         }
     }
     /// The `tracing` filter directive for this level.
-    pub fn directive(self) -> &'static str {
+    pub(crate) fn directive(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
@@ -575,12 +575,8 @@ pub enum FamilyExport {
 
 impl FamilyExport {
     /// Whether the family is exported.
-    pub fn enabled(self) -> bool {
+    pub(crate) fn enabled(self) -> bool {
         matches!(self, FamilyExport::On { .. })
-    }
-    /// Whether it carries the pattern labels.
-    pub fn extra(self) -> bool {
-        matches!(self, FamilyExport::On { extra: true })
     }
 }
 
@@ -739,7 +735,7 @@ impl Config {
     }
 
     /// The transform of a pattern of a filter: `for` wins over `all`; Keep when neither has it.
-    pub fn transform(&self, stream: &str, filter: &str, pattern: &str) -> &Transform {
+    pub(crate) fn transform(&self, stream: &str, filter: &str, pattern: &str) -> &Transform {
         self.metrics
             .for_
             .get(stream)

@@ -9,8 +9,8 @@
 //! `tests/readme.rs` fail until those agree. The entries are in `/metrics` order.
 //!
 //! Also here, because the table's users share them: the rules for label names
-//! ([`is_valid_label_name`], `sanitize_label_name`) and the attribute the SDK puts on
-//! an overflow series ([`OVERFLOW_KEY`]).
+//! (`is_valid_label_name`, `sanitize_label_name`) and the attribute the SDK puts on an
+//! overflow series (`OVERFLOW_KEY`).
 
 use crate::internal::Counter;
 
@@ -92,12 +92,12 @@ pub struct Spec {
 /// carries the version as `service.version`).
 pub const BUILD_INFO: &str = "reaction_exporter_build_info";
 /// Its `# HELP` text (the Python exporter's).
-pub const BUILD_INFO_HELP: &str =
+pub(crate) const BUILD_INFO_HELP: &str =
     "A metric with a constant '1' value labelled by version of reaction_metrics_exporter.";
 
 /// The attribute the SDK (and the OTLP exporter's buffer) puts, alone, on the series that
 /// takes what comes past `metrics.cardinality_limit`.
-pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
+pub(crate) const OVERFLOW_KEY: &str = "otel.metric.overflow";
 
 /// Generates [`Metric`], [`Metric::ALL`] (in table order) and [`Metric::spec`] from one
 /// list, so that they cannot disagree.
@@ -436,7 +436,7 @@ impl Metric {
 }
 
 /// Whether `name` is a valid Prometheus label name, `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_valid_label_name(name: &str) -> bool {
+pub(crate) fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')

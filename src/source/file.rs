@@ -24,7 +24,7 @@
 //! bytes is invisible (impossible with timestamped lines). An unfinished line pending at
 //! a truncation is dropped (its end went to the copy); one pending at a rotation is emitted.
 //!
-//! Restarts: [`FileTailer::checkpoint`] is the position after the last line emitted, with
+//! Restarts: `FileTailer::checkpoint` is the position after the last line emitted, with
 //! a fingerprint of the file's head (FNV-1a 64 of its first bytes seen, at most 256). A
 //! tailer given it as [`FileSourceConfig::resume`] checks it at its first poll, before
 //! anything else (and whatever `from_beginning` says):
@@ -74,7 +74,7 @@ pub struct FileSourceConfig {
     pub poll_interval: Duration,
     /// Lines longer than this many bytes are dropped and reported (default 64 KiB).
     pub max_line_bytes: usize,
-    /// A [`FileTailer::checkpoint`] saved by a previous run, to continue exactly after it
+    /// A `FileTailer::checkpoint` saved by a previous run, to continue exactly after it
     /// (default none). Only the first file opened uses it; see the module documentation.
     pub resume: Option<Position>,
 }
@@ -408,10 +408,11 @@ impl FileTailer {
     }
 
     /// Position for the state file: the file's identity, the offset of the first byte not
-    /// yet emitted as a line, and the fingerprint of the file's head, i.e. of its first bytes the tailer has seen (at most 256: `head_len`,
-    /// `head_hash` = FNV-1a 64 of them). `None` while no file is open. Give it back as
-    /// [`FileSourceConfig::resume`] to continue after a restart.
-    pub fn checkpoint(&self) -> Option<Position> {
+    /// yet emitted as a line, and the fingerprint of the file's head, i.e. of its first
+    /// bytes the tailer has seen (at most 256: `head_len`, `head_hash` = FNV-1a 64 of
+    /// them). `None` while no file is open. Give it back as [`FileSourceConfig::resume`] to
+    /// continue after a restart.
+    pub(crate) fn checkpoint(&self) -> Option<Position> {
         self.current.as_ref().map(|f| Position::File {
             dev: f.dev,
             ino: f.ino,
