@@ -11,8 +11,9 @@ use crate::config::{Config, LogSource, StartAt};
 use crate::defaults;
 use crate::ingest::Ingest;
 use crate::internal::events::{PositionInvalid, StateFileFailed};
-use crate::internal::Internal;
+use crate::internal::{Counter, Internal};
 use crate::label::Labeller;
+use crate::notify::{self, Notifier};
 use crate::reaction::{ClientConfig, ReactionClient};
 use crate::scrape::Scraper;
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
@@ -127,10 +128,12 @@ impl App {
         })
     }
 
-    /// Serve on `listener` until `shutdown` resolves.
+    /// Serve on `listener` until `shutdown` resolves, telling systemd through `notifier`
+    /// (readiness, status, watchdog, stopping).
     pub async fn run(
         self,
         listener: tokio::net::TcpListener,
+        notifier: Notifier,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let App {
@@ -157,6 +160,10 @@ impl App {
         let (tx, rx) = mpsc::channel(defaults::BATCH_CHANNEL_DEPTH);
         let logs = &config.reaction.logs;
         let from_beginning = logs.start_at == StartAt::Beginning;
+        let reading = match &logs.source {
+            LogSource::File(path) => format!("reading {}", path.display()),
+            LogSource::Systemd(unit) => format!("reading the journal of {unit}"),
+        };
         let source = match &logs.source {
             LogSource::File(path) => {
                 tracing::info!(path = %path.display(), "reading reaction's log file");
@@ -203,6 +210,7 @@ impl App {
                 tokio::spawn(run_journald(journald, observer, tx, stop_rx))
             }
         };
+        let batches = ingest.processed.clone();
         let ingest = tokio::spawn(ingest.run(rx));
 
         let addr = listener.local_addr().ok();
@@ -214,8 +222,29 @@ impl App {
         let server = tokio::spawn(crate::server::serve(listener, scraper.clone(), async {
             let _ = http_stop_rx.await;
         }));
+        // READY=1 now: the port is bound and served, the source and ingest run.
+        let notifier = Arc::new(notifier);
+        let core = notify::Core {
+            tasks: vec![
+                ("source", source.abort_handle()),
+                ("ingest", ingest.abort_handle()),
+                ("HTTP server", server.abort_handle()),
+            ],
+            batches,
+        };
+        let serving = addr.map_or("?".into(), |a| format!("http://{a}/metrics"));
+        let lines = internal.clone();
+        let notifying = notify::start(notifier.clone(), core, move || {
+            let mut read = 0;
+            lines.observe(Counter::LinesRead, &mut |n, _| read += n);
+            format!("{reading}, serving {serving}, {read} lines read")
+        });
 
         shutdown.await;
+        if let Some(n) = notifying {
+            n.abort();
+        }
+        notifier.stopping("stopping: reading what the source has, saving the state");
         tracing::info!("stopping: reading what the source has, then exiting");
         let _ = stop_tx.send(true);
         let _ = source.await;

@@ -5,7 +5,7 @@
 //! pattern labels, transforms, attribution, hold) → [`telemetry`] instruments → readers
 //! ([`scrape`] for `/metrics`, served by `server`; `telemetry::otlp` for the push).
 //! [`ingest`] is where a batch of lines becomes metrics; [`app`] wires it all, [`cli`] and
-//! [`logging`] serve `main`.
+//! [`logging`] serve `main`; [`notify`] tells systemd (readiness, status, watchdog).
 //!
 //! Beside the flow: [`metric`], the table of every instrument (names, kinds, legacy shape);
 //! [`internal`], the self-monitoring (every event about the exporter, counted and logged in
@@ -14,7 +14,7 @@
 //! `defaults` and `template` below it.
 //!
 //! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
-//! cycle): `defaults`, `template`, `bounded`, [`parse`], `reaction` → [`source`],
+//! cycle): `defaults`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
 //! [`ingest`], `state` → [`scrape`] → `server` → [`app`]; [`cli`] and [`logging`] need only
 //! [`config`].
@@ -31,6 +31,7 @@ pub mod internal;
 pub(crate) mod label;
 pub mod logging;
 pub mod metric;
+pub mod notify;
 pub mod parse;
 pub(crate) mod reaction;
 pub mod scrape;

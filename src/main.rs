@@ -2,6 +2,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use reaction_metrics_exporter::app::{bind, shutdown_signal, App};
+use reaction_metrics_exporter::notify::Notifier;
 use reaction_metrics_exporter::cli::{Cli, Command};
 use reaction_metrics_exporter::config::{Config, ConfigFormat};
 use reaction_metrics_exporter::logging::Logging;
@@ -41,6 +42,9 @@ fn main() -> anyhow::Result<()> {
             let logging = Logging::init();
             let config = load(&cli)?;
             logging.set_level(config.loglevel);
+            // Before the runtime's threads start: it takes NOTIFY_SOCKET and the watchdog
+            // variables out of the environment.
+            let notifier = Notifier::from_env();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -50,7 +54,7 @@ fn main() -> anyhow::Result<()> {
                 let shutdown = shutdown_signal().context("cannot handle SIGTERM/SIGINT")?;
                 let listener = bind(&config).await?;
                 let app = App::build(config).await?;
-                app.run(listener, shutdown).await
+                app.run(listener, notifier, shutdown).await
             })
         }
     }

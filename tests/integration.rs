@@ -29,6 +29,7 @@ mod layers;
 mod logging;
 mod metrics_endpoint;
 mod no_loss;
+mod notify;
 mod otlp;
 mod packaging;
 mod reaction_cli;
