@@ -22,6 +22,7 @@ mod continuity;
 mod dashboards;
 mod dashboards_e2e;
 mod dashboards_otel_e2e;
+mod deb;
 mod demo;
 mod file_source;
 mod journald;

@@ -135,7 +135,12 @@ impl Exporter {
     }
 
     pub fn start_with(config_path: &Path, env: &[(&str, &str)]) -> Exporter {
-        let mut cmd = command(config_path);
+        Self::start_program(Path::new(BIN), config_path, env)
+    }
+
+    /// [`Exporter::start_with`] with another build of the exporter (an installed package).
+    pub fn start_program(program: &Path, config_path: &Path, env: &[(&str, &str)]) -> Exporter {
+        let mut cmd = command_of(program, config_path);
         cmd.env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
@@ -251,7 +256,12 @@ impl Drop for Exporter {
 /// `start` with `config_path`, run in its directory (the default state directory), stdout
 /// ignored, stderr piped, no colours.
 fn command(config_path: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_of(Path::new(BIN), config_path)
+}
+
+/// [`command`] for another build of the exporter.
+fn command_of(program: &Path, config_path: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.arg("-c")
         .arg(config_path)
         .arg("start")
