@@ -18,6 +18,7 @@ mod actions;
 mod alerts;
 mod cli;
 mod collector_configs;
+mod container;
 mod continuity;
 mod dashboards;
 mod dashboards_e2e;
