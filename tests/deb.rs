@@ -64,6 +64,18 @@ fn package_builds_passes_lintian_installs_runs_and_purges() {
         .unwrap_or_else(|| panic!("no .deb path printed:\n{built}"))
         .to_owned();
     assert!(Path::new(&deb).is_file(), "{deb}");
+    // The README's install commands name this file.
+    let file = Path::new(&deb)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("apt install ./target/debian/{file}")),
+        "README should install {file}"
+    );
 
     // lintian: no error and no warning; the two overridden tags are justified in
     // packaging/debian/lintian-overrides; informational tags are shown, not failed on

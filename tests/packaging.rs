@@ -103,6 +103,13 @@ fn systemd_unit_security_is_ok() {
         unit_text().replace("\n# ", " ").contains(&claim),
         "the unit's header should say: {claim} ({line})"
     );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let claim = format!("rates it {score:.1} \"OK\"");
+    assert!(
+        readme.replace('\n', " ").contains(&claim),
+        "README should say: {claim}"
+    );
 }
 
 /// The exporter reads the system journal (no `-D`: /var/log/journal/<machine-id>) as an
