@@ -2,10 +2,10 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use reaction_metrics_exporter::app::{bind, shutdown_signal, App};
-use reaction_metrics_exporter::notify::Notifier;
 use reaction_metrics_exporter::cli::{Cli, Command};
 use reaction_metrics_exporter::config::{Config, ConfigFormat};
 use reaction_metrics_exporter::logging::Logging;
+use reaction_metrics_exporter::notify::Notifier;
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
     match &cli.config {

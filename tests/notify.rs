@@ -137,7 +137,7 @@ fn largest_gap(from: Instant, at: &[Instant]) -> Duration {
 
 /// Type=notify with WatchdogSec=2s: READY=1 once the port answers, STATUS lines with what it
 /// reads, where it serves and the lines read, WATCHDOG=1 every second and never 2 s apart,
-/// none for longer than WatchdogSec while the pipeline is stuck inside a batch (a reload of
+/// none for longer than WatchdogSec while ingest is stuck inside a batch (a reload of
 /// reaction's configuration made to hang), pings again afterwards, and STOPPING=1 at SIGTERM
 /// with no ping after it. The bounds are WatchdogSec itself, what systemd acts on, so that a
 /// busy test machine delaying a ping by a few hundred ms does not fail the test.
@@ -191,13 +191,13 @@ fn ready_status_watchdog_and_stopping_on_a_path_socket() {
     let gap = largest_gap(ready.at, &pings);
     assert!(gap < Duration::from_secs(2), "largest gap {gap:?}");
 
-    // A reaction restart makes the pipeline reload reaction's configuration inside the
-    // batch; `test-config` hangs 4 s: no ping while the pipeline is stuck (longer than
+    // A reaction restart makes ingest reload reaction's configuration inside the batch;
+    // `test-config` hangs 4 s: no ping while ingest is stuck (longer than
     // WatchdogSec: systemd would restart it), then pings again.
     reaction.set_state(serde_json::json!({"delay": {"test-config": 4}}));
     let stall = Instant::now();
     append(&log, "INFO start command: run [\"true\"]\n");
-    let unhealthy = rx.wait("STATUS=unhealthy: the pipeline", Duration::from_secs(10));
+    let unhealthy = rx.wait("STATUS=unhealthy: ingest", Duration::from_secs(10));
     assert!(
         unhealthy.text.contains("inside one batch"),
         "{}",
@@ -217,7 +217,7 @@ fn ready_status_watchdog_and_stopping_on_a_path_socket() {
     let gap = largest_gap(stall, &during);
     assert!(
         gap > Duration::from_secs(2),
-        "pings went on while the pipeline was stuck: largest gap {gap:?}"
+        "pings went on while ingest was stuck: largest gap {gap:?}"
     );
     // Healthy again: the status line says what it reads once more.
     wait_for(
