@@ -14,14 +14,26 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_reaction-metrics-exporter");
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The reaction CLI fixture, private to a test directory: `dir/bin/reaction` is a symlink to
-/// `tests/fixtures/reaction`, which reads `dir/bin/reaction-fixture-state.json`.
+/// The reaction CLI fixture, private to a test directory: `dir/bin/reaction` runs
+/// `tests/fixtures/reaction` on `dir/bin/reaction-fixture-state.json`.
 pub struct Reaction {
     pub bin: PathBuf,
     pub state_file: PathBuf,
     pub socket: PathBuf,
     pub config: PathBuf,
     pub calls_log: PathBuf,
+}
+
+/// The Python interpreter behind `python3` (resolved once: pyenv's shim is slow).
+fn python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 runs the reaction fixture");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
 }
 
 impl Reaction {
@@ -31,13 +43,27 @@ impl Reaction {
         let bindir = dir.join("bin");
         std::fs::create_dir_all(&bindir).unwrap();
         let bin = bindir.join("reaction");
-        std::os::unix::fs::symlink(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reaction"),
+        let state_file = bindir.join("reaction-fixture-state.json");
+        // A wrapper that runs the fixture with the interpreter itself, without `site`: through
+        // `/usr/bin/env python3` and pyenv's shim each call took ~130 ms (10 times more), and
+        // over 2 s on a loaded machine, past the tests' `reaction.timeout`. `exec` keeps the
+        // pid, which the timeout tests check.
+        std::fs::write(
             &bin,
+            format!(
+                "#!/bin/sh\nREACTION_FIXTURE_STATE='{}' exec '{}' -S '{}' \"$@\"\n",
+                state_file.display(),
+                python().display(),
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/reaction")
+                    .display()
+            ),
         )
         .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let r = Reaction {
-            state_file: bindir.join("reaction-fixture-state.json"),
+            state_file,
             socket: dir.join("reaction.sock"),
             config: dir.join("reaction.json"),
             calls_log: dir.join("reaction-calls.log"),
