@@ -324,46 +324,8 @@ fn generate(w: &Workload) -> (Vec<u8>, Expected) {
     (out, exp)
 }
 
-const REACTION_YAML: &str = r#"# reaction's configuration for the end-to-end bench (read directly: no reaction binary).
-patterns:
-  ip:
-    regex: '(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3})|(?:[0-9a-fA-F:]{2,90})'
-    ignore: ['127.0.0.1', '::1']
-  user:
-    regex: '[^ ]+'
-  ua:
-    regex: '[^"]*'
-start:
-  - ['iptables', '-w', '-N', 'reaction']
-  - ['iptables', '-w', '-I', 'INPUT', '-p', 'all', '-j', 'reaction']
-stop:
-  - ['iptables', '-w', '-D', 'INPUT', '-p', 'all', '-j', 'reaction']
-  - ['iptables', '-w', '-X', 'reaction']
-streams:
-  ssh:
-    cmd: ['journalctl', '-fn0', '-u', 'sshd.service']
-    filters:
-      failedlogin:
-        regex:
-          - 'Failed password for (?:invalid user )?<user> from <ip>'
-        retry: 3
-        retryperiod: '6h'
-        actions:
-          ban:
-            cmd: ['iptables', '-w', '-A', 'reaction', '-s', '<ip>', '-j', 'DROP']
-          unban:
-            cmd: ['iptables', '-w', '-D', 'reaction', '-s', '<ip>', '-j', 'DROP']
-            after: '48h'
-  web.nginx:
-    cmd: ['tail', '-fn0', '/var/log/nginx/access.log']
-    filters:
-      aiBots:
-        regex:
-          - '^<ip> .* "<ua>"$'
-        actions:
-          ban:
-            cmd: ['nft', 'add', 'element', 'inet', 'reaction', 'bots', '{ <ip> }']
-"#;
+/// reaction's configuration, shared with the throughput bench.
+const REACTION_YAML: &str = include_str!("reaction.yml");
 
 fn exporter_yaml(dir: &Path, w: &Workload, otlp: Option<&str>) -> String {
     let d = dir.display();

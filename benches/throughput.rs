@@ -48,29 +48,9 @@ const TARGET_IDLE_RSS_MIB: f64 = 20.0;
 const ACTION_EVERY: usize = 25;
 const USERS: [&str; 6] = ["root", "admin", "ubuntu", "test", "oracle", "postgres"];
 
-const REACTION_YAML: &str = r#"# reaction's configuration, for the bench (read directly: no reaction binary).
-patterns:
-  ip:
-    regex: '(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3})|(?:[0-9a-fA-F:]{2,90})'
-    ignore: ['127.0.0.1', '::1']
-  user:
-    regex: '[^ ]+'
-streams:
-  ssh:
-    cmd: ['journalctl', '-fn0', '-u', 'sshd.service']
-    filters:
-      failedlogin:
-        regex:
-          - 'Failed password for (?:invalid user )?<user> from <ip>'
-        retry: 3
-        retryperiod: '6h'
-        actions:
-          ban:
-            cmd: ['iptables', '-w', '-A', 'reaction', '-s', '<ip>', '-j', 'DROP']
-          unban:
-            cmd: ['iptables', '-w', '-D', 'reaction', '-s', '<ip>', '-j', 'DROP']
-            after: '48h'
-"#;
+/// reaction's configuration, shared with the end-to-end bench (the ssh filter is the one
+/// this bench's lines match).
+const REACTION_YAML: &str = include_str!("reaction.yml");
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {

@@ -107,7 +107,7 @@ fn package_builds_passes_lintian_installs_runs_and_purges() {
     }
 
     dpkg(&["-i", &deb]);
-    let result = std::panic::catch_unwind(|| installed_checks(root));
+    let result = std::panic::catch_unwind(installed_checks);
     dpkg(&["-r", PKG]);
     let removed = traces();
     let conffile_kept = Path::new("/etc/reaction-metrics-exporter/config.yml").is_file();
@@ -140,7 +140,7 @@ fn package_builds_passes_lintian_installs_runs_and_purges() {
 /// While installed: files in place, the unit verified as installed, enabled but not started
 /// (no systemd here), the group created, the default configuration valid, the installed
 /// binary serving the demo.
-fn installed_checks(root: &str) {
+fn installed_checks() {
     let status = dpkg(&["-s", PKG]);
     assert!(status.contains("Status: install ok installed"), "{status}");
     assert!(
@@ -169,17 +169,7 @@ fn installed_checks(root: &str) {
 
     // The demo of the README, run by the installed binary.
     let dir = tempfile::tempdir().unwrap();
-    let demo = std::fs::read_to_string(format!("{root}/examples/demo/config.yml")).unwrap();
-    let config = demo
-        .replace("port: 8080", "port: 0")
-        .replace("examples/demo/", &format!("{root}/examples/demo/"))
-        .replace(
-            "  hold: 0",
-            &format!(
-                "  hold: 0\n  binary: {}/no-reaction-here",
-                dir.path().display()
-            ),
-        );
+    let config = common::demo_config(dir.path());
     let config_path = dir.path().join("config.yml");
     std::fs::write(&config_path, config).unwrap();
     let e = common::Exporter::start_program(bin, &config_path, &[]);

@@ -9,22 +9,8 @@ use common::*;
 
 #[test]
 fn demo_runs_and_shows_every_family() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let demo = std::fs::read_to_string(format!("{root}/examples/demo/config.yml")).unwrap();
-    assert!(demo.contains("port: 8080"));
     let dir = tempfile::tempdir().unwrap();
-    // Same configuration, on a free port, with absolute paths (the README runs it from the
-    // repository root).
-    let config = demo
-        .replace("port: 8080", "port: 0")
-        .replace("examples/demo/", &format!("{root}/examples/demo/"))
-        .replace(
-            "  hold: 0",
-            &format!(
-                "  hold: 0\n  binary: {}/no-reaction-here",
-                dir.path().display()
-            ),
-        );
+    let config = demo_config(dir.path());
     let e = Exporter::start(dir.path(), &config);
     let body = wait_for(Duration::from_secs(10), "the demo's matches", || {
         let b = e.scrape();

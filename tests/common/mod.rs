@@ -24,6 +24,20 @@ pub struct Reaction {
     pub calls_log: PathBuf,
 }
 
+/// The README's demo configuration (`examples/demo/config.yml`) on a free port, with absolute
+/// paths (the README runs it from the repository root) and without reaction's binary.
+pub fn demo_config(dir: &Path) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let demo = std::fs::read_to_string(format!("{root}/examples/demo/config.yml")).unwrap();
+    assert!(demo.contains("port: 8080"));
+    demo.replace("port: 8080", "port: 0")
+        .replace("examples/demo/", &format!("{root}/examples/demo/"))
+        .replace(
+            "  hold: 0",
+            &format!("  hold: 0\n  binary: {}/no-reaction-here", dir.display()),
+        )
+}
+
 /// The Python interpreter behind `python3` (resolved once: pyenv's shim is slow).
 fn python() -> &'static Path {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
