@@ -303,10 +303,11 @@ async fn ingest_once(config: &Config, log: &LogFile) -> IngestRun {
 
     // Check that the work was real: every match and action counted, nothing rejected.
     let page = rig.scraper.scrape(ExpositionFormat::Text).await;
-    let (matches, match_series) = family_sum(&page.body, "reaction_match_count");
-    let (actions, action_series) = family_sum(&page.body, "reaction_action_count");
-    let (read, _) = family_sum(&page.body, "reaction_exporter_lines_read_total");
-    let (rejected, _) = family_sum(&page.body, "reaction_exporter_lines_rejected_total");
+    let body = page.body.into_string();
+    let (matches, match_series) = family_sum(&body, "reaction_match_count");
+    let (actions, action_series) = family_sum(&body, "reaction_action_count");
+    let (read, _) = family_sum(&body, "reaction_exporter_lines_read_total");
+    let (rejected, _) = family_sum(&body, "reaction_exporter_lines_rejected_total");
     assert_eq!(matches as u64, log.matches, "matches counted");
     assert_eq!(actions as u64, log.actions, "actions counted");
     assert_eq!(read as usize, log.lines, "lines read");
@@ -445,18 +446,20 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
         v[0].push(ms(record(inst, &attrs)));
         let t = Instant::now();
         let page = rig.scraper.scrape(ExpositionFormat::Text).await;
+        let body = page.body.into_string();
         v[1].push(ms(t.elapsed()));
-        let (sum, n) = family_sum(&page.body, "reaction_match_count");
+        let (sum, n) = family_sum(&body, "reaction_match_count");
         assert_eq!((sum as usize, n), (k, k), "series rendered");
-        text_bytes = page.body.len();
+        text_bytes = body.len();
         page.delivery.delivered();
 
         // Full scrape, OpenMetrics.
         record(inst, &attrs);
         let t = Instant::now();
         let page = rig.scraper.scrape(ExpositionFormat::OpenMetrics).await;
+        let body = page.body.into_string();
         v[2].push(ms(t.elapsed()));
-        om_bytes = page.body.len();
+        om_bytes = body.len();
         page.delivery.delivered();
 
         // The parts of a scrape, one by one (what `Scraper::scrape` runs, minus its

@@ -68,13 +68,62 @@ pub struct Scraper {
     totals: tokio::sync::Mutex<HashMap<SeriesKey, f64>>,
 }
 
-/// A rendered page and the counts it carries.
+/// A page and the counts it carries.
 pub struct Page {
-    /// The `/metrics` text.
-    pub body: String,
+    /// The `/metrics` text, as a stream of chunks.
+    pub body: PageBody,
     pub(crate) format: ExpositionFormat,
     /// Its counts, to mark delivered once the body is handed over.
     pub delivery: Delivery,
+}
+
+/// The `/metrics` text as a stream of chunks of at most [`PageBody::CHUNK`] bytes: its
+/// length is known before the first chunk, and each chunk is made when it is asked for.
+pub struct PageBody {
+    text: bytes::Bytes,
+    len: u64,
+}
+
+impl PageBody {
+    /// Chunks are at most this long, so a client that stops reading leaves most of a large
+    /// page unmade (and its counts carried over).
+    pub const CHUNK: usize = 16 * 1024;
+
+    fn new(text: String) -> PageBody {
+        let text = bytes::Bytes::from(text);
+        PageBody {
+            len: text.len() as u64,
+            text,
+        }
+    }
+
+    /// Bytes of the whole page (its `Content-Length`).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the page has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next chunk, `None` once every byte was given out.
+    pub fn next_chunk(&mut self) -> Option<bytes::Bytes> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let n = self.text.len().min(Self::CHUNK);
+        Some(self.text.split_to(n))
+    }
+
+    /// The whole page at once (tests, benchmarks).
+    pub fn into_string(mut self) -> String {
+        let mut v = Vec::with_capacity(self.len as usize);
+        while let Some(c) = self.next_chunk() {
+            v.extend_from_slice(&c);
+        }
+        String::from_utf8(v).expect("the page is UTF-8")
+    }
 }
 
 impl Scraper {
@@ -154,7 +203,7 @@ impl Scraper {
         for ((f, attrs), v) in totals.iter() {
             exp.push(*f, attrs, *v);
         }
-        let body = render(&exp, VERSION, self.internals, format);
+        let body = PageBody::new(render(&exp, VERSION, self.internals, format));
         drop(exp);
         drop(counts);
         Page {

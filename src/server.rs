@@ -2,7 +2,6 @@
 //! reports its own delivery: its counts are only forgotten once the whole body has been
 //! handed to the connection.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,12 +17,8 @@ use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use crate::scrape::{Delivery, Scraper};
+use crate::scrape::{Delivery, PageBody, Scraper};
 use crate::telemetry::render::ExpositionFormat;
-
-/// Bodies go out in pieces of this size, so a client that stops reading leaves most of a
-/// large page undelivered (and its counts carried over).
-const CHUNK: usize = 16 * 1024;
 
 pub(crate) fn router(scraper: Arc<Scraper>) -> Router {
     Router::new()
@@ -66,30 +61,23 @@ async fn metrics(State(scraper): State<Arc<Scraper>>, headers: HeaderMap) -> Res
     resp.into_response()
 }
 
-/// A body in chunks that marks its [`Delivery`] delivered when hyper takes the last chunk,
-/// i.e. once every byte has been handed to the connection. Dropped before that (client
-/// gone, write error, timeout), the delivery returns its counts. Bytes handed over but still
-/// in hyper's or the kernel's buffers when the client goes away are not seen: see README.
+/// A body that pulls its chunks from the page as hyper asks for them, and marks its
+/// [`Delivery`] delivered when hyper takes the last one, i.e. once every byte has been
+/// handed to the connection. Dropped before that (client gone, write error, timeout), the
+/// delivery returns its counts. Bytes handed over but still in hyper's or the kernel's
+/// buffers when the client goes away are not seen: see README.
 struct TrackedBody {
-    chunks: VecDeque<Bytes>,
-    len: u64,
+    page: PageBody,
+    /// Bytes not handed over yet.
+    left: u64,
     delivery: Option<Delivery>,
 }
 
 impl TrackedBody {
-    fn new(body: String, delivery: Delivery) -> TrackedBody {
-        let bytes = Bytes::from(body);
-        let len = bytes.len() as u64;
-        let mut chunks = VecDeque::with_capacity(bytes.len() / CHUNK + 1);
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = (start + CHUNK).min(bytes.len());
-            chunks.push_back(bytes.slice(start..end));
-            start = end;
-        }
+    fn new(page: PageBody, delivery: Delivery) -> TrackedBody {
         TrackedBody {
-            chunks,
-            len,
+            left: page.len(),
+            page,
             delivery: Some(delivery),
         }
     }
@@ -103,10 +91,10 @@ impl http_body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.chunks.pop_front() {
+        match self.page.next_chunk() {
             Some(c) => {
-                self.len -= c.len() as u64;
-                if self.chunks.is_empty() {
+                self.left = self.left.saturating_sub(c.len() as u64);
+                if self.left == 0 {
                     // The last bytes: hyper stops polling once Content-Length is reached.
                     if let Some(d) = self.delivery.take() {
                         d.delivered();
@@ -124,10 +112,10 @@ impl http_body::Body for TrackedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty() && self.delivery.is_none()
+        self.left == 0 && self.delivery.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
+        SizeHint::with_exact(self.left)
     }
 }
