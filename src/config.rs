@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::defaults;
 
+mod checked;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,9 +67,11 @@ pub struct Config {
 pub struct StateConfig {
     /// Directory of the state file. `null`: `$STATE_DIRECTORY` (systemd's
     /// `StateDirectory=`), else `/data` when `DOCKER` is set, else the working directory.
+    #[serde(deserialize_with = "checked::optional_path")]
     pub directory: Option<PathBuf>,
     /// Seconds: a restart within this window resumes from the saved position and counts;
     /// past it, the exporter starts per `reaction.logs.start_at` and says so.
+    #[serde(deserialize_with = "checked::recall")]
     pub recall: u64,
 }
 
@@ -119,14 +123,17 @@ pub struct Otlp {
     /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`; none: OTLP off.
     pub endpoint: Option<String>,
     /// Seconds between exports. `OTEL_METRIC_EXPORT_INTERVAL` (ms); 60.
+    #[serde(deserialize_with = "checked::otlp_interval")]
     pub interval: Option<f64>,
     /// Seconds for one export request. `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`,
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms); 10.
+    #[serde(deserialize_with = "checked::otlp_timeout")]
     pub timeout: Option<f64>,
     /// gRPC metadata sent with each request, added to `OTEL_EXPORTER_OTLP_HEADERS`.
     pub headers: BTreeMap<String, String>,
     /// PEM file of the CA that signed the collector's certificate (`https://` endpoints;
     /// the system roots otherwise). `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    #[serde(deserialize_with = "checked::optional_path")]
     pub ca: Option<PathBuf>,
     /// `delta` or `cumulative`. `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`; delta.
     pub temporality: Option<TemporalityPref>,
@@ -139,6 +146,7 @@ pub struct Otlp {
     pub resource: BTreeMap<String, String>,
     /// Exports are split into requests of at most this many bytes (receivers refuse gRPC
     /// messages over 4 MiB by default).
+    #[serde(deserialize_with = "checked::max_request_size")]
     pub max_request_size: usize,
 }
 
@@ -248,17 +256,22 @@ impl Default for Listen {
 #[serde(deny_unknown_fields, default)]
 pub struct Reaction {
     /// Passed to `reaction test-config -c`, or read directly when `reaction` is absent.
+    #[serde(deserialize_with = "checked::path")]
     pub config: PathBuf,
     /// Where reaction's log lines come from.
     pub logs: Logs,
     /// reaction's control socket, for `reaction show --socket`.
+    #[serde(deserialize_with = "checked::path")]
     pub socket: PathBuf,
     /// Seconds of log time during which actions are ignored after reaction starts.
+    #[serde(deserialize_with = "checked::hold")]
     pub hold: u64,
     /// New: the `reaction` executable (looked up in PATH when it has no slash).
+    #[serde(deserialize_with = "checked::path")]
     pub binary: PathBuf,
     /// New: seconds after which a `reaction` CLI call is abandoned (a hung reaction never
     /// hangs a scrape).
+    #[serde(deserialize_with = "checked::reaction_timeout")]
     pub timeout: f64,
 }
 
@@ -330,31 +343,35 @@ impl Default for Logs {
 struct LogsRaw {
     #[serde(
         default,
-        deserialize_with = "present",
+        deserialize_with = "present_unit",
         skip_serializing_if = "Option::is_none"
     )]
     systemd: Option<Option<String>>,
     #[serde(
         default,
-        deserialize_with = "present",
+        deserialize_with = "present_path",
         skip_serializing_if = "Option::is_none"
     )]
     file: Option<Option<PathBuf>>,
     #[serde(default)]
     start_at: Option<StartAt>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::max_line_length")]
     max_line_length: Option<usize>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::optional_path")]
     directory: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::optional_path")]
     journalctl: Option<PathBuf>,
 }
 
-/// Distinguishes an absent key (None, through `default`) from `key: null` (Some(None)).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+/// Distinguishes an absent key (None, through `default`) from `key: null` (Some(None)):
+/// a unit name, without NUL byte.
+fn present_unit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    checked::optional_unit(d).map(Some)
+}
+
+/// As [`present_unit`], for a path.
+fn present_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<PathBuf>>, D::Error> {
+    checked::optional_path(d).map(Some)
 }
 
 impl<'de> Deserialize<'de> for Logs {
@@ -375,13 +392,8 @@ impl<'de> Deserialize<'de> for Logs {
             }
             (None, None) => defaults.source,
         };
+        // Range-checked as it was read (`checked::max_line_length`).
         let max_line_length = raw.max_line_length.unwrap_or(defaults.max_line_length);
-        if max_line_length < defaults::MIN_MAX_LINE_LENGTH {
-            return Err(de::Error::custom(format!(
-                "`max_line_length` must be at least {}",
-                defaults::MIN_MAX_LINE_LENGTH
-            )));
-        }
         Ok(Logs {
             source,
             start_at: raw.start_at.unwrap_or(defaults.start_at),
@@ -424,9 +436,11 @@ pub struct Metrics {
     pub export: Export,
     /// New: distinct attribute sets per instrument and per collection; past it, events are
     /// counted in one overflow series (see README).
+    #[serde(deserialize_with = "checked::cardinality_limit")]
     pub cardinality_limit: usize,
     /// New: recent distinct matches remembered per filter, to give actions the pattern
     /// values their command does not show.
+    #[serde(deserialize_with = "checked::attribution_memory")]
     pub attribution_memory: usize,
 }
 
@@ -465,20 +479,29 @@ impl Serialize for Transform {
 
 impl<'de> Deserialize<'de> for Transform {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Str(String),
-        }
-        match Option::<Raw>::deserialize(d)? {
-            None | Some(Raw::Bool(true)) => Ok(Transform::Keep),
-            Some(Raw::Bool(false)) => Ok(Transform::Drop),
-            Some(Raw::Str(t)) => {
-                crate::template::check_syntax(&t).map_err(de::Error::custom)?;
-                Ok(Transform::Template(t))
+        // A visitor, so that a template refused by `template::check` is reported at its
+        // own line (see `checked`).
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Transform;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a template (string), true, false or null")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Transform, E> {
+                Ok(Transform::Keep)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Transform, E> {
+                Ok(Transform::Keep)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Transform, E> {
+                Ok(if v { Transform::Keep } else { Transform::Drop })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Transform, E> {
+                crate::template::check(v).map_err(E::custom)?;
+                Ok(Transform::Template(v.to_owned()))
             }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -696,42 +719,8 @@ impl Config {
                 }
             }
         };
-        config.validate().map_err(|(k, m)| invalid(k, None, m))?;
+        // Every value was checked as it was read (`checked`), where its line is known.
         Ok(config)
-    }
-
-    /// Checks that need the whole configuration.
-    fn validate(&self) -> Result<(), (String, String)> {
-        if !self.reaction.timeout.is_finite() || self.reaction.timeout <= 0.0 {
-            return Err((
-                "reaction.timeout".into(),
-                "must be a positive number of seconds".into(),
-            ));
-        }
-        for (key, v) in [
-            ("otlp.interval", self.otlp.interval),
-            ("otlp.timeout", self.otlp.timeout),
-        ] {
-            if v.is_some_and(|v| !v.is_finite() || v <= 0.0) {
-                return Err((key.into(), "must be a positive number of seconds".into()));
-            }
-        }
-        if self.otlp.max_request_size < defaults::MIN_OTLP_MAX_REQUEST_SIZE {
-            return Err((
-                "otlp.max_request_size".into(),
-                format!(
-                    "must be at least {} bytes",
-                    defaults::MIN_OTLP_MAX_REQUEST_SIZE
-                ),
-            ));
-        }
-        if self.metrics.cardinality_limit == 0 {
-            return Err((
-                "metrics.cardinality_limit".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// The transform of a pattern of a filter: `for` wins over `all`; Keep when neither has it.
@@ -928,6 +917,127 @@ metrics:
             let text = Config::default().to_text(f);
             assert_eq!(Config::parse(&text, f, "x").unwrap(), Config::default());
         }
+    }
+
+    /// Guards issue 8: every number is range-checked where it is read, so `test-config`
+    /// refuses it naming the key and the line (`hold: 18446744073709551615` passed and then
+    /// panicked at the first start command; `timeout: 1e300` panicked at start).
+    #[test]
+    fn every_number_is_range_checked_with_its_key_and_line() {
+        let cases = [
+            (
+                "reaction:\n  hold: 18446744073709551615\n",
+                "reaction.hold",
+                2,
+            ),
+            ("reaction:\n  hold: 86401\n", "reaction.hold", 2),
+            ("reaction:\n  timeout: 1e300\n", "reaction.timeout", 2),
+            ("reaction:\n  timeout: 0\n", "reaction.timeout", 2),
+            ("reaction:\n  timeout: -1\n", "reaction.timeout", 2),
+            ("reaction:\n  timeout: .nan\n", "reaction.timeout", 2),
+            ("reaction:\n  timeout: .inf\n", "reaction.timeout", 2),
+            ("otlp:\n  interval: 1e300\n", "otlp.interval", 2),
+            ("otlp:\n  interval: 0\n", "otlp.interval", 2),
+            ("otlp:\n  timeout: 1e300\n", "otlp.timeout", 2),
+            (
+                "otlp:\n  max_request_size: 1000\n",
+                "otlp.max_request_size",
+                2,
+            ),
+            (
+                "otlp:\n  max_request_size: 18446744073709551615\n",
+                "otlp.max_request_size",
+                2,
+            ),
+            (
+                "metrics:\n  cardinality_limit: 0\n",
+                "metrics.cardinality_limit",
+                2,
+            ),
+            (
+                "metrics:\n  cardinality_limit: 18446744073709551615\n",
+                "metrics.cardinality_limit",
+                2,
+            ),
+            (
+                "metrics:\n  attribution_memory: 18446744073709551615\n",
+                "metrics.attribution_memory",
+                2,
+            ),
+            (
+                "state:\n  recall: 18446744073709551615\n",
+                "state.recall",
+                2,
+            ),
+            (
+                "reaction:\n  logs:\n    max_line_length: 100\n",
+                "reaction.logs.max_line_length",
+                3,
+            ),
+            (
+                "reaction:\n  logs:\n    max_line_length: 18446744073709551615\n",
+                "reaction.logs.max_line_length",
+                3,
+            ),
+            ("reaction:\n  binary: \"a\\0b\"\n", "reaction.binary", 2),
+            (
+                "reaction:\n  logs:\n    systemd: \"r\\0\"\n",
+                "reaction.logs.systemd",
+                3,
+            ),
+            (
+                "reaction:\n  logs:\n    file: \"/r\\0\"\n",
+                "reaction.logs.file",
+                3,
+            ),
+            ("state:\n  directory: \"/x\\0\"\n", "state.directory", 2),
+        ];
+        for (text, key, line) in cases {
+            let (k, l, msg) = err(text);
+            assert_eq!((k.as_str(), l), (key, Some(line)), "{text:?}: {msg}");
+            assert!(msg.contains(key), "{text:?}: {msg}");
+            assert!(
+                msg.contains("out of range") || msg.contains("NUL byte"),
+                "{text:?}: {msg}"
+            );
+        }
+        // A key after others in its mapping: its own line, not the mapping's.
+        for (text, key, line) in [
+            (
+                "otlp:\n  endpoint: x\n  interval: 1e300\n",
+                "otlp.interval",
+                3,
+            ),
+            (
+                "reaction:\n  binary: x\n  hold: 99999999\n",
+                "reaction.hold",
+                3,
+            ),
+            (
+                "metrics:\n  all:\n    a: null\n    ip: \"{{ ip * 100000000 }}\"\n",
+                "metrics.all.ip",
+                4,
+            ),
+        ] {
+            let (k, l, msg) = err(text);
+            assert_eq!((k.as_str(), l), (key, Some(line)), "{text:?}: {msg}");
+        }
+        // The same in JSON: the key is named.
+        let e = Config::parse(
+            r#"{"reaction": {"hold": 18446744073709551615}}"#,
+            ConfigFormat::Json,
+            "c.json",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("reaction.hold"), "{e}");
+        // The bounds themselves are accepted.
+        let c = yaml(
+            "reaction:\n  hold: 86400\n  timeout: 0.001\notlp:\n  interval: 86400\n  \
+             timeout: 3600\nmetrics:\n  cardinality_limit: 1\n  attribution_memory: 0\n\
+             state:\n  recall: 604800\n",
+        )
+        .unwrap();
+        assert_eq!(c.reaction.hold, defaults::MAX_HOLD_SECONDS);
     }
 
     #[test]

@@ -18,11 +18,19 @@ pub(crate) const REACTION_SOCKET: &str = "/run/reaction/reaction.sock";
 /// `reaction.hold`, seconds: reaction replays its persisted actions when it starts, within
 /// about a minute.
 pub(crate) const REACTION_HOLD_SECONDS: u64 = 60;
+/// The largest `reaction.hold`: a day, far above the minute a replay takes, and small
+/// enough that a log time plus it never overflows.
+pub(crate) const MAX_HOLD_SECONDS: u64 = 86_400;
 /// `reaction.binary`: looked up in `PATH`.
 pub(crate) const REACTION_BINARY: &str = "reaction";
 /// `reaction.timeout`, seconds: a healthy `reaction show` answers in milliseconds; a hung
 /// one must not hang a scrape past Prometheus' default 10 s scrape timeout.
 pub(crate) const REACTION_TIMEOUT_SECONDS: f64 = 5.0;
+/// The largest `reaction.timeout`: an hour (a scrape would wait that long for `show`).
+pub(crate) const MAX_REACTION_TIMEOUT_SECONDS: f64 = 3600.0;
+/// The smallest `reaction.timeout` and `otlp.timeout`: a millisecond (a shorter one would
+/// be zero once turned into a timer, and always fire).
+pub(crate) const MIN_TIMEOUT_SECONDS: f64 = 0.001;
 /// `reaction.logs.systemd` left empty: reaction's unit.
 pub(crate) const SYSTEMD_UNIT: &str = "reaction.service";
 /// `reaction.logs.file` left empty: the Python exporter's default path.
@@ -33,6 +41,9 @@ pub(crate) const MAX_LINE_LENGTH: usize = 64 * 1024;
 /// The smallest `reaction.logs.max_line_length` accepted: below, ordinary lines would be
 /// dropped.
 pub(crate) const MIN_MAX_LINE_LENGTH: usize = 256;
+/// The largest `reaction.logs.max_line_length`: 16 MiB, far above any line of reaction's
+/// (journald itself keeps at most 64 MiB a field), and what a line may cost in memory.
+pub(crate) const MAX_MAX_LINE_LENGTH: usize = 16 * 1024 * 1024;
 /// `reaction.logs.journalctl`: looked up in `PATH`.
 pub(crate) const JOURNALCTL: &str = "journalctl";
 /// The journal directory read in a container (`DOCKER` set) when none is configured: where
@@ -41,21 +52,38 @@ pub(crate) const CONTAINER_JOURNAL_DIRECTORY: &str = "/var/log/journal";
 /// `metrics.cardinality_limit`: series per instrument and collection; 100,000 is a large
 /// attack's worth of IPs while keeping a `/metrics` page near 10 MB.
 pub(crate) const CARDINALITY_LIMIT: usize = 100_000;
+/// The largest `metrics.cardinality_limit`: a million series per instrument is a page of
+/// hundreds of MB, beyond what a scrape can take.
+pub(crate) const MAX_CARDINALITY_LIMIT: usize = 1_000_000;
 /// `metrics.attribution_memory`: recent distinct matches remembered per filter, to label
 /// the actions that follow them; bounded so that memory is.
 pub(crate) const ATTRIBUTION_MEMORY: usize = 10_000;
+/// The largest `metrics.attribution_memory`, per filter.
+pub(crate) const MAX_ATTRIBUTION_MEMORY: usize = 1_000_000;
 /// `otlp.max_request_size`, bytes: receivers refuse gRPC messages over 4 MiB by default.
 pub(crate) const OTLP_MAX_REQUEST_SIZE: usize = 3 * 1024 * 1024;
 /// The smallest `otlp.max_request_size` accepted: a request must hold a few points.
 pub(crate) const MIN_OTLP_MAX_REQUEST_SIZE: usize = 64 * 1024;
+/// The largest `otlp.max_request_size`: 64 MiB, what a receiver configured for big
+/// messages takes; a request is built in memory.
+pub(crate) const MAX_OTLP_MAX_REQUEST_SIZE: usize = 64 * 1024 * 1024;
 /// `otlp.interval` and `OTEL_METRIC_EXPORT_INTERVAL` unset: the OpenTelemetry default.
 pub(crate) const OTLP_INTERVAL: Duration = Duration::from_secs(60);
+/// The smallest `otlp.interval`: 10 ms (zero is no interval at all).
+pub(crate) const MIN_OTLP_INTERVAL_SECONDS: f64 = 0.01;
+/// The largest `otlp.interval`: a day.
+pub(crate) const MAX_OTLP_INTERVAL_SECONDS: f64 = 86_400.0;
 /// `otlp.timeout` and `OTEL_EXPORTER_OTLP_TIMEOUT` unset: the OpenTelemetry default.
 pub(crate) const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest `otlp.timeout`: an hour.
+pub(crate) const MAX_OTLP_TIMEOUT_SECONDS: f64 = 3600.0;
 /// `otlp.service_name` and `OTEL_SERVICE_NAME` unset.
 pub(crate) const SERVICE_NAME: &str = "reaction-metrics-exporter";
 /// `state.recall`, seconds: the Python exporter's 15-minute window.
 pub(crate) const STATE_RECALL_SECONDS: u64 = 900;
+/// The largest `state.recall`: a week covers any planned stop; counts older than that would
+/// land in one scrape as if they had just happened.
+pub(crate) const MAX_STATE_RECALL_SECONDS: u64 = 7 * 86_400;
 /// The state directory in a container (`DOCKER` set), as the Python exporter had it.
 pub(crate) const CONTAINER_STATE_DIRECTORY: &str = "/data";
 
@@ -74,6 +102,15 @@ pub(crate) const JOURNAL_LINES_PER_BATCH: usize = 1000;
 pub(crate) const BATCH_CHANNEL_DEPTH: usize = 4;
 /// Rendered transforms cached (the same values come back again and again).
 pub(crate) const TEMPLATE_CACHE: usize = 16_384;
+/// minijinja's fuel for one render of a transform: each instruction costs one, and every
+/// 64 bytes a template creates, reads through a filter or writes cost one more. An ordinary
+/// transform uses a few dozen (a few thousand for a 64 KiB value through `split`); 100,000
+/// bounds a render to a few milliseconds and about 6 MB.
+pub(crate) const TEMPLATE_FUEL: u64 = 100_000;
+/// The longest output of one render of a transform, bytes; past it the render fails (the
+/// raw value is kept and the failure counted). Above `metrics.max_label_value_length`'s
+/// default, so that a long output is cut like a long value, not refused.
+pub(crate) const TEMPLATE_OUTPUT_MAX: usize = 64 * 1024;
 /// How often a line that does not fit reaction's configuration may make it reload: a
 /// stream of unknown names must not run `reaction test-config` for each line.
 pub(crate) const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);

@@ -202,6 +202,49 @@ fn template_syntax_error_names_the_key_and_line() {
     assert!(err.contains("template"), "{err}");
 }
 
+/// Guards issue 8's configuration rows: each passed `test-config`, then panicked at start
+/// or at the first start command (`hold`, `timeout`, `interval` out of range), or hung the
+/// exporter at the first match (nested `range(100000)` loops) or made 100 MB label values
+/// (`'x' * 100000000`). `test-config` and `start` now refuse each, naming the key and line.
+#[test]
+fn out_of_range_numbers_and_costly_templates_are_refused_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("reaction:\n  hold: 18446744073709551615\n", "reaction.hold", 2),
+        ("reaction:\n  timeout: 1e300\n", "reaction.timeout", 2),
+        (
+            "otlp:\n  endpoint: http://127.0.0.1:4317\n  interval: 1e300\n",
+            "otlp.interval",
+            3,
+        ),
+        (
+            "metrics:\n  all:\n    ip: \"{% for a in range(100000) %}{% for b in range(100000) \
+             %}{% endfor %}{% endfor %}\"\n",
+            "metrics.all.ip",
+            3,
+        ),
+        (
+            "metrics:\n  for:\n    ssh:\n      failedlogin:\n        ip: \"{{ 'x' * 100000000 }}\"\n",
+            "metrics.for.ssh.failedlogin.ip",
+            5,
+        ),
+    ];
+    for (i, (text, key, line)) in cases.into_iter().enumerate() {
+        let path = write(dir.path(), &format!("c{i}.yml"), text);
+        for command in ["test-config", "start"] {
+            let started = std::time::Instant::now();
+            let err = fails(&["-c", &path, command]);
+            assert!(
+                err.contains(&format!("key `{key}` (line {line})")),
+                "{command} {text:?}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+            // Refused at once: the costly templates are stopped by their fuel.
+            assert!(started.elapsed() < Duration::from_secs(10), "{text:?}");
+        }
+    }
+}
+
 #[test]
 fn systemd_and_file_together_name_reaction_logs() {
     let dir = tempfile::tempdir().unwrap();

@@ -353,8 +353,10 @@ impl Labeller {
 
     fn arm_hold(&mut self, time: SystemTime) {
         let hold = self.config.reaction.hold;
+        // `hold` is at most a day (checked at load) and log times are real ones, but the
+        // sum is checked all the same: a panic here would stop the ingest.
         if hold > 0 {
-            let until = time + Duration::from_secs(hold);
+            let until = time.checked_add(Duration::from_secs(hold)).unwrap_or(time);
             if self.hold_until.is_none_or(|u| u < until) {
                 tracing::info!(
                     hold_seconds = hold,

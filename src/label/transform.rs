@@ -1,11 +1,12 @@
 //! Pattern transforms (`metrics.all` / `metrics.for`), rendered with the templates of
-//! [`crate::template`]. Templates are compiled once; renders are cached in a bounded map
-//! because the same values (IPs) come back again and again.
+//! [`crate::template`] (bounded in fuel and output there). Templates are compiled once;
+//! renders are cached in a bounded map because the same values (IPs) come back again and
+//! again.
 
 use minijinja::Environment;
 
 use crate::bounded::BoundedMap;
-use crate::template::environment;
+use crate::template::{environment, render};
 
 /// Identifies a compiled template inside [`Templates`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,22 +61,15 @@ impl Templates {
         if let Some(r) = self.cache.get(&key) {
             return r.clone();
         }
-        let result = self
-            .env
-            .get_template(&template.name())
-            .and_then(|t| {
-                t.render(std::collections::BTreeMap::from([(
-                    pattern.to_string(),
-                    value.to_string(),
-                )]))
-            })
-            .map_err(|e| {
-                let mut msg = e.to_string();
-                if let Some(src) = self.sources.get(template.0 as usize) {
-                    msg = format!("template {src:?}: {msg}");
-                }
-                msg
-            });
+        let result = match self.env.get_template(&template.name()) {
+            Ok(t) => render(&t, std::collections::BTreeMap::from([(pattern, value)]))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+        .map_err(|msg| match self.sources.get(template.0 as usize) {
+            Some(src) => format!("template {src:?}: {msg}"),
+            None => msg,
+        });
         self.cache.insert(key, result.clone());
         result
     }
