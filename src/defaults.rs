@@ -89,6 +89,15 @@ pub(crate) const CONTAINER_STATE_DIRECTORY: &str = "/data";
 
 // ---- Fixed, not configurable ------------------------------------------------------------
 
+/// The largest state file read (and written with its counts): 64 MiB, over 4 times the
+/// 14 MB of a state of 100,000 series of IPs and user names (issue 8). A larger one is
+/// refused at start (the source starts per `start_at`); one that would be larger is saved
+/// with its position only.
+pub(crate) const STATE_FILE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// A state saved at most this far in the future is taken as just saved (the clock was set
+/// back a little meanwhile); further, it is refused.
+pub(crate) const STATE_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
 /// How often the log file is looked at: reaction writes a few lines per event, and 200 ms
 /// keeps `/metrics` current without a measurable cost.
 pub(crate) const FILE_POLL_INTERVAL: Duration = Duration::from_millis(200);

@@ -1,17 +1,32 @@
 //! The state file: where the source was and which counts were not yet delivered on
 //! `/metrics`, saved atomically (temporary file, fsync, rename, fsync of the directory) at
 //! each delivered scrape and at shutdown, and read back at start within the recall window.
+//!
+//! It holds IP addresses and user names, and its directory may be writable by others:
+//! - the temporary file is created new (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600), after
+//!   removing whatever has its name (a symbolic link planted there is removed, never
+//!   followed: its target is not touched), so the state file is always mode 0600, even
+//!   where an older one was 0644;
+//! - it is read only if it is a regular file (not followed if it is a symbolic link; a FIFO
+//!   or a device is refused without blocking on it) of at most
+//!   [`defaults::STATE_FILE_MAX_BYTES`]; a state saved more than
+//!   [`defaults::STATE_CLOCK_SKEW`] in the future, or whose journal cursor is not one
+//!   journalctl prints, is refused. A refused state is logged and counted, and the source
+//!   starts per `reaction.logs.start_at`.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::defaults;
 use crate::internal::events::StateFileFailed;
 use crate::internal::Internal;
 use crate::metric::Metric;
+use crate::source::journald::valid_cursor;
 use crate::source::Position;
 use crate::telemetry::collect::{Attrs, SeriesKey};
 
@@ -73,6 +88,15 @@ pub(crate) enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{path} is larger than {max} bytes: its {series} undelivered series are not saved, \
+         only the position"
+    )]
+    TooLarge {
+        path: PathBuf,
+        max: usize,
+        series: usize,
+    },
 }
 
 impl State {
@@ -93,13 +117,10 @@ impl State {
         }
     }
 
-    /// How long ago it was saved (zero if in the future).
+    /// How long ago it was saved (zero if in the future: [`load`] refuses a state saved
+    /// more than the clock skew it allows in the future).
     pub(crate) fn age(&self) -> Duration {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Duration::from_millis(now.saturating_sub(self.saved_at_ms))
+        Duration::from_millis(now_ms().saturating_sub(self.saved_at_ms))
     }
 
     /// The counts as series of the delta families (unknown families are skipped).
@@ -132,22 +153,87 @@ pub(crate) fn saved_counts<'a>(
     v
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
+}
+
+/// The bytes of the state file, if it is a regular file of at most `max` bytes: opened
+/// without following a symbolic link and without blocking (a FIFO), checked with `fstat`
+/// before anything is read, and read with a bound (a file that grows meanwhile).
+fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, StateError> {
+    let read_err = |source| StateError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let corrupt = |detail: String| StateError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // O_NOFOLLOW on a symbolic link: ELOOP.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(corrupt("it is a symbolic link".into()))
+        }
+        Err(e) => return Err(read_err(e)),
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(corrupt(format!("it is {what}, not a regular file")));
+    }
+    if meta.len() > max as u64 {
+        return Err(corrupt(format!(
+            "{} bytes, more than the {max} a state file may have",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > max {
+        return Err(corrupt(format!(
+            "more than the {max} bytes a state file may have"
+        )));
+    }
+    Ok(Some(bytes))
 }
 
 /// Read the state of `dir`, if any, checking its format and that it belongs to `expected`.
 pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, StateError> {
     let path = path(dir);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Read { path, source }),
+    let Some(bytes) = read_bounded(&path, defaults::STATE_FILE_MAX_BYTES)? else {
+        return Ok(None);
     };
-    let state: State = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
         path: path.clone(),
         detail: e.to_string(),
     })?;
+    drop(bytes);
     if state.format != FORMAT {
         return Err(StateError::Corrupt {
             path,
@@ -166,6 +252,27 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
             detail: "the position does not fit the source".into(),
         });
     }
+    if let Some(Position::Journal { cursor }) = &state.position {
+        if !valid_cursor(cursor) {
+            return Err(StateError::Corrupt {
+                path,
+                detail: format!(
+                    "its journal cursor {:?} is not one journalctl prints",
+                    cursor.chars().take(100).collect::<String>()
+                ),
+            });
+        }
+    }
+    let skew = u64::try_from(defaults::STATE_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+    if state.saved_at_ms > now_ms().saturating_add(skew) {
+        return Err(StateError::Corrupt {
+            path,
+            detail: format!(
+                "it was saved {} s in the future (the clock went back, or it was forged)",
+                (state.saved_at_ms - now_ms()) / 1000
+            ),
+        });
+    }
     if &state.source != expected {
         return Err(StateError::Foreign {
             path,
@@ -176,22 +283,63 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
     Ok(Some(state))
 }
 
-/// Replace the state of `dir` atomically.
+/// Replace the state of `dir` atomically. A state larger than
+/// [`defaults::STATE_FILE_MAX_BYTES`] (which [`load`] would refuse) is saved without its
+/// counts, so that the position is kept; that is reported as [`StateError::TooLarge`]
+/// after the save.
 pub(crate) fn save(dir: &Path, state: &State) -> Result<(), StateError> {
+    save_bounded(dir, state, defaults::STATE_FILE_MAX_BYTES)
+}
+
+fn save_bounded(dir: &Path, state: &State, max: usize) -> Result<(), StateError> {
     let path = path(dir);
     let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
     let werr = |source| StateError::Write {
         path: path.clone(),
         source,
     };
-    let text = serde_json::to_vec(state).expect("state serializes");
-    let mut f = File::create(&tmp).map_err(werr)?;
+    let serialize = |state: &State| {
+        serde_json::to_vec(state).map_err(|e| StateError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })
+    };
+    let mut text = serialize(state)?;
+    let mut dropped = 0;
+    if text.len() > max {
+        dropped = state.counts.len();
+        text = serialize(&State {
+            counts: Vec::new(),
+            ..state.clone()
+        })?;
+    }
+    // Whatever has the temporary name (a file left by a crash, or a symbolic link planted
+    // there) is removed, never followed; the file is then created new, or not at all.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(werr(e)),
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(werr)?;
     f.write_all(&text).map_err(werr)?;
     f.sync_all().map_err(werr)?;
     drop(f);
     fs::rename(&tmp, &path).map_err(werr)?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
+    }
+    if dropped > 0 {
+        return Err(StateError::TooLarge {
+            path,
+            max,
+            series: dropped,
+        });
     }
     Ok(())
 }
@@ -230,7 +378,12 @@ impl Checkpointer {
         position: Option<Position>,
         counts: Vec<SavedCount>,
     ) -> bool {
-        let mut written = self.written.lock().expect("checkpointer");
+        // A panic while this lock was held cannot have left the number half-written: the
+        // guard of a poisoned lock is used as is.
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if seq <= *written {
             return true;
         }
@@ -238,6 +391,12 @@ impl Checkpointer {
         match save(&self.dir, &state) {
             Ok(()) => {
                 *written = seq;
+                true
+            }
+            Err(e @ StateError::TooLarge { .. }) => {
+                // Saved, without the counts: the position is safe.
+                *written = seq;
+                self.internal.emit(StateFileFailed { error: &e });
                 true
             }
             Err(e) => {
@@ -340,5 +499,118 @@ mod tests {
             load(dir.path(), &other),
             Err(StateError::Foreign { .. })
         ));
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Guards issue 8: a symbolic link planted at the temporary name had its target
+    /// overwritten, and the state file (IPs, user names) was mode 0644.
+    #[test]
+    fn a_planted_link_is_not_followed_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let tmp = dir.path().join(format!(".{FILE_NAME}.tmp"));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        // An older state file, readable by all.
+        fs::write(path(dir.path()), "{}").unwrap();
+        fs::set_permissions(
+            path(dir.path()),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let s = State::new(file_id(), None, vec![]);
+        save(dir.path(), &s).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(mode(&path(dir.path())), 0o600);
+        assert!(!tmp.exists());
+        assert_eq!(load(dir.path(), &file_id()).unwrap().unwrap(), s);
+    }
+
+    /// Guards issue 8: a FIFO at the state path hung the start; /dev/zero was read for
+    /// ~1 GB. Neither is a regular file: refused without reading, and so is a link.
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        let status = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let e = load(dir.path(), &file_id()).unwrap_err().to_string();
+        assert!(e.contains("it is a FIFO, not a regular file"), "{e}");
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        let e = load(dir.path(), &file_id()).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        fs::remove_file(&p).unwrap();
+        fs::create_dir(&p).unwrap();
+        let e = load(dir.path(), &file_id()).unwrap_err().to_string();
+        assert!(e.contains("directory"), "{e}");
+        fs::remove_dir(&p).unwrap();
+        // Over the cap: refused from its size, and a save keeps only the position.
+        let key: SeriesKey = (Metric::Matches, vec![("ip".into(), "1.2.3.4".into())]);
+        let position = Some(Position::File {
+            dev: 1,
+            ino: 2,
+            offset: 3,
+            head_len: 0,
+            head_hash: 0,
+        });
+        let big = State::new(
+            file_id(),
+            position.clone(),
+            saved_counts([(&key, &1u64)].into_iter()),
+        );
+        let e = save_bounded(dir.path(), &big, 100).unwrap_err();
+        assert!(matches!(e, StateError::TooLarge { series: 1, .. }), "{e}");
+        let back = load(dir.path(), &file_id()).unwrap().unwrap();
+        assert_eq!((back.position, back.counts.len()), (position, 0));
+        assert!(read_bounded(&p, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("more than the 10"));
+    }
+
+    /// Guards issue 8: a state saved far in the future was taken as saved "0 s ago"; a
+    /// journal cursor with a NUL byte was kept and journalctl could never start.
+    #[test]
+    fn future_states_and_unusable_cursors_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::new(file_id(), None, vec![]);
+        s.saved_at_ms += 3_600_000;
+        save(dir.path(), &s).unwrap();
+        let e = load(dir.path(), &file_id()).unwrap_err().to_string();
+        assert!(e.contains("in the future"), "{e}");
+        // Within the allowed skew: taken as just saved.
+        s.saved_at_ms = now_ms() + 10_000;
+        save(dir.path(), &s).unwrap();
+        assert_eq!(
+            load(dir.path(), &file_id()).unwrap().unwrap().age(),
+            Duration::ZERO
+        );
+        let journal = SourceId::Journal {
+            unit: "reaction.service".into(),
+            directory: None,
+        };
+        for cursor in ["s=1\0;i=2", "", "x y"] {
+            let s = State::new(
+                journal.clone(),
+                Some(Position::Journal {
+                    cursor: cursor.into(),
+                }),
+                vec![],
+            );
+            save(dir.path(), &s).unwrap();
+            let e = load(dir.path(), &journal).unwrap_err().to_string();
+            assert!(
+                e.contains("is not one journalctl prints"),
+                "{cursor:?}: {e}"
+            );
+        }
     }
 }

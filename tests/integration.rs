@@ -26,6 +26,7 @@ mod dashboards_otel_e2e;
 mod deb;
 mod demo;
 mod file_source;
+mod hostile;
 mod journald;
 mod layers;
 mod logging;

@@ -197,6 +197,22 @@ fn read_machine_id(path: &Path) -> Option<String> {
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
 }
 
+/// The longest cursor passed to journalctl: its own are about 130 bytes.
+const MAX_CURSOR_BYTES: usize = 1024;
+
+/// Whether `cursor` could be one journalctl prints (`s=<id>;i=<hex>;b=<id>;m=<hex>;
+/// t=<hex>;x=<hex>`): ASCII letters and digits, `=`, `;`, `-`, `_`, at most
+/// [`MAX_CURSOR_BYTES`]. Another (a NUL byte could not even be passed to journalctl, which
+/// would then never start) is not used: the source falls back at once, as for a cursor
+/// journalctl rejects, and the state file refuses it.
+pub(crate) fn valid_cursor(cursor: &str) -> bool {
+    !cursor.is_empty()
+        && cursor.len() <= MAX_CURSOR_BYTES
+        && cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b';' | b'-' | b'_'))
+}
+
 /// The realtime (µs) a cursor records in its `t=` field.
 fn cursor_realtime(cursor: &str) -> Option<u64> {
     cursor
@@ -241,6 +257,16 @@ pub(crate) async fn run(
         shutdown,
         failing: false,
     };
+    if let Start::Cursor(cursor) = &source.start {
+        if !valid_cursor(cursor) {
+            let cursor = cursor.clone();
+            let (fallback, description) = source.fallback(&cursor);
+            source
+                .observer
+                .position_invalid(excerpt(&cursor), &description);
+            source.start = fallback;
+        }
+    }
     let mut backoff = INITIAL_BACKOFF;
     loop {
         if source.stop_requested() || source.tx.is_closed() {
@@ -1442,6 +1468,43 @@ mod tests {
             .filter(|e| matches!(e, Ev::PositionInvalid(..)))
             .count();
         assert_eq!(invalid, 1);
+    }
+
+    /// Guards issue 8: a cursor with a NUL byte (from a damaged or forged state file) could
+    /// not be passed to journalctl, which then never started and was retried forever. It
+    /// falls back at once, to its time when it has one, without running journalctl on it.
+    #[tokio::test]
+    async fn a_cursor_that_cannot_be_passed_falls_back_at_once() {
+        let mut j = Journal::new();
+        let times = j.write("a", &entries(&["e1", "e2", "e3"])).await;
+        let nul = format!("s=0\0;i=2;t={:x}", times[1]);
+        let mut r = Running::start(JournaldConfig {
+            after_cursor: Some(nul),
+            ..j.config()
+        });
+        assert_eq!(r.texts(2).await, strings(&["e2", "e3"]));
+        let (_, obs) = r.stop().await;
+        let events = obs.events();
+        assert!(
+            events.iter().any(|e| matches!(e,
+                Ev::PositionInvalid(c, f) if c.contains('\0') && f.contains("@1700000000.001000"))),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| matches!(e, Ev::ChildFailed(..))),
+            "{events:?}"
+        );
+        for (cursor, valid) in [
+            ("s=0123456789abcdef0123456789abcdef;i=1;b=0123456789abcdef0123456789abcdef;m=1;t=60a1c1e8ab000;x=1", true),
+            ("garbage", true),
+            ("", false),
+            ("a b", false),
+            ("a\0", false),
+            ("é", false),
+        ] {
+            assert_eq!(valid_cursor(cursor), valid, "{cursor:?}");
+        }
+        assert!(!valid_cursor(&"a".repeat(MAX_CURSOR_BYTES + 1)));
     }
 
     #[tokio::test]

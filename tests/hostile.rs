@@ -1,0 +1,234 @@
+//! Hostile input and faults on the real binary (issue 8's rows about the state file, the
+//! journal, templates, labels and `reaction show`): each is bounded, logged and counted,
+//! never fatal, and what the exporter shows stays true. The configuration rows are in
+//! `cli` (test-config refuses them).
+
+use crate::common;
+use crate::journal;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use journal::*;
+
+const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
+const STATE_FILE: &str = "reaction-metrics-exporter.state.json";
+const LAST_LINE: &str = "this line is not from reaction\n";
+const LAST_LINE_WARNING: &str = "\"this line is not from reaction\"";
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+fn counter(page: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
+    total(page, family, labels)
+}
+
+/// A log file, the reaction fixture and the exporter's configuration (internals on).
+fn file_setup(dir: &Path) -> (Reaction, PathBuf, String) {
+    let r = Reaction::new(dir, &reaction_config());
+    let log = dir.join("reaction.log");
+    append(&log, "");
+    let config = file_config(&log, &r, INTERNALS);
+    (r, log, config)
+}
+
+// ---- The state file ---------------------------------------------------------------------
+
+/// Guards issue 8: a symbolic link planted at the state file's temporary name had its
+/// target overwritten by the next checkpoint, and the state file (IPs, user names) was
+/// mode 0644. Now the link is removed, never followed, and the state file is 0600, also
+/// when an older one was 0644.
+#[test]
+fn a_link_planted_at_the_temporary_name_is_not_followed_and_the_state_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, log, config) = file_setup(dir.path());
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{STATE_FILE}.tmp"))).unwrap();
+    // An older state file, readable by everyone (and not a valid state: it is refused).
+    std::fs::write(state_path(dir.path()), "{}").unwrap();
+    std::fs::set_permissions(state_path(dir.path()), PermissionsExt::from_mode(0o644)).unwrap();
+
+    let e = Exporter::start(dir.path(), &config);
+    append(&log, &ssh_match("192.0.2.1", "root"));
+    let page = wait_for(Duration::from_secs(20), "the match", || {
+        let page = e.scrape();
+        (counter(&page, "reaction_match_count", &[]) == 1.0).then_some(page)
+    });
+    assert!(page.contains("reaction_match_count"), "{page}");
+    // The delivered scrape wrote a checkpoint; the stop writes the last one.
+    assert!(e.terminate().success());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let meta = std::fs::symlink_metadata(state_path(dir.path())).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path(dir.path())).unwrap()).unwrap();
+    assert_eq!(state["source"]["kind"], "file", "{state}");
+}
+
+/// Guards issue 8: a FIFO at the state path hung the start (and SIGTERM was ignored); a
+/// path to `/dev/zero` was read for about 1 GB before failing. Both are refused at once,
+/// logged and counted; the exporter starts per `start_at`, serves, and stops on SIGTERM.
+#[test]
+fn a_fifo_or_a_link_to_dev_zero_at_the_state_path_is_refused_without_blocking() {
+    for what in ["fifo", "/dev/zero"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_r, log, config) = file_setup(dir.path());
+        if what == "fifo" {
+            let status = std::process::Command::new("mkfifo")
+                .arg(state_path(dir.path()))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", state_path(dir.path())).unwrap();
+        }
+        append(
+            &log,
+            &format!("{}{LAST_LINE}", ssh_match("192.0.2.2", "root")),
+        );
+        // Exporter::start returns once it serves: the start did not block.
+        let e = Exporter::start(dir.path(), &config);
+        e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+        let page = e.scrape();
+        assert_eq!(
+            counter(&page, "reaction_match_count", &[]),
+            1.0,
+            "{what}: {page}"
+        );
+        assert_eq!(
+            counter(&page, "reaction_exporter_positions_invalid_total", &[]),
+            1.0,
+            "{what}: {page}"
+        );
+        assert_eq!(
+            counter(
+                &page,
+                "reaction_exporter_source_errors_total",
+                &[("source", "state")]
+            ),
+            1.0,
+            "{what}: {page}"
+        );
+        let says = if what == "fifo" {
+            "it is a FIFO, not a regular file"
+        } else {
+            "it is a symbolic link"
+        };
+        let (status, logs) = e.terminate_with_logs();
+        assert!(status.success(), "{what}: {logs}");
+        assert!(logs.contains(says), "{what}: {logs}");
+        // The state saved at the stop replaced what was there.
+        assert!(std::fs::symlink_metadata(state_path(dir.path()))
+            .unwrap()
+            .file_type()
+            .is_file());
+    }
+}
+
+/// Guards issue 8: a state file saved far in the future (here a year, with 300 series) was
+/// taken as saved "0 s ago", and its counts shown. It is refused: nothing of it is shown,
+/// the log is read per `start_at`, and that is logged and counted.
+#[test]
+fn a_state_saved_in_the_future_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, log, config) = file_setup(dir.path());
+    // A real state first: one series, saved at the stop.
+    append(
+        &log,
+        &format!("{}{LAST_LINE}", ssh_match("192.0.2.3", "root")),
+    );
+    let e = Exporter::start(dir.path(), &config);
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    assert!(e.terminate().success());
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path(dir.path())).unwrap()).unwrap();
+    let one = state["counts"][0].clone();
+    assert_eq!(one["family"], "reaction.filter.matches", "{state}");
+    state["counts"] = (0..300)
+        .map(|i| {
+            let mut c = one.clone();
+            c["attributes"][1][1] = format!("198.51.{}.{}", i / 256, i % 256).into();
+            c
+        })
+        .collect();
+    let year_ms = 365 * 86_400 * 1000u64;
+    state["saved_at_ms"] = (state["saved_at_ms"].as_u64().unwrap() + year_ms).into();
+    std::fs::write(state_path(dir.path()), state.to_string()).unwrap();
+
+    let e = Exporter::start(dir.path(), &config);
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    let page = e.scrape();
+    // start_at: beginning: the one line of the log, none of the 300 saved series.
+    assert_eq!(counter(&page, "reaction_match_count", &[]), 1.0, "{page}");
+    assert_eq!(
+        counter(&page, "reaction_exporter_positions_invalid_total", &[]),
+        1.0
+    );
+    let (status, logs) = e.terminate_with_logs();
+    assert!(status.success());
+    assert!(logs.contains("in the future"), "{logs}");
+    assert!(!logs.contains("continuing from the saved state"), "{logs}");
+}
+
+/// Guards issue 8: a NUL byte in a saved journald cursor: journalctl never started, it was
+/// retried forever, and the cursor was saved again with a fresh time so that it never
+/// expired (nothing was ever read again). The state is refused at start (logged, counted),
+/// journalctl starts per `start_at`, every entry is counted, and the next state holds a
+/// real cursor.
+#[test]
+fn a_nul_byte_in_a_saved_journal_cursor_is_refused_and_the_journal_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    let mut journal = Journal::new(&dir.path().join("journal"));
+    let entries = [
+        journal.next(ssh_match("192.0.2.4", "root").trim_end()),
+        journal.next(LAST_LINE.trim_end()),
+    ];
+    journal.write(&entries);
+    let config = journald_config(&journal.dir, &journalctl(), &r, dir.path(), INTERNALS);
+    let directory = journal.dir.display().to_string();
+    let state = serde_json::json!({
+        "format": "reaction-metrics-exporter/state/1",
+        "saved_at_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        "source": {"kind": "journal", "unit": UNIT, "directory": directory},
+        "position": {"kind": "journal", "cursor": "s=0123\u{0};i=1"},
+        "counts": []
+    });
+    std::fs::write(state_path(dir.path()), state.to_string()).unwrap();
+
+    let e = Exporter::start(dir.path(), &config);
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    let page = e.scrape();
+    assert_eq!(counter(&page, "reaction_match_count", &[]), 1.0, "{page}");
+    assert_eq!(
+        counter(&page, "reaction_exporter_positions_invalid_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        counter(
+            &page,
+            "reaction_exporter_source_errors_total",
+            &[("source", "journald")]
+        ),
+        0.0,
+        "{page}"
+    );
+    let (status, logs) = e.terminate_with_logs();
+    assert!(status.success());
+    assert!(logs.contains("is not one journalctl prints"), "{logs}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path(dir.path())).unwrap()).unwrap();
+    let cursor = saved["position"]["cursor"].as_str().unwrap();
+    assert!(
+        cursor.starts_with("s=") && !cursor.contains('\0'),
+        "{saved}"
+    );
+}
