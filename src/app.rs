@@ -40,6 +40,8 @@ pub struct App {
     /// With OTLP on: how often reaction's status and pending actions are refreshed for it
     /// (scrapes refresh them too).
     status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
+    /// The OTLP push, when on.
+    otlp: Option<otlp::OtlpPush>,
 }
 
 impl App {
@@ -49,29 +51,13 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let config = Arc::new(config);
         let env = |k: &str| std::env::var(k).ok();
-        let resource = otlp::resource(&config.otlp, &env);
-        let otlp_settings = otlp::Settings::resolve(&config.otlp, &env)?;
-        let refresh_every = otlp_settings.as_ref().map(|s| s.interval);
         let internal = Arc::new(Internal::new());
-        let otlp = match otlp_settings {
-            Some(settings) => {
-                tracing::info!(
-                    endpoint = settings.endpoint,
-                    temporality = ?settings.temporality,
-                    "pushing metrics over OTLP gRPC"
-                );
-                Some(otlp::OtlpExporter::new(
-                    settings,
-                    config.metrics.cardinality_limit,
-                    internal.clone(),
-                )?)
-            }
-            None => None,
-        };
+        let (otlp, resource) = otlp_push(&config, &env, &internal)?;
+        let refresh_every = otlp.as_ref().map(|o| o.interval());
         let telemetry = Telemetry::new(
             config.metrics.cardinality_limit,
             resource,
-            otlp.as_ref().map(|e| e.reader()),
+            otlp.as_ref().map(|o| o.reader()),
             internal.clone(),
         );
         let client = Arc::new(ReactionClient::new(ClientConfig {
@@ -125,6 +111,7 @@ impl App {
             resume,
             checkpoint,
             status_refresh: refresh_every.map(|every| (status, every)),
+            otlp,
         })
     }
 
@@ -145,7 +132,9 @@ impl App {
             resume,
             checkpoint,
             status_refresh,
+            otlp,
         } = self;
+        let pushing = otlp.as_ref().map(otlp::OtlpPush::start);
         let refresher = status_refresh.map(|(status, every)| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -279,16 +268,53 @@ impl App {
                 config.state.recall
             );
         }
-        // Flushes the OTLP reader's last deltas (bounded); the pull reader has nothing to do.
+        // The last OTLP export: every line read is recorded; bounded by its deadline.
+        if let Some(p) = pushing {
+            p.shutdown(defaults::FINAL_EXPORT_WAIT).await;
+        }
+        // Nothing left for the readers to do: both are manual.
         let provider = telemetry.provider.clone();
-        let wait = defaults::FINAL_EXPORT_WAIT;
-        match tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(wait)).await {
-            Ok(Err(e)) => tracing::warn!("final export: {e}"),
-            Err(e) => tracing::warn!("final export: {e}"),
+        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+            Ok(Err(e)) => tracing::debug!("meter provider shutdown: {e}"),
+            Err(e) => tracing::warn!("meter provider shutdown: {e}"),
             Ok(Ok(())) => {}
         }
         Ok(())
     }
+}
+
+/// The OTLP push if it is on (logged either way it is decided), and the resource.
+fn otlp_push(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    internal: &Arc<Internal>,
+) -> anyhow::Result<(Option<otlp::OtlpPush>, opentelemetry_sdk::Resource)> {
+    let resolution = otlp::settings::resolve(&config.otlp, env)?;
+    let (attributes, resource_warnings) =
+        otlp::resource::attributes(&config.otlp, env, &otlp::resource::Host::detect());
+    for w in resolution.warnings.iter().chain(&resource_warnings) {
+        tracing::warn!("OTLP: {w}");
+    }
+    if let Some(off) = &resolution.off {
+        tracing::info!("{off}");
+    }
+    let resource = otlp::resource::build(&attributes);
+    let Some(settings) = resolution.settings else {
+        return Ok((None, resource));
+    };
+    let attr = |k: &str| attributes.get(k).map_or("", String::as_str);
+    tracing::info!(
+        url = settings.url,
+        protocol = crate::config::Word::word(settings.protocol),
+        temporality = ?settings.temporality,
+        compression = crate::config::Word::word(settings.compression),
+        interval_seconds = settings.interval.as_secs_f64(),
+        service_name = attr("service.name"),
+        service_instance_id = attr("service.instance.id"),
+        "pushing metrics over OTLP"
+    );
+    let push = otlp::OtlpPush::new(settings, config.metrics.cardinality_limit, internal.clone())?;
+    Ok((Some(push), resource))
 }
 
 /// What the state file is for: a state saved for another input is refused.

@@ -114,35 +114,58 @@ impl Default for Config {
     }
 }
 
-/// `otlp`: every key left `null` (or empty) falls back to the standard `OTEL_*` variable
-/// named beside it, then to the default given there; a key set here wins over the variable.
+/// `otlp`: every key left `null` (or empty) falls back to the standard `OTEL_*` variables
+/// named beside it (the metrics-specific `OTEL_EXPORTER_OTLP_METRICS_*` one first), then to
+/// the default given there; a key set here wins over the variables. The README's "Sending
+/// to an OpenTelemetry pipeline" has the whole table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Otlp {
-    /// gRPC endpoint, `http://host:4317` (or `https://` for TLS).
-    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`; none: OTLP off.
+    /// Where to send. gRPC: `http://host:4317`, `https://host:4317` or `host:4317` (TLS
+    /// unless `insecure`). HTTP: a base URL, `/v1/metrics` is appended (`http://host:4318`
+    /// sends to `http://host:4318/v1/metrics`), unless the path already ends with it.
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (the full URL, used as is),
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL); none: OTLP off.
     pub endpoint: Option<String>,
+    /// `grpc`, `http/protobuf` or `http/json`. `OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL`;
+    /// grpc (the specification's default is http/protobuf: ours stays grpc so that existing
+    /// configurations, written for gRPC, keep working).
+    pub protocol: Option<OtlpProtocol>,
     /// Seconds between exports. `OTEL_METRIC_EXPORT_INTERVAL` (ms); 60.
     #[serde(deserialize_with = "checked::otlp_interval")]
     pub interval: Option<f64>,
-    /// Seconds for one export request. `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`,
-    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms); 10.
+    /// Seconds for one export request. `OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT` (ms); 10.
     #[serde(deserialize_with = "checked::otlp_timeout")]
     pub timeout: Option<f64>,
-    /// gRPC metadata sent with each request, added to `OTEL_EXPORTER_OTLP_HEADERS`.
+    /// Headers (gRPC metadata) sent with each request, added to (and winning over)
+    /// `OTEL_EXPORTER_OTLP_(METRICS_)HEADERS`.
     pub headers: BTreeMap<String, String>,
-    /// PEM file of the CA that signed the collector's certificate (`https://` endpoints;
-    /// the system roots otherwise). `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    /// `none` or `gzip`. `OTEL_EXPORTER_OTLP_(METRICS_)COMPRESSION`; none.
+    pub compression: Option<OtlpCompression>,
+    /// PEM file of the CA that signed the receiver's certificate, trusted besides the
+    /// system roots. `OTEL_EXPORTER_OTLP_(METRICS_)CERTIFICATE`.
     #[serde(deserialize_with = "checked::optional_path")]
     pub ca: Option<PathBuf>,
-    /// `delta` or `cumulative`. `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`; delta.
+    /// PEM client certificate for mutual TLS (with `client_key`).
+    /// `OTEL_EXPORTER_OTLP_(METRICS_)CLIENT_CERTIFICATE`.
+    #[serde(deserialize_with = "checked::optional_path")]
+    pub client_certificate: Option<PathBuf>,
+    /// PEM private key of `client_certificate`. `OTEL_EXPORTER_OTLP_(METRICS_)CLIENT_KEY`.
+    #[serde(deserialize_with = "checked::optional_path")]
+    pub client_key: Option<PathBuf>,
+    /// gRPC only, for an endpoint without `http://` or `https://`: plain text instead of
+    /// TLS. `OTEL_EXPORTER_OTLP_(METRICS_)INSECURE`; false.
+    pub insecure: Option<bool>,
+    /// `delta`, `cumulative` or `lowmemory` (any case).
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`; delta.
     pub temporality: Option<TemporalityPref>,
-    /// `service.name`. `OTEL_SERVICE_NAME`; reaction-metrics-exporter.
+    /// `service.name`. `OTEL_SERVICE_NAME`, then `OTEL_RESOURCE_ATTRIBUTES`;
+    /// reaction-metrics-exporter.
     pub service_name: Option<String>,
-    /// `service.instance.id`. The host name (`/proc/sys/kernel/hostname`), else the
-    /// machine id.
+    /// `service.instance.id`. `OTEL_RESOURCE_ATTRIBUTES`; the host name
+    /// (`/proc/sys/kernel/hostname`), else the machine id.
     pub instance_id: Option<String>,
-    /// Resource attributes, added to `OTEL_RESOURCE_ATTRIBUTES`.
+    /// Resource attributes, winning over `OTEL_RESOURCE_ATTRIBUTES`.
     pub resource: BTreeMap<String, String>,
     /// Exports are split into requests of at most this many bytes (receivers refuse gRPC
     /// messages over 4 MiB by default).
@@ -154,10 +177,15 @@ impl Default for Otlp {
     fn default() -> Self {
         Otlp {
             endpoint: None,
+            protocol: None,
             interval: None,
             timeout: None,
             headers: BTreeMap::new(),
+            compression: None,
             ca: None,
+            client_certificate: None,
+            client_key: None,
+            insecure: None,
             temporality: None,
             service_name: None,
             instance_id: None,
@@ -167,15 +195,114 @@ impl Default for Otlp {
     }
 }
 
+/// An enumerated setting written as one of a few words, in any case (the OpenTelemetry
+/// rule for enum values: "interpreted in a case-insensitive manner").
+pub(crate) trait Word: Sized + Copy + 'static {
+    /// Every value with its canonical word.
+    const WORDS: &'static [(&'static str, Self)];
+    /// The value of a word, in any case.
+    fn from_word(s: &str) -> Option<Self> {
+        Self::WORDS
+            .iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(s.trim()))
+            .map(|(_, v)| *v)
+    }
+    /// The canonical word.
+    fn word(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::WORDS
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(w, _)| w)
+    }
+    /// The words, for messages.
+    fn expected() -> String {
+        Self::WORDS
+            .iter()
+            .map(|(w, _)| *w)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+macro_rules! word_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.word())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::from_word(&s).ok_or_else(|| {
+                    de::Error::custom(format!("{s:?}: expected one of {}", <$t>::expected()))
+                })
+            }
+        }
+    };
+}
+
 /// `otlp.temporality`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemporalityPref {
-    /// Each export carries what happened since the previous one.
+    /// Each export carries what happened since the previous one (counters; gauges are
+    /// the value observed at the export).
     Delta,
     /// Each export carries the totals since the exporter started.
     Cumulative,
+    /// Delta for synchronous counters, cumulative for the rest (the exporter's own
+    /// observable counters), as the OTLP exporter specification defines it.
+    LowMemory,
 }
+
+impl Word for TemporalityPref {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("delta", TemporalityPref::Delta),
+        ("cumulative", TemporalityPref::Cumulative),
+        ("lowmemory", TemporalityPref::LowMemory),
+    ];
+}
+word_serde!(TemporalityPref);
+
+/// `otlp.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with binary protobuf bodies.
+    HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
+}
+
+impl Word for OtlpProtocol {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("grpc", OtlpProtocol::Grpc),
+        ("http/protobuf", OtlpProtocol::HttpProtobuf),
+        ("http/json", OtlpProtocol::HttpJson),
+    ];
+}
+word_serde!(OtlpProtocol);
+
+/// `otlp.compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpCompression {
+    /// Bodies as they are.
+    None,
+    /// gzip (`Content-Encoding: gzip`, or gRPC's `grpc-encoding: gzip`).
+    Gzip,
+}
+
+impl Word for OtlpCompression {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("none", OtlpCompression::None),
+        ("gzip", OtlpCompression::Gzip),
+    ];
+}
+word_serde!(OtlpCompression);
 
 /// `loglevel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

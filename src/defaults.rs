@@ -67,6 +67,32 @@ pub(crate) const MIN_OTLP_MAX_REQUEST_SIZE: usize = 64 * 1024;
 /// The largest `otlp.max_request_size`: 64 MiB, what a receiver configured for big
 /// messages takes; a request is built in memory.
 pub(crate) const MAX_OTLP_MAX_REQUEST_SIZE: usize = 64 * 1024 * 1024;
+/// `otlp.protocol` and `OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL` unset. The specification's
+/// default is `http/protobuf` "unless there are strong reasons for SDKs to select grpc as
+/// the default. For instance, maintaining backward compatibility": ours was gRPC only,
+/// and every configuration written for it (`endpoint: http://collector:4317`) would POST
+/// HTTP to a gRPC port if the default changed.
+pub(crate) const OTLP_PROTOCOL: &str = "grpc";
+/// The gRPC endpoint when `OTEL_METRICS_EXPORTER=otlp` asks for the push without one (the
+/// specification's default).
+pub(crate) const OTLP_GRPC_ENDPOINT: &str = "http://localhost:4317";
+/// The same for OTLP/HTTP.
+pub(crate) const OTLP_HTTP_ENDPOINT: &str = "http://localhost:4318/v1/metrics";
+/// `OTEL_EXPORTER_OTLP_TIMEOUT=0`, "no limit": a century.
+pub(crate) const OTLP_NO_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// First wait after a failed export before retrying; doubled at each failure in a row, up
+/// to [`OTLP_MAX_BACKOFF`], each wait drawn at random in its upper half (the jitter the
+/// specification asks for, so that exporters restarted together do not retry together).
+pub(crate) const OTLP_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between retries without a receiver's instruction: the interval of
+/// most deployments is 60 s, so data is at most one interval late once the receiver is
+/// back.
+pub(crate) const OTLP_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest `Retry-After` or `RetryInfo` delay honoured: a receiver asking for more
+/// gets this (the buffer keeps everything meanwhile).
+pub(crate) const OTLP_MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// At most this much of an error answer's body is read and logged.
+pub(crate) const OTLP_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// `otlp.interval` and `OTEL_METRIC_EXPORT_INTERVAL` unset: the OpenTelemetry default.
 pub(crate) const OTLP_INTERVAL: Duration = Duration::from_secs(60);
 /// The smallest `otlp.interval`: 10 ms (zero is no interval at all).

@@ -5,12 +5,13 @@
 //! Shared helpers: `common` (the real binary on a temporary directory, the reaction CLI
 //! fixture, scrapes), `counts` (tallies of expected counts), `journal` (real journal files),
 //! `tools` (external programs and free ports), `grafana` (dashboard JSON), `workload` (the
-//! dashboard end-to-end workload).
+//! dashboard end-to-end workload), `receivers` (OTLP receivers and Collector stand-ins).
 
 mod common;
 mod counts;
 mod grafana;
 mod journal;
+mod receivers;
 mod tools;
 mod workload;
 
@@ -34,6 +35,8 @@ mod metrics_endpoint;
 mod no_loss;
 mod notify;
 mod otlp;
+mod otlp_faults;
+mod otlp_http;
 mod packaging;
 mod reaction_cli;
 mod readme;

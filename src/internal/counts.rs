@@ -38,8 +38,10 @@ pub enum Counter {
     OtlpFailures,
     /// Events recorded in an overflow series instead of their own, by `reader`.
     CardinalityOverflows,
-    /// Points the OTLP buffer could not keep.
+    /// OTLP points dropped, by `reason`.
     OtlpPointsDropped,
+    /// OTLP requests dropped on a non-retryable answer, by `reason`.
+    OtlpRequestsDropped,
 }
 
 /// The `reason` a line was rejected.
@@ -96,7 +98,7 @@ impl Failing {
 /// The `kind` of an OTLP failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum OtlpFailure {
-    /// An export request failed (its data is kept for the next export).
+    /// An export request failed with a retryable error (its data is kept and sent again).
     Export,
     /// The collector answered with a partial success: it rejected points.
     Rejected,
@@ -152,7 +154,14 @@ pub(crate) enum Series {
     PositionsInvalid,
     OtlpFailures(OtlpFailure),
     CardinalityOverflows(Reader),
-    OtlpPointsDropped,
+    /// `reason`: `buffer_full`, or the reason of a dropped request.
+    OtlpPointsDropped {
+        reason: String,
+    },
+    /// `reason`: `http_<status>` or a gRPC code (`invalid_argument`), `too_large`.
+    OtlpRequestsDropped {
+        reason: String,
+    },
 }
 
 impl Series {
@@ -170,7 +179,8 @@ impl Series {
             Series::PositionsInvalid => Counter::PositionsInvalid,
             Series::OtlpFailures(_) => Counter::OtlpFailures,
             Series::CardinalityOverflows(_) => Counter::CardinalityOverflows,
-            Series::OtlpPointsDropped => Counter::OtlpPointsDropped,
+            Series::OtlpPointsDropped { .. } => Counter::OtlpPointsDropped,
+            Series::OtlpRequestsDropped { .. } => Counter::OtlpRequestsDropped,
         }
     }
 
@@ -182,14 +192,16 @@ impl Series {
             | Series::FileTruncations
             | Series::ActionsHeld
             | Series::ScrapesUndelivered
-            | Series::PositionsInvalid
-            | Series::OtlpPointsDropped => Vec::new(),
+            | Series::PositionsInvalid => Vec::new(),
             Series::LinesRejected(reason) => vec![("reason", reason.as_str())],
             Series::SourceErrors(source) => vec![("source", source.as_str())],
             Series::CliFailures { command, kind } => vec![("command", command), ("kind", kind)],
             Series::TransformErrors { pattern } => vec![("pattern", pattern)],
             Series::OtlpFailures(kind) => vec![("kind", kind.as_str())],
             Series::CardinalityOverflows(reader) => vec![("reader", reader.as_str())],
+            Series::OtlpPointsDropped { reason } | Series::OtlpRequestsDropped { reason } => {
+                vec![("reason", reason)]
+            }
         }
     }
 }

@@ -199,12 +199,17 @@ impl InternalEvent for ScrapeUndelivered {
     }
 }
 
-/// An OTLP export request failed; its data is kept for the next export.
+/// An OTLP export request failed with a retryable error; its data is kept and sent again
+/// after `retry_in`.
 pub(crate) struct OtlpExportFailed<'a> {
     pub(crate) endpoint: &'a str,
+    /// The status or error, with the receiver's message.
     pub(crate) status: &'a dyn Display,
-    /// The series the buffer holds now, for the next export.
+    /// Points kept (in the failed request and the rest of this round) and series in the
+    /// buffer of points never sent.
+    pub(crate) points_kept: u64,
     pub(crate) series_kept: usize,
+    pub(crate) retry_in: std::time::Duration,
 }
 
 impl InternalEvent for OtlpExportFailed<'_> {
@@ -217,10 +222,86 @@ impl InternalEvent for OtlpExportFailed<'_> {
     fn log(&self, suppressed: u64) {
         tracing::warn!(
             suppressed,
-            "OTLP: export to {} failed ({}): {} series kept for the next export",
+            "OTLP: export to {} failed ({}): {} points and {} series kept, retrying in {:.1} s",
             self.endpoint,
             self.status,
-            self.series_kept
+            self.points_kept,
+            self.series_kept,
+            self.retry_in.as_secs_f64()
+        );
+    }
+}
+
+/// The receiver refused an OTLP request with a non-retryable answer: its points are
+/// dropped (the specification: "The client MUST drop the telemetry data"), delivery goes
+/// on with the next request. Counts the request; its points are [`OtlpPointsDropped`].
+pub(crate) struct OtlpRequestDropped<'a> {
+    pub(crate) endpoint: &'a str,
+    /// `http_400`, `invalid_argument`, `too_large`...
+    pub(crate) reason: &'a str,
+    /// The receiver's message.
+    pub(crate) status: &'a dyn Display,
+    pub(crate) points: u64,
+}
+
+impl InternalEvent for OtlpRequestDropped<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        let reason = self.reason.to_string();
+        Some((Series::OtlpRequestsDropped { reason }, 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("otlp:dropped:{}", self.reason).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::error!(
+            reason = self.reason,
+            suppressed,
+            "OTLP: {} refused a request ({}): its {} points are dropped, not retried",
+            self.endpoint,
+            self.status,
+            self.points
+        );
+    }
+}
+
+/// The receiver answered "too large": the request is sent again as two smaller ones.
+pub(crate) struct OtlpRequestSplit<'a> {
+    pub(crate) status: &'a dyn Display,
+    pub(crate) bytes: usize,
+}
+
+impl InternalEvent for OtlpRequestSplit<'_> {
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("otlp:split".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            suppressed,
+            "OTLP: the receiver refused a request of {} bytes as too large ({}): sending its \
+             points in smaller requests (lower otlp.max_request_size?)",
+            self.bytes,
+            self.status
+        );
+    }
+}
+
+/// At shutdown, what could not be delivered within the final export's deadline.
+pub(crate) struct OtlpUndelivered<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) points: u64,
+    pub(crate) series: usize,
+    pub(crate) wait: std::time::Duration,
+}
+
+impl InternalEvent for OtlpUndelivered<'_> {
+    fn log(&self, _: u64) {
+        tracing::warn!(
+            "OTLP: {} points and {} series could not be delivered to {} within {} s: lost \
+             for OTLP",
+            self.points,
+            self.series,
+            self.endpoint,
+            self.wait.as_secs()
         );
     }
 }
@@ -274,20 +355,29 @@ impl InternalEvent for CardinalityOverflow {
     }
 }
 
-/// The OTLP buffer could not keep points (gauge and cumulative series past
-/// `metrics.cardinality_limit` while exports fail).
-pub(crate) struct OtlpPointsDropped {
+/// OTLP points dropped: the buffer could not keep them (`buffer_full`: gauge and
+/// cumulative points past `metrics.cardinality_limit` while exports fail), or their request
+/// was refused (the reason of [`OtlpRequestDropped`], which logs it).
+pub(crate) struct OtlpPointsDropped<'a> {
+    pub(crate) reason: &'a str,
     pub(crate) points: u64,
 }
 
-impl InternalEvent for OtlpPointsDropped {
+/// The reason of points the buffer could not keep.
+pub(crate) const BUFFER_FULL: &str = "buffer_full";
+
+impl InternalEvent for OtlpPointsDropped<'_> {
     fn count(&self) -> Option<(Series, u64)> {
-        Some((Series::OtlpPointsDropped, self.points))
+        let reason = self.reason.to_string();
+        Some((Series::OtlpPointsDropped { reason }, self.points))
     }
     fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
-        Some("otlp:dropped".into())
+        (self.reason == BUFFER_FULL).then(|| "otlp:buffer_full".into())
     }
     fn log(&self, suppressed: u64) {
+        if self.reason != BUFFER_FULL {
+            return;
+        }
         tracing::warn!(
             suppressed,
             "OTLP: {} gauge or cumulative points dropped: the buffer of unsent points holds \

@@ -1,6 +1,6 @@
 //! One `SdkMeterProvider` holding every instrument, and the readers that take from it:
-//! a delta pull reader for `/metrics` (legacy "since the last scrape" semantics), and room
-//! for more (the OTLP periodic reader).
+//! a delta pull reader for `/metrics` (legacy "since the last scrape" semantics), and the
+//! OTLP push's reader when it is on (`otlp`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl Telemetry {
     pub(crate) fn new(
         cardinality_limit: usize,
         resource: Resource,
-        otlp: Option<opentelemetry_sdk::metrics::PeriodicReader<otlp::OtlpExporter>>,
+        otlp: Option<SharedReader>,
         internal: Arc<Internal>,
     ) -> Telemetry {
         let pull_reader = SharedReader(Arc::new(

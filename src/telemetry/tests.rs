@@ -76,7 +76,9 @@ fn emit_every_series(internal: &Internal, counter: Counter) {
             internal.emit(events::OtlpExportFailed {
                 endpoint: "http://c:4317",
                 status: &"unavailable",
+                points_kept: 1,
                 series_kept: 1,
+                retry_in: std::time::Duration::from_secs(1),
             });
             internal.emit(events::OtlpPointsRejected {
                 points: 1,
@@ -88,7 +90,22 @@ fn emit_every_series(internal: &Internal, counter: Counter) {
                 internal.emit(events::CardinalityOverflow { reader, events: 2 });
             }
         }
-        Counter::OtlpPointsDropped => internal.emit(events::OtlpPointsDropped { points: 3 }),
+        Counter::OtlpPointsDropped => {
+            internal.emit(events::OtlpPointsDropped {
+                reason: events::BUFFER_FULL,
+                points: 3,
+            });
+            internal.emit(events::OtlpPointsDropped {
+                reason: "http_400",
+                points: 2,
+            });
+        }
+        Counter::OtlpRequestsDropped => internal.emit(events::OtlpRequestDropped {
+            endpoint: "http://c:4318/v1/metrics",
+            reason: "http_400",
+            status: &"HTTP 400: bad",
+            points: 2,
+        }),
     }
 }
 

@@ -1,7 +1,10 @@
-//! What the OTLP exporter has collected but not yet delivered. Exports are merged in per
+//! What the OTLP exporter has collected and never tried to send. Exports are merged in per
 //! series (delta sums add up, keeping the earliest start; cumulative sums and gauges keep the
 //! latest point), so a collector outage loses nothing: the next successful export carries
-//! everything. Memory is bounded: past `limit` series per metric, new delta sum series are
+//! everything. Only points never attempted are merged: a request that may have reached the
+//! receiver is kept apart and re-sent identical (see `queue`), because merging it into
+//! newer deltas would count it twice behind a `deltatocumulative` processor that had
+//! processed it. Memory is bounded: past `limit` series per metric, new delta sum series are
 //! added into the metric's overflow series (`otel.metric.overflow=true`: their events are
 //! still counted) and new gauge and cumulative series are dropped (the next export that
 //! fits sends their current value); [`MergeStats`] says how much of each, for the
@@ -12,15 +15,15 @@ use std::collections::{BTreeMap, HashMap};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
+    metric::Data, number_data_point, AggregationTemporality, DataPointFlags, Gauge, Metric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::metric::OVERFLOW_KEY;
 
-type PointKey = Vec<(String, String)>;
+pub(crate) type PointKey = Vec<(String, String)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -144,8 +147,17 @@ impl UnsentBuffer {
     }
 
     /// Take everything out as requests of at most about `max_bytes` each (encoded), in a
-    /// stable order (scope, metric, attributes).
-    pub(crate) fn take_requests(&mut self, max_bytes: usize) -> Vec<ExportMetricsServiceRequest> {
+    /// stable order (scope, metric, attributes), each with its number of points. A gauge
+    /// point flagged "no recorded value" (a vanished series, see `gauges`) travels alone in
+    /// its own `Metric` message after the metric's live points: the Collector's
+    /// `prometheus` exporter stops reading a metric's points at the first flagged one
+    /// (contrib `exporter/prometheusexporter/accumulator.go`, `return 0` after
+    /// `registeredMetrics.Delete`), so several flagged points in one message would remove
+    /// only the first series.
+    pub(crate) fn take_requests(
+        &mut self,
+        max_bytes: usize,
+    ) -> Vec<(ExportMetricsServiceRequest, u64)> {
         let resource = self.resource.clone();
         let schema_url = self.schema_url.clone();
         let base = ResourceMetrics {
@@ -157,16 +169,22 @@ impl UnsentBuffer {
         let mut out = Vec::new();
         let mut current = base.clone();
         let mut size = base_len;
+        let mut points_in = 0u64;
         for (_, (scope, metrics)) in std::mem::take(&mut self.scopes) {
             let scope_len = scope.as_ref().map_or(0, |s| s.encoded_len()) + 16;
             for (_, entry) in metrics {
                 let metric_len = entry.template.encoded_len() + 16;
                 let mut points: Vec<(PointKey, NumberDataPoint)> =
                     entry.points.into_iter().collect();
-                points.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                // Live points first, then the flagged ones; by attributes within each.
+                points.sort_unstable_by(|a, b| {
+                    (no_recorded_value(&a.1), &a.0).cmp(&(no_recorded_value(&b.1), &b.0))
+                });
                 for (_, p) in points {
+                    let alone = no_recorded_value(&p);
                     let p_len = p.encoded_len() + 8;
                     let (has_scope, has_metric) = last_open(&current, &scope, &entry.template);
+                    let has_metric = has_metric && !alone;
                     let mut need = p_len;
                     if !has_metric {
                         need += metric_len;
@@ -175,20 +193,30 @@ impl UnsentBuffer {
                         need += scope_len;
                     }
                     if size + need > max_bytes && !current.scope_metrics.is_empty() {
-                        out.push(request(std::mem::replace(&mut current, base.clone())));
+                        out.push((
+                            request(std::mem::replace(&mut current, base.clone())),
+                            std::mem::take(&mut points_in),
+                        ));
                         size = base_len;
                         need = p_len + metric_len + scope_len;
                     }
-                    push_point(&mut current, &scope, &entry.template, p);
+                    push_point(&mut current, &scope, &entry.template, p, alone);
+                    // A flagged point closes its message: the next point opens another.
                     size += need;
+                    points_in += 1;
                 }
             }
         }
         if !current.scope_metrics.is_empty() {
-            out.push(request(current));
+            out.push((request(current), points_in));
         }
         out
     }
+}
+
+/// Whether a point carries the "no recorded value" flag.
+pub(crate) fn no_recorded_value(p: &NumberDataPoint) -> bool {
+    p.flags & DataPointFlags::NoRecordedValueMask as u32 != 0
 }
 
 /// What a point of the SDK's overflow series adds to the events counted there: its value
@@ -237,13 +265,26 @@ fn last_open(
     }
 }
 
+/// Add `p` to the last metric message if it is `template`'s, else to a new one (always a
+/// new one when `alone`).
 fn push_point(
     rm: &mut ResourceMetrics,
     scope: &Option<InstrumentationScope>,
     template: &Metric,
     p: NumberDataPoint,
+    alone: bool,
 ) {
     let (has_scope, has_metric) = last_open(rm, scope, template);
+    let has_metric = has_metric
+        && !alone
+        && !rm
+            .scope_metrics
+            .last()
+            .and_then(|sm| sm.metrics.last())
+            .is_some_and(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.iter().any(no_recorded_value),
+                _ => false,
+            });
     if !has_scope {
         rm.scope_metrics.push(ScopeMetrics {
             scope: scope.clone(),
@@ -325,7 +366,7 @@ fn is_overflow(attrs: &[KeyValue]) -> bool {
     attrs.len() == 1 && attrs[0].key == OVERFLOW_KEY
 }
 
-fn point_key(attrs: &[KeyValue]) -> PointKey {
+pub(crate) fn point_key(attrs: &[KeyValue]) -> PointKey {
     let mut k: PointKey = attrs
         .iter()
         .map(|kv| {
@@ -396,7 +437,15 @@ mod tests {
         }
     }
 
-    fn values(reqs: &[ExportMetricsServiceRequest]) -> BTreeMap<String, (i64, u64, u64)> {
+    fn values(reqs: &[(ExportMetricsServiceRequest, u64)]) -> BTreeMap<String, (i64, u64, u64)> {
+        let n: u64 = reqs.iter().map(|r| r.1).sum();
+        let reqs: Vec<ExportMetricsServiceRequest> = reqs.iter().map(|r| r.0.clone()).collect();
+        let v = values_of(&reqs);
+        assert_eq!(v.len() as u64, n, "the point counts are right");
+        v
+    }
+
+    fn values_of(reqs: &[ExportMetricsServiceRequest]) -> BTreeMap<String, (i64, u64, u64)> {
         let mut out = BTreeMap::new();
         for r in reqs {
             for rm in &r.resource_metrics {
@@ -495,7 +544,7 @@ mod tests {
         let max = 64 * 1024;
         let reqs = p.take_requests(max);
         assert!(reqs.len() > 5);
-        for r in &reqs {
+        for (r, _) in &reqs {
             assert!(r.encoded_len() <= max, "{} > {max}", r.encoded_len());
         }
         let v = values(&reqs);
@@ -503,15 +552,17 @@ mod tests {
         assert!(v.values().all(|x| x.0 == 1));
     }
 
+    /// A request that was never sent (no connection) goes back and adds up with newer
+    /// never-sent deltas.
     #[test]
-    fn failed_request_merged_back_is_sent_again() {
+    fn an_unsent_request_merged_back_is_sent_again() {
         let mut p = UnsentBuffer::new(100);
         p.merge(export(
             vec![point("1.1.1.1", 2, 10, 20)],
             AggregationTemporality::Delta,
         ));
         let reqs = p.take_requests(1 << 20);
-        for r in reqs {
+        for (r, _) in reqs {
             p.merge(r);
         }
         p.merge(export(
@@ -520,5 +571,72 @@ mod tests {
         ));
         let v = values(&p.take_requests(1 << 20));
         assert_eq!(v["ip=1.1.1.1,stream=ssh"], (3, 10, 30));
+    }
+
+    fn gauge(points: Vec<NumberDataPoint>) -> ExportMetricsServiceRequest {
+        let mut r = export(points, AggregationTemporality::Delta);
+        let m = &mut r.resource_metrics[0].scope_metrics[0].metrics[0];
+        m.name = "reaction.action.pending".into();
+        let Some(Data::Sum(s)) = m.data.take() else {
+            unreachable!()
+        };
+        m.data = Some(Data::Gauge(Gauge {
+            data_points: s.data_points,
+        }));
+        r
+    }
+
+    /// Each vanished series' flagged point travels alone in its own metric message, after
+    /// the live points (the Collector's accumulator stops at a metric's first flagged point).
+    #[test]
+    fn flagged_gauge_points_each_get_their_own_metric_message() {
+        let mut p = UnsentBuffer::new(100);
+        let flagged = |ip: &str| {
+            let mut pt = point(ip, 0, 0, 30);
+            pt.flags = DataPointFlags::NoRecordedValueMask as u32;
+            pt
+        };
+        p.merge(gauge(vec![
+            flagged("1.1.1.1"),
+            point("2.2.2.2", 3, 0, 30),
+            flagged("3.3.3.3"),
+            point("4.4.4.4", 1, 0, 30),
+        ]));
+        let reqs = p.take_requests(1 << 20);
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].1, 4);
+        let metrics = &reqs[0].0.resource_metrics[0].scope_metrics[0].metrics;
+        let shape: Vec<Vec<(bool, i64)>> = metrics
+            .iter()
+            .map(|m| {
+                assert_eq!(m.name, "reaction.action.pending");
+                let Some(Data::Gauge(g)) = &m.data else {
+                    panic!()
+                };
+                g.data_points
+                    .iter()
+                    .map(|p| {
+                        let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                            panic!()
+                        };
+                        (no_recorded_value(p), v)
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                vec![(false, 3), (false, 1)],
+                vec![(true, 0)],
+                vec![(true, 0)]
+            ]
+        );
+        // A newer live point of a flagged series replaces the flag (the series is back).
+        p.merge(gauge(vec![flagged("1.1.1.1")]));
+        p.merge(gauge(vec![point("1.1.1.1", 2, 0, 40)]));
+        let reqs = p.take_requests(1 << 20);
+        let metrics = &reqs[0].0.resource_metrics[0].scope_metrics[0].metrics;
+        assert_eq!(metrics.len(), 1);
     }
 }

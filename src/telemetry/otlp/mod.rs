@@ -1,388 +1,354 @@
-//! OTLP gRPC push: a second reader (the SDK's `PeriodicReader`) on the same provider, with
-//! an exporter of our own so that nothing is lost while the collector is down (see
-//! [`buffer`]) and large exports are split into requests a receiver accepts.
+//! The OTLP push: a second reader of the provider (a `ManualReader` with the configured
+//! temporality), collected every `otlp.interval` by a task of ours, and a sender task that
+//! delivers over gRPC or HTTP without losing or doubling anything while the receiver is
+//! down, slow or refusing (see [`queue`]).
 //!
-//! Settings come from the `otlp` config section, then the standard `OTEL_*` variables, then
-//! defaults ([`Settings::resolve`]).
+//! The SDK's `PeriodicReader` is not used: its shutdown waits a hard-coded 5 s
+//! (opentelemetry_sdk 0.33.1 `periodic_reader.rs`, "TODO: Make this timeout configurable")
+//! whatever deadline it is given, so a large final export was lost (issue 8). Here the
+//! final export is ours and has a deadline that holds ([`Running::shutdown`]).
+//!
+//! - [`settings`]: the `otlp` keys and `OTEL_*` variables; [`resource`]: the resource and
+//!   its precedence; `env`: the variables' value formats.
+//! - `buffer`: points never sent, merged per series; `queue`: what is sent next, what is
+//!   in doubt; `gauges`: final points of vanished gauge series.
+//! - `transport`: one request over gRPC or HTTP; `outcome`: what its answer means.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
-use opentelemetry_sdk::Resource;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::ManualReader;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
-use crate::config::{Otlp, TemporalityPref};
-use crate::defaults;
 use crate::internal::counts::Reader;
 use crate::internal::events::{
     CardinalityOverflow, OtlpExportFailed, OtlpPointsDropped, OtlpPointsRejected,
+    OtlpRequestDropped, OtlpRequestSplit, OtlpUndelivered, BUFFER_FULL,
 };
 use crate::internal::Internal;
-use crate::telemetry::VERSION;
+use crate::telemetry::SharedReader;
 
 mod buffer;
+mod env;
+mod gauges;
+mod outcome;
+mod queue;
+pub(crate) mod resource;
+pub(crate) mod settings;
+mod transport;
 
-use buffer::UnsentBuffer;
+use gauges::VanishedGauges;
+use outcome::{Backoff, Outcome};
+use queue::Queue;
+pub(crate) use settings::Settings;
+use transport::Transport;
 
-/// Resolved OTLP settings.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Settings {
-    pub endpoint: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub headers: BTreeMap<String, String>,
-    pub ca: Option<PathBuf>,
-    pub temporality: Temporality,
-    pub max_request_size: usize,
-}
-
+/// Why the OTLP push could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OtlpError {
     #[error("otlp: {0}")]
     Invalid(String),
-    #[error("otlp: cannot read the CA file {path}: {source}")]
-    Ca {
-        path: PathBuf,
-        source: std::io::Error,
+    #[error("otlp: TLS file {path}: {error}")]
+    Tls {
+        path: std::path::PathBuf,
+        error: String,
     },
     #[error("otlp: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-impl Settings {
-    /// None when no endpoint is configured anywhere (OTLP off). `env` looks up a variable.
-    pub(crate) fn resolve(
-        cfg: &Otlp,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Settings>, OtlpError> {
-        let var = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
-        };
-        let Some(endpoint) = cfg.endpoint.clone().or_else(|| {
-            var(&[
-                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ])
-        }) else {
-            return Ok(None);
-        };
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(OtlpError::Invalid(format!(
-                "endpoint {endpoint:?} must start with http:// or https://"
-            )));
-        }
-        let millis = |names: &[&str]| -> Result<Option<Duration>, OtlpError> {
-            match var(names) {
-                None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map(|ms| Some(Duration::from_millis(ms)))
-                    .map_err(|_| {
-                        OtlpError::Invalid(format!("{}={v:?} is not milliseconds", names[0]))
-                    }),
-            }
-        };
-        let interval = match cfg.interval {
-            Some(s) => Duration::from_secs_f64(s),
-            None => millis(&["OTEL_METRIC_EXPORT_INTERVAL"])?.unwrap_or(defaults::OTLP_INTERVAL),
-        };
-        let timeout = match cfg.timeout {
-            Some(s) => Duration::from_secs_f64(s),
-            None => millis(&[
-                "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-                "OTEL_EXPORTER_OTLP_TIMEOUT",
-            ])?
-            .unwrap_or(defaults::OTLP_TIMEOUT),
-        };
-        let mut headers = BTreeMap::new();
-        if let Some(h) = var(&[
-            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-        ]) {
-            for pair in h.split(',').filter(|p| !p.trim().is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| {
-                    OtlpError::Invalid(format!(
-                        "OTEL_EXPORTER_OTLP_HEADERS: {pair:?} is not key=value"
-                    ))
-                })?;
-                headers.insert(k.trim().to_string(), percent_decode(v.trim()));
-            }
-        }
-        headers.extend(cfg.headers.clone());
-        let temporality = match cfg.temporality {
-            Some(TemporalityPref::Delta) => Temporality::Delta,
-            Some(TemporalityPref::Cumulative) => Temporality::Cumulative,
-            None => match var(&["OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"])
-                .map(|v| v.trim().to_ascii_lowercase())
-                .as_deref()
-            {
-                None | Some("delta") => Temporality::Delta,
-                Some("cumulative") => Temporality::Cumulative,
-                Some(other) => {
-                    return Err(OtlpError::Invalid(format!(
-                        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE={other:?}: use delta or cumulative"
-                    )))
-                }
-            },
-        };
-        Ok(Some(Settings {
-            endpoint,
-            interval,
-            timeout,
-            headers,
-            ca: cfg
-                .ca
-                .clone()
-                .or_else(|| var(&["OTEL_EXPORTER_OTLP_CERTIFICATE"]).map(PathBuf::from)),
-            temporality,
-            max_request_size: cfg.max_request_size,
-        }))
-    }
+/// The OTLP push, built and not started.
+pub(crate) struct OtlpPush {
+    shared: Arc<Shared>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The resource of every metric: service name, version, instance id, then the configured
-/// and `OTEL_RESOURCE_ATTRIBUTES` attributes (the SDK reads that variable; config wins).
-pub(crate) fn resource(cfg: &Otlp, env: &dyn Fn(&str) -> Option<String>) -> Resource {
-    let mut b = Resource::builder();
-    let service_name = cfg
-        .service_name
-        .clone()
-        .or_else(|| env("OTEL_SERVICE_NAME").filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| defaults::SERVICE_NAME.to_string());
-    b = b.with_service_name(service_name);
-    let mut attrs = vec![KeyValue::new("service.version", VERSION)];
-    let instance = cfg.instance_id.clone().or_else(instance_id);
-    if let Some(id) = instance {
-        attrs.push(KeyValue::new("service.instance.id", id));
-    }
-    for (k, v) in &cfg.resource {
-        attrs.push(KeyValue::new(k.clone(), v.clone()));
-    }
-    b.with_attributes(attrs).build()
-}
-
-/// The host name, else the machine id.
-pub(crate) fn instance_id() -> Option<String> {
-    [
-        "/proc/sys/kernel/hostname",
-        "/etc/hostname",
-        "/etc/machine-id",
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .map(|s| s.trim().to_string())
-    .find(|s| !s.is_empty())
-}
-
-/// Shared by the exporter and the sends it spawns.
+/// Shared by the collecting and the sending tasks.
 struct Shared {
     settings: Settings,
-    client: MetricsServiceClient<Channel>,
-    metadata: MetadataMap,
-    unsent: Mutex<UnsentBuffer>,
+    transport: Transport,
+    reader: SharedReader,
+    queue: Mutex<Queue>,
+    gauges: Mutex<VanishedGauges>,
     /// Where failures, overflows and dropped points are reported.
     internal: Arc<Internal>,
-    /// Serializes sends (the periodic reader exports one at a time; shutdown too).
-    sending: tokio::sync::Mutex<()>,
+    /// Something new to send.
+    wake: Notify,
 }
 
-/// The OTLP push exporter.
-pub(crate) struct OtlpExporter {
-    shared: Arc<Shared>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl OtlpExporter {
+impl OtlpPush {
     /// Must be called inside the Tokio runtime the sends will use. Failures, overflows and
     /// dropped points are reported to `internal` from the first export on.
     pub(crate) fn new(
         settings: Settings,
         cardinality_limit: usize,
         internal: Arc<Internal>,
-    ) -> Result<OtlpExporter, OtlpError> {
-        let mut endpoint = Endpoint::from_shared(settings.endpoint.clone())?
-            .connect_timeout(settings.timeout)
-            .timeout(settings.timeout);
-        if settings.endpoint.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new().with_native_roots();
-            if let Some(path) = &settings.ca {
-                let pem = std::fs::read(path).map_err(|source| OtlpError::Ca {
-                    path: path.clone(),
-                    source,
-                })?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
-            endpoint = endpoint.tls_config(tls)?;
-        }
-        let channel = endpoint.connect_lazy();
-        let mut metadata = MetadataMap::new();
-        for (k, v) in &settings.headers {
-            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                .map_err(|_| OtlpError::Invalid(format!("header name {k:?} is not valid")))?;
-            let value = MetadataValue::try_from(v.as_str())
-                .map_err(|_| OtlpError::Invalid(format!("header {k:?} has an invalid value")))?;
-            metadata.insert(key, value);
-        }
-        Ok(OtlpExporter {
+    ) -> Result<OtlpPush, OtlpError> {
+        let transport = Transport::new(&settings)?;
+        let reader = SharedReader(Arc::new(
+            ManualReader::builder()
+                .with_temporality(settings.temporality)
+                .build(),
+        ));
+        Ok(OtlpPush {
             shared: Arc::new(Shared {
-                client: MetricsServiceClient::new(channel),
-                metadata,
-                unsent: Mutex::new(UnsentBuffer::new(cardinality_limit)),
+                queue: Mutex::new(Queue::new(cardinality_limit, settings.max_request_size)),
+                gauges: Mutex::new(VanishedGauges::default()),
+                transport,
+                reader,
                 internal,
-                sending: tokio::sync::Mutex::new(()),
+                wake: Notify::new(),
                 settings,
             }),
-            runtime: tokio::runtime::Handle::current(),
         })
     }
 
-    /// The periodic reader that drives this exporter.
-    pub(crate) fn reader(&self) -> PeriodicReader<OtlpExporter> {
-        PeriodicReader::builder(self.clone_handle())
-            .with_interval(self.shared.settings.interval)
-            .build()
+    /// The reader to register with the meter provider.
+    pub(crate) fn reader(&self) -> SharedReader {
+        self.shared.reader.clone()
     }
 
-    fn clone_handle(&self) -> OtlpExporter {
-        OtlpExporter {
+    /// How often it exports.
+    pub(crate) fn interval(&self) -> Duration {
+        self.shared.settings.interval
+    }
+
+    /// Start collecting every interval and sending.
+    pub(crate) fn start(&self) -> Running {
+        let (deadline, deadline_rx) = watch::channel(None);
+        let shared = self.shared.clone();
+        let collector = tokio::spawn(async move {
+            let every = shared.settings.interval;
+            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || s.collect()).await;
+            }
+        });
+        let sender = tokio::spawn(send_loop(self.shared.clone(), deadline_rx));
+        Running {
             shared: self.shared.clone(),
-            runtime: self.runtime.clone(),
+            collector,
+            sender,
+            deadline,
+        }
+    }
+}
+
+/// The running push.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+    collector: tokio::task::JoinHandle<()>,
+    sender: tokio::task::JoinHandle<()>,
+    deadline: watch::Sender<Option<Instant>>,
+}
+
+impl Running {
+    /// Collect one last time (every event recorded so far) and deliver everything within
+    /// `wait`, counted from now: requests are given at most what is left of it, and what
+    /// is not delivered then is logged and dropped. Returns whether everything was.
+    pub(crate) async fn shutdown(self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        self.collector.abort();
+        let _ = self.collector.await;
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.collect()).await;
+        let _ = self.deadline.send(Some(deadline));
+        // The sender stops by itself at the deadline (every request is bounded by what is
+        // left); the margin covers a request being written when it passes.
+        let mut sender = self.sender;
+        if tokio::time::timeout_at(deadline + Duration::from_millis(500), &mut sender)
+            .await
+            .is_err()
+        {
+            sender.abort();
+        }
+        let (points, series) = self.shared.queue.lock().expect("queue").pending();
+        if points == 0 && series == 0 {
+            return true;
+        }
+        self.shared.internal.emit(OtlpUndelivered {
+            endpoint: &self.shared.settings.url,
+            points,
+            series,
+            wait,
+        });
+        false
+    }
+}
+
+/// The result of sending what is queued.
+enum Delivery {
+    /// Everything sent (or dropped as the receiver asked).
+    Done,
+    /// A retryable failure: the data is kept; wait `after` if the receiver said so.
+    Failed {
+        after: Option<Duration>,
+        what: String,
+    },
+    /// The final deadline passed.
+    Deadline,
+}
+
+/// Sends whenever there is something new, retries with backoff after a failure, and at
+/// shutdown sends what is left until the deadline.
+async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Instant>>) {
+    let mut backoff = Backoff::default();
+    let mut retrying = false;
+    loop {
+        if !retrying && deadline.borrow().is_none() {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = deadline.changed() => {}
+            }
+        }
+        let until = *deadline.borrow();
+        match shared.deliver(until).await {
+            Delivery::Done => {
+                backoff.reset();
+                retrying = false;
+                if until.is_some() {
+                    return;
+                }
+            }
+            Delivery::Deadline => return,
+            Delivery::Failed { after, what } => {
+                let wait = backoff.next(after);
+                let (points_kept, series_kept) = shared.queue.lock().expect("queue").pending();
+                shared.internal.emit(OtlpExportFailed {
+                    endpoint: &shared.settings.url,
+                    status: &what,
+                    points_kept,
+                    series_kept,
+                    retry_in: wait,
+                });
+                retrying = true;
+                let sleep = tokio::time::sleep(wait);
+                match until {
+                    Some(d) => {
+                        if d <= Instant::now() + wait {
+                            tokio::time::sleep_until(d).await;
+                            return;
+                        }
+                        sleep.await;
+                    }
+                    None => {
+                        tokio::select! {
+                            _ = sleep => {}
+                            // Stopping: the final export starts at once.
+                            _ = deadline.changed() => {}
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
 impl Shared {
-    /// Send everything pending, in requests under the size limit; what fails goes back.
-    async fn send_pending(&self) -> Result<usize, String> {
-        let _one_at_a_time = self.sending.lock().await;
-        let requests = self
-            .unsent
-            .lock()
-            .expect("unsent")
-            .take_requests(self.settings.max_request_size);
-        let mut sent = 0;
-        let mut iter = requests.into_iter();
-        while let Some(req) = iter.next() {
-            let mut client = self.client.clone();
-            let mut request = tonic::Request::new(req.clone());
-            *request.metadata_mut() = self.metadata.clone();
-            match client.export(request).await {
-                Ok(resp) => {
-                    sent += 1;
-                    if let Some(ps) = resp.into_inner().partial_success {
-                        if ps.rejected_data_points > 0 {
-                            self.internal.emit(OtlpPointsRejected {
-                                points: ps.rejected_data_points,
-                                message: &ps.error_message,
-                            });
-                        }
-                    }
-                }
-                Err(status) => {
-                    let mut unsent = self.unsent.lock().expect("unsent");
-                    unsent.merge(req);
-                    for r in iter {
-                        unsent.merge(r);
-                    }
-                    let series_kept = unsent.series();
-                    drop(unsent);
-                    self.internal.emit(OtlpExportFailed {
-                        endpoint: &self.settings.endpoint,
-                        status: &status.code(),
-                        series_kept,
-                    });
-                    return Err(status.to_string());
-                }
-            }
+    /// Collect the reader, mark vanished gauges, and queue the export (a blocking call:
+    /// collecting 100,000 series takes a while).
+    fn collect(&self) {
+        let mut rm = ResourceMetrics::default();
+        if let Err(e) = self.reader.collect(&mut rm) {
+            tracing::error!("OTLP: collecting metrics failed: {e}");
+            return;
         }
-        Ok(sent)
-    }
-}
-
-impl PushMetricExporter for OtlpExporter {
-    fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
-        let req = ExportMetricsServiceRequest::from(metrics);
-        let stats = self.shared.unsent.lock().expect("unsent").merge(req);
+        let mut req = ExportMetricsServiceRequest::from(&rm);
+        drop(rm);
+        self.gauges.lock().expect("gauges").mark(&mut req);
+        let stats = self.queue.lock().expect("queue").merge(req);
         if stats.overflow_events > 0 {
-            self.shared.internal.emit(CardinalityOverflow {
+            self.internal.emit(CardinalityOverflow {
                 reader: Reader::Otlp,
                 events: stats.overflow_events,
             });
         }
         if stats.dropped_points > 0 {
-            self.shared.internal.emit(OtlpPointsDropped {
+            self.internal.emit(OtlpPointsDropped {
+                reason: BUFFER_FULL,
                 points: stats.dropped_points,
             });
         }
-        let shared = self.shared.clone();
-        let task = self
-            .runtime
-            .spawn(async move { shared.send_pending().await });
-        async move {
-            match task.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(OTelSdkError::InternalFailure(e)),
-                Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
+        self.wake.notify_one();
+    }
+
+    /// Send the queue in order until it is empty, a retryable failure, or `deadline`.
+    async fn deliver(self: &Arc<Self>, deadline: Option<Instant>) -> Delivery {
+        loop {
+            let timeout = match deadline {
+                None => self.settings.timeout,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Delivery::Deadline;
+                    }
+                    left.min(self.settings.timeout)
+                }
+            };
+            let s = self.clone();
+            // Taking a round out of the buffer is heavy with many series: off the runtime.
+            let next = tokio::task::spawn_blocking(move || s.queue.lock().expect("queue").next())
+                .await
+                .unwrap_or(None);
+            let Some(req) = next else {
+                return Delivery::Done;
+            };
+            let outcome = self.transport.send(&req, timeout).await;
+            let bytes = prost::Message::encoded_len(&req);
+            drop(req);
+            let s = self.clone();
+            let o = outcome.clone();
+            let resolved =
+                tokio::task::spawn_blocking(move || s.queue.lock().expect("queue").resolve(&o))
+                    .await
+                    .unwrap_or_default();
+            match outcome {
+                Outcome::Delivered { rejected, message } => {
+                    if rejected > 0 {
+                        self.internal.emit(OtlpPointsRejected {
+                            points: rejected,
+                            message: &message,
+                        });
+                    } else if !message.is_empty() {
+                        tracing::debug!("OTLP: the receiver warns: {message}");
+                    }
+                }
+                Outcome::Refused { reason, what } => self.dropped(&reason, &what, resolved.dropped),
+                Outcome::TooLarge { what } if resolved.split => {
+                    self.internal.emit(OtlpRequestSplit {
+                        status: &what,
+                        bytes,
+                    });
+                }
+                Outcome::TooLarge { what } => self.dropped("too_large", &what, resolved.dropped),
+                Outcome::Retry { after, what, .. } => return Delivery::Failed { after, what },
             }
         }
     }
 
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn temporality(&self) -> Temporality {
-        self.shared.settings.temporality
+    fn dropped(&self, reason: &str, what: &str, points: u64) {
+        self.internal.emit(OtlpRequestDropped {
+            endpoint: &self.settings.url,
+            reason,
+            status: &what,
+            points,
+        });
+        self.internal.emit(OtlpPointsDropped { reason, points });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: BTreeMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| vars.get(k).cloned()
-    }
+    use crate::config::Otlp;
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::Resource;
 
     /// Guards the wiring: the exporter reports to the self-monitoring it is built with, so a
     /// failed export is counted before anything else ran (no scrape, no later set-up step).
@@ -400,111 +366,39 @@ mod tests {
         let cfg = Otlp {
             endpoint: Some(format!("http://127.0.0.1:{port}")),
             timeout: Some(2.0),
-            interval: Some(3600.0),
+            interval: Some(0.1),
             ..Otlp::default()
         };
-        let settings = Settings::resolve(&cfg, &|_| None).unwrap().unwrap();
+        let settings = settings::resolve(&cfg, &|_| None)
+            .unwrap()
+            .settings
+            .unwrap();
         let internal = Arc::new(Internal::new());
-        let exporter = OtlpExporter::new(settings, 100, internal.clone()).unwrap();
+        let push = OtlpPush::new(settings, 100, internal.clone()).unwrap();
         let telemetry = Telemetry::new(
             100,
-            Resource::builder().build(),
-            Some(exporter.reader()),
+            Resource::builder_empty().build(),
+            Some(push.reader()),
             internal.clone(),
         );
         telemetry
             .instruments
             .add(Metric::Matches, 1, &[KeyValue::new("stream", "ssh")]);
-        let provider = telemetry.provider.clone();
-        let flushed = tokio::task::spawn_blocking(move || provider.force_flush())
-            .await
-            .unwrap();
-        assert!(flushed.is_err(), "the export cannot succeed");
+        let running = push.start();
+        for _ in 0..100 {
+            if internal.count(&Series::OtlpFailures(OtlpFailure::Export)) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(
             internal.count(&Series::OtlpFailures(OtlpFailure::Export)),
-            1
+            1,
+            "one failure, then the backoff waits"
         );
-    }
-
-    #[test]
-    fn off_without_endpoint() {
-        assert_eq!(
-            Settings::resolve(&Otlp::default(), &env(&[])).unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn env_vars_apply_and_config_wins() {
-        let e = env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
-            (
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "authorization=Bearer%20x,x-team=sec",
-            ),
-            (
-                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                "Cumulative",
-            ),
-        ]);
-        let s = Settings::resolve(&Otlp::default(), &e).unwrap().unwrap();
-        assert_eq!(s.endpoint, "http://collector:4317");
-        assert_eq!(s.interval, Duration::from_secs(5));
-        assert_eq!(s.headers["authorization"], "Bearer x");
-        assert_eq!(s.temporality, Temporality::Cumulative);
-        assert_eq!(s.timeout, Duration::from_secs(10));
-
-        let cfg = Otlp {
-            endpoint: Some("https://other:4317".into()),
-            interval: Some(1.5),
-            temporality: Some(TemporalityPref::Delta),
-            headers: BTreeMap::from([("x-team".to_string(), "ops".to_string())]),
-            ..Otlp::default()
-        };
-        let s = Settings::resolve(&cfg, &e).unwrap().unwrap();
-        assert_eq!(s.endpoint, "https://other:4317");
-        assert_eq!(s.interval, Duration::from_millis(1500));
-        assert_eq!(s.temporality, Temporality::Delta);
-        assert_eq!(s.headers["x-team"], "ops");
-        assert_eq!(s.headers["authorization"], "Bearer x");
-    }
-
-    #[test]
-    fn bad_values_are_errors() {
-        let cfg = Otlp {
-            endpoint: Some("collector:4317".into()),
-            ..Otlp::default()
-        };
-        assert!(Settings::resolve(&cfg, &env(&[])).is_err());
-        let e = env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "soon"),
-        ]);
-        assert!(Settings::resolve(&Otlp::default(), &e).is_err());
-    }
-
-    #[test]
-    fn resource_has_service_and_instance() {
-        let r = resource(&Otlp::default(), &env(&[("OTEL_SERVICE_NAME", "edge-1")]));
-        let get = |k: &str| {
-            r.get(&opentelemetry::Key::from(k.to_string()))
-                .map(|v| v.to_string())
-        };
-        assert_eq!(get("service.name").as_deref(), Some("edge-1"));
-        assert_eq!(get("service.version").as_deref(), Some(VERSION));
-        assert!(get("service.instance.id").is_some());
-        let cfg = Otlp {
-            service_name: Some("cfg".into()),
-            instance_id: Some("host-a".into()),
-            ..Otlp::default()
-        };
-        let r = resource(&cfg, &env(&[("OTEL_SERVICE_NAME", "edge-1")]));
-        let get = |k: &str| {
-            r.get(&opentelemetry::Key::from(k.to_string()))
-                .map(|v| v.to_string())
-        };
-        assert_eq!(get("service.name").as_deref(), Some("cfg"));
-        assert_eq!(get("service.instance.id").as_deref(), Some("host-a"));
+        // The deadline holds although nothing can be delivered.
+        let started = std::time::Instant::now();
+        assert!(!running.shutdown(Duration::from_millis(700)).await);
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
