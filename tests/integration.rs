@@ -35,6 +35,7 @@ mod metrics_endpoint;
 mod no_loss;
 mod notify;
 mod otlp;
+mod otlp_direct;
 mod otlp_faults;
 mod otlp_http;
 mod packaging;
