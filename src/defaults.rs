@@ -155,6 +155,10 @@ pub(crate) const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);
 pub(crate) const LOG_RATE_LIMIT_PERIOD: Duration = Duration::from_secs(10);
 /// At most this many rate-limit keys are remembered (there are a few dozen in practice).
 pub(crate) const LOG_RATE_LIMIT_KEYS: usize = 1024;
+/// The most a `reaction` CLI call may print on stdout, bytes: 16 MiB is `reaction show`
+/// with about 100,000 pending actions (far more than the cardinality limit lets through);
+/// past it the call fails and its child is killed, so a runaway output costs at most this.
+pub(crate) const REACTION_OUTPUT_MAX: usize = 16 * 1024 * 1024;
 /// At shutdown, how long the requests in flight may take to finish.
 pub(crate) const HTTP_STOP_WAIT: Duration = Duration::from_secs(5);
 /// At shutdown, how long the final OTLP export may take (within systemd's 90 s stop

@@ -232,3 +232,52 @@ fn a_nul_byte_in_a_saved_journal_cursor_is_refused_and_the_journal_is_read() {
         "{saved}"
     );
 }
+
+// ---- Faults of the exporter itself ------------------------------------------------------
+
+/// Guards issue 8: `reaction show`'s output was read whole, however long. A `reaction`
+/// whose `show` prints forever now costs at most `REACTION_OUTPUT_MAX` (16 MiB): the call
+/// fails, is counted (`kind="output"`) and logged, and every scrape is still answered,
+/// with reaction shown down.
+#[test]
+fn an_endless_reaction_show_is_cut_and_the_scrape_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    // `show` prints forever; every other command is the fixture's.
+    let endless = dir.path().join("endless-reaction");
+    std::fs::write(
+        &endless,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = show ]; then exec yes 'ssh: {{}}'; fi\nexec {} \"$@\"\n",
+            r.bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&endless, PermissionsExt::from_mode(0o755)).unwrap();
+    let log = dir.path().join("reaction.log");
+    append(&log, "");
+    let config = file_config(&log, &r, INTERNALS).replace(
+        &format!("binary: {}", r.bin.display()),
+        &format!("binary: {}", endless.display()),
+    );
+    let e = Exporter::start(dir.path(), &config);
+    for scrape in 1..=2 {
+        let page = e.scrape();
+        assert_eq!(status(&page).1, "0", "reaction is shown down: {page}");
+        assert_eq!(
+            counter(
+                &page,
+                "reaction_exporter_reaction_cli_failures_total",
+                &[("command", "show"), ("kind", "output")]
+            ),
+            scrape as f64,
+            "{page}"
+        );
+    }
+    let (status, logs) = e.terminate_with_logs();
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("more than 16777216 bytes on stdout"),
+        "{logs}"
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! Every call runs `reaction` as a child process with an argv (no shell), bounded by the
 //! configured timeout: a hung `reaction` is killed (`kill_on_drop`) and reported as
-//! [`ReactionError::Timeout`]. Parsing of large outputs runs on the blocking pool so the
+//! [`ReactionError::Timeout`]; and by [`defaults::REACTION_OUTPUT_MAX`] bytes of output: a
+//! longer one is not read further, the child is killed, and the call fails
+//! ([`ReactionError::Output`]). Parsing of large outputs runs on the blocking pool so the
 //! async runtime is never blocked.
 
 pub(crate) mod config;
@@ -13,13 +15,18 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+
+use crate::defaults;
 
 pub(crate) use config::ReactionConfig;
 pub(crate) use show::{parse_show, PendingEntry};
 
 /// Longest stderr kept in [`ReactionError::Failed`], in bytes.
 const MAX_STDERR: usize = 500;
+/// stderr read into memory, in bytes (the rest is read and dropped).
+const MAX_STDERR_READ: usize = 64 * 1024;
 
 /// How to reach reaction.
 #[derive(Debug, Clone)]
@@ -188,8 +195,12 @@ impl ReactionClient {
     }
 
     /// Runs `binary args...` with the timeout; Ok(stdout) when it exits with status 0.
+    /// stdout is read up to [`defaults::REACTION_OUTPUT_MAX`] bytes: past it the child is
+    /// killed and the call fails ([`ReactionError::Output`]), so a runaway `reaction show`
+    /// (or a stand-in printing forever) costs at most that much memory. stderr is kept up to
+    /// [`MAX_STDERR_READ`] bytes and the rest is read and dropped.
     async fn run(&self, command: &'static str, args: &[OsString]) -> Result<String, ReactionError> {
-        let child = Command::new(&self.cfg.binary)
+        let mut child = Command::new(&self.cfg.binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -207,34 +218,72 @@ impl ReactionClient {
                     }
                 }
             })?;
-        // On timeout the future is dropped, and the child with it: kill_on_drop kills it and
-        // tokio reaps it in the background.
-        let output = tokio::time::timeout(self.cfg.timeout, child.wait_with_output())
+        let spawn_err = |source| ReactionError::Spawn {
+            command,
+            binary: self.cfg.binary.clone(),
+            source,
+        };
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(spawn_err(std::io::Error::other("no pipe to the child")));
+        };
+        let max = defaults::REACTION_OUTPUT_MAX;
+        // On timeout (or an output too long) the future is dropped, and the child with it:
+        // kill_on_drop kills it and tokio reaps it in the background.
+        let work = async {
+            let (stdout, stderr) = tokio::try_join!(
+                async {
+                    let mut out = Vec::new();
+                    stdout
+                        .take(max as u64 + 1)
+                        .read_to_end(&mut out)
+                        .await
+                        .map_err(spawn_err)?;
+                    if out.len() > max {
+                        return Err(ReactionError::Output {
+                            command,
+                            detail: format!("more than {max} bytes on stdout: not read further"),
+                        });
+                    }
+                    Ok(out)
+                },
+                async {
+                    let mut err = Vec::new();
+                    let mut stderr = stderr;
+                    (&mut stderr)
+                        .take(MAX_STDERR_READ as u64)
+                        .read_to_end(&mut err)
+                        .await
+                        .map_err(spawn_err)?;
+                    tokio::io::copy(&mut stderr, &mut tokio::io::sink())
+                        .await
+                        .map_err(spawn_err)?;
+                    Ok(err)
+                }
+            )?;
+            let status = child.wait().await.map_err(spawn_err)?;
+            Ok::<_, ReactionError>((status, stdout, stderr))
+        };
+        let (status, stdout, stderr) = tokio::time::timeout(self.cfg.timeout, work)
             .await
             .map_err(|_| ReactionError::Timeout {
                 command,
                 after: self.cfg.timeout,
-            })?
-            .map_err(|source| ReactionError::Spawn {
-                command,
-                binary: self.cfg.binary.clone(),
-                source,
-            })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
+            })??;
+        if !status.success() {
+            let stderr = String::from_utf8_lossy(&stderr);
             let message = if stderr.trim().is_empty() {
-                String::from_utf8_lossy(&output.stdout)
+                String::from_utf8_lossy(&stdout)
             } else {
                 stderr
             };
             return Err(ReactionError::Failed {
                 command,
-                code: output.status.code(),
+                code: status.code(),
                 stderr: truncate(message.trim()),
             });
         }
         // reaction prints Rust strings, always UTF-8; be lenient all the same.
-        Ok(match String::from_utf8(output.stdout) {
+        Ok(match String::from_utf8(stdout) {
             Ok(text) => text,
             Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
         })
@@ -736,6 +785,84 @@ mod tests {
             .unwrap();
         let err = rt.block_on(client.version()).unwrap_err();
         assert_eq!(err.kind(), "spawn", "{err:?}");
+    }
+
+    /// A stand-in `reaction` that is a shell script.
+    fn script(dir: &Path, body: &str) -> ReactionClient {
+        let bin = dir.join("reaction");
+        std::fs::write(&bin, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        ReactionClient::new(ClientConfig {
+            binary: bin,
+            config: dir.join("conf"),
+            socket: dir.join("sock"),
+            timeout: Duration::from_secs(20),
+        })
+    }
+
+    /// Guards issue 8: `reaction show`'s output was read whole, however long. Past the cap
+    /// the call fails at once and the child is killed (here one that prints forever).
+    #[tokio::test]
+    async fn endless_output_is_cut_at_the_cap_and_the_child_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = script(
+            dir.path(),
+            &format!(
+                "echo $$ > {}/pid\nexec yes 'ssh: {{}}'",
+                dir.path().display()
+            ),
+        );
+        let started = Instant::now();
+        let err = client.show().await.unwrap_err();
+        assert!(
+            matches!(&err, ReactionError::Output { command: "show", detail } if detail.contains("more than 16777216 bytes")),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), "output");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        let pid = pid.trim().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_dead(&pid) {
+            assert!(
+                Instant::now() < deadline,
+                "reaction child {pid} still running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // An output just under the cap is read (and parsed).
+        let client = script(
+            dir.path(),
+            &format!(
+                "printf 'ssh: {{}}\\n'; head -c {} /dev/zero | tr '\\0' ' '",
+                defaults::REACTION_OUTPUT_MAX - 100
+            ),
+        );
+        assert_eq!(client.show().await.unwrap(), vec![]);
+    }
+
+    /// A chatty stderr is drained (the child never blocks on it) and kept short.
+    #[tokio::test]
+    async fn a_long_stderr_is_drained_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = script(dir.path(), "yes error | head -c 10000000 >&2; exit 3");
+        match client.version().await.unwrap_err() {
+            ReactionError::Failed {
+                code: Some(3),
+                stderr,
+                ..
+            } => assert!(
+                stderr.len() <= MAX_STDERR + '…'.len_utf8(),
+                "{}",
+                stderr.len()
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
