@@ -1,5 +1,8 @@
 //! The `start` command: wire source → pipeline → instruments → readers → HTTP, and stop in
-//! order on SIGTERM/SIGINT (source first, so every line read is counted before exit).
+//! order on SIGTERM/SIGINT (source first, so every line read is counted before exit). A
+//! core task (source, ingest, HTTP server) that ends before the stop stops the exporter the
+//! same way, and `run` then returns an error: the process exits non-zero, and systemd's
+//! `Restart=on-failure` restarts it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -229,44 +232,96 @@ impl App {
             format!("{reading}, serving {serving}, {read} lines read")
         });
 
-        shutdown.await;
+        // The core tasks run until the stop. One that ends before it (a panic: a bug) stops
+        // the exporter, which then exits with an error so that systemd restarts it.
+        let (mut source, mut ingest, mut server) = (source, ingest, server);
+        let failed: Option<(CoreTask, String)> = tokio::select! {
+            _ = shutdown => None,
+            r = &mut source => Some((CoreTask::Source, ended(r.map(|()| Ok(()))))),
+            r = &mut ingest => Some((CoreTask::Ingest, ended(r.map(|()| Ok(()))))),
+            r = &mut server => Some((CoreTask::Server, ended(r.map(|r| r.map_err(|e| e.to_string()))))),
+        };
+        // When ingest dies, its channel closes and the source ends too, maybe first: then
+        // ingest is the cause. It ends soon after the source (its channel is closed), so
+        // waiting for it is bounded.
+        let (source_done, mut ingest_done, server_done) = match &failed {
+            None => (false, false, false),
+            Some((CoreTask::Source, _)) => (true, false, false),
+            Some((CoreTask::Ingest, _)) => (false, true, false),
+            Some((CoreTask::Server, _)) => (false, false, true),
+        };
+        let failed = match failed {
+            Some((CoreTask::Source, why)) => {
+                ingest_done = true;
+                match (&mut ingest).await {
+                    Err(e) if e.is_panic() => Some((CoreTask::Ingest, ended(Err(e)))),
+                    _ => Some((CoreTask::Source, why)),
+                }
+            }
+            other => other,
+        };
         if let Some(n) = notifying {
             n.abort();
         }
-        notifier.stopping("stopping: reading what the source has, saving the state");
-        tracing::info!("stopping: reading what the source has, then exiting");
+        match &failed {
+            None => {
+                notifier.stopping("stopping: reading what the source has, saving the state");
+                tracing::info!("stopping: reading what the source has, then exiting");
+            }
+            Some((task, why)) => {
+                notifier.stopping(&format!("failed: the {} task {why}", task.name()));
+                tracing::error!(
+                    "the {} task {why}: stopping, to exit with an error (a service manager \
+                     restarts the exporter)",
+                    task.name()
+                );
+            }
+        }
         let _ = stop_tx.send(true);
-        let _ = source.await;
-        let _ = ingest.await;
+        if !source_done {
+            let _ = source.await;
+        }
+        if !ingest_done {
+            let _ = ingest.await;
+        }
         let _ = http_stop_tx.send(());
         if let Some(r) = refresher {
             r.abort();
         }
-        match tokio::time::timeout(defaults::HTTP_STOP_WAIT, server).await {
-            Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
-            Err(_) => tracing::warn!(
-                "http server did not stop within {} s",
-                defaults::HTTP_STOP_WAIT.as_secs()
-            ),
-            _ => {}
+        if !server_done {
+            match tokio::time::timeout(defaults::HTTP_STOP_WAIT, server).await {
+                Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
+                Err(_) => tracing::warn!(
+                    "http server did not stop within {} s",
+                    defaults::HTTP_STOP_WAIT.as_secs()
+                ),
+                _ => {}
+            }
         }
-        // Every line read is recorded: save the position with what no scrape delivered.
-        let (position, counts) = scraper.final_state().await;
-        let n = counts.len();
-        let saved = {
-            let checkpoint = checkpoint.clone();
-            tokio::task::spawn_blocking(move || checkpoint.save_now(u64::MAX, position, counts))
-                .await
-                .unwrap_or(false)
-        };
-        if saved {
-            tracing::info!(
-                series = n,
-                file = %state::path(checkpoint.dir()).display(),
-                "saved the position and the counts not yet scraped: a restart within {} s \
-                 continues from here",
-                config.state.recall
-            );
+        if failed.as_ref().map(|f| f.0) == Some(CoreTask::Ingest) {
+            // Ingest died inside a batch: part of it may be recorded, and its position is
+            // not. The state is not saved: the checkpoint of the last delivered scrape stays,
+            // from which a restart counts every line once (as after a crash).
+            tracing::error!("the state is not saved: a restart continues from the last checkpoint");
+        } else {
+            // Every line read is recorded: save the position with what no scrape delivered.
+            let (position, counts) = scraper.final_state().await;
+            let n = counts.len();
+            let saved = {
+                let checkpoint = checkpoint.clone();
+                tokio::task::spawn_blocking(move || checkpoint.save_now(u64::MAX, position, counts))
+                    .await
+                    .unwrap_or(false)
+            };
+            if saved {
+                tracing::info!(
+                    series = n,
+                    file = %state::path(checkpoint.dir()).display(),
+                    "saved the position and the counts not yet scraped: a restart within {} s \
+                     continues from here",
+                    config.state.recall
+                );
+            }
         }
         // The last OTLP export: every line read is recorded; bounded by its deadline.
         if let Some(p) = pushing {
@@ -279,7 +334,47 @@ impl App {
             Err(e) => tracing::warn!("meter provider shutdown: {e}"),
             Ok(Ok(())) => {}
         }
-        Ok(())
+        match failed {
+            None => Ok(()),
+            Some((task, why)) => Err(anyhow::anyhow!("the {} task {why}", task.name())),
+        }
+    }
+}
+
+/// The tasks the exporter cannot run without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CoreTask {
+    Source,
+    Ingest,
+    Server,
+}
+
+impl CoreTask {
+    fn name(self) -> &'static str {
+        match self {
+            CoreTask::Source => "source",
+            CoreTask::Ingest => "ingest",
+            CoreTask::Server => "HTTP server",
+        }
+    }
+}
+
+/// How a core task ended before the stop, in words: its panic's message, its error, or
+/// that it returned.
+fn ended(result: Result<Result<(), String>, tokio::task::JoinError>) -> String {
+    match result {
+        Ok(Ok(())) => "ended before the stop".to_owned(),
+        Ok(Err(e)) => format!("failed: {e}"),
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            format!("panicked: {message}")
+        }
+        Err(e) => format!("was cancelled: {e}"),
     }
 }
 

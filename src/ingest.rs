@@ -59,8 +59,13 @@ impl Ingest {
 
     /// Consume batches until the source closes the channel.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        let fault = crate::fault::armed("ingest");
         while let Some(batch) = rx.recv().await {
             let mut position = self.processed.clone().lock_owned().await;
+            if fault {
+                let _poisoned = self.labeller.lock();
+                panic!("injected fault (a test's REACTION_METRICS_EXPORTER_FAULT)");
+            }
             self.process(batch.lines).await;
             if batch.position.is_some() {
                 *position = batch.position;

@@ -14,7 +14,7 @@
 //! `defaults` and `template` below it.
 //!
 //! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
-//! cycle): `defaults`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
+//! cycle): `defaults`, `fault`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
 //! [`ingest`], `state` → [`scrape`] → `server` → [`app`]; [`cli`] and [`logging`] need only
 //! [`config`].
@@ -26,6 +26,7 @@ pub(crate) mod bounded;
 pub mod cli;
 pub mod config;
 pub(crate) mod defaults;
+pub(crate) mod fault;
 pub mod ingest;
 pub mod internal;
 pub(crate) mod label;

@@ -235,6 +235,34 @@ fn a_nul_byte_in_a_saved_journal_cursor_is_refused_and_the_journal_is_read() {
 
 // ---- Faults of the exporter itself ------------------------------------------------------
 
+/// Guards issue 8: a panic in the ingest task (there, `hold: 18446744073709551615`) left
+/// the process up with ingest stopped and the labeller's lock poisoned, so systemd's
+/// `Restart=on-failure` never fired. Now a core task that dies stops the exporter, which
+/// exits non-zero. The panic comes from the debug-only hook of `src/fault.rs` (compiled out
+/// of release builds): no input reaches a panic any more, which is what the fuzz targets
+/// check.
+#[test]
+fn a_core_task_that_dies_ends_the_process_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, log, config) = file_setup(dir.path());
+    std::fs::write(dir.path().join("config.yml"), &config).unwrap();
+    let e = Exporter::start_with(
+        &dir.path().join("config.yml"),
+        &[("REACTION_METRICS_EXPORTER_FAULT", "ingest")],
+    );
+    append(&log, &ssh_match("192.0.2.1", "root"));
+    let (status, logs) = e
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|logs| panic!("still running after ingest died:\n{logs}"));
+    assert_eq!(status.code(), Some(1), "{logs}");
+    assert!(
+        logs.contains("the ingest task panicked: injected fault"),
+        "{logs}"
+    );
+    // The batch that died is not checkpointed: a restart reads it again.
+    assert!(!state_path(dir.path()).exists(), "{logs}");
+}
+
 /// Guards issue 8: `reaction show`'s output was read whole, however long. A `reaction`
 /// whose `show` prints forever now costs at most `REACTION_OUTPUT_MAX` (16 MiB): the call
 /// fails, is counted (`kind="output"`) and logged, and every scrape is still answered,

@@ -274,6 +274,20 @@ impl Exporter {
         wait_timeout(&mut self.child, Duration::from_secs(20)).expect("exporter exits on SIGTERM")
     }
 
+    /// Wait up to `timeout` for the process to exit by itself: its status and whole log.
+    pub fn wait_exit(
+        mut self,
+        timeout: Duration,
+    ) -> Result<(std::process::ExitStatus, String), String> {
+        let Some(status) = wait_timeout(&mut self.child, timeout) else {
+            return Err(self.logs());
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        Ok((status, self.logs()))
+    }
+
     /// Send SIGTERM, wait for the exit status and return it with the whole log.
     pub fn terminate_with_logs(mut self) -> (std::process::ExitStatus, String) {
         signal(&self.child, libc_sigterm());
