@@ -206,14 +206,23 @@ impl App {
         let ingest = tokio::spawn(ingest.run(rx));
 
         let addr = listener.local_addr().ok();
-        tracing::info!(
-            "serving http://{}/metrics",
-            addr.map_or("?".into(), |a| a.to_string())
-        );
+        let serving = addr.map_or("?".into(), |a| format!("http://{a}/metrics"));
+        tracing::info!("serving {serving}");
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(listener, scraper.clone(), async {
-            let _ = http_stop_rx.await;
-        }));
+        let limits = crate::web::Limits {
+            max_connections: config.listen.max_connections,
+            header_timeout: Duration::from_secs_f64(config.listen.header_timeout),
+            response_timeout: Duration::from_secs_f64(config.listen.response_timeout),
+        };
+        let server = tokio::spawn(crate::web::serve(
+            listener,
+            crate::server::router(scraper.clone()),
+            limits,
+            internal.clone(),
+            async {
+                let _ = http_stop_rx.await;
+            },
+        ));
         // READY=1 now: the port is bound and served, the source and ingest run.
         let notifier = Arc::new(notifier);
         let core = notify::Core {
@@ -224,7 +233,6 @@ impl App {
             ],
             batches,
         };
-        let serving = addr.map_or("?".into(), |a| format!("http://{a}/metrics"));
         let lines = internal.clone();
         let notifying = notify::start(notifier.clone(), core, move || {
             let mut read = 0;

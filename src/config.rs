@@ -359,7 +359,7 @@ impl<'de> Deserialize<'de> for LogLevel {
     }
 }
 
-/// `listen`: where `/metrics` is served.
+/// `listen`: where `/metrics` is served, and the bounds of its server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
@@ -367,6 +367,18 @@ pub struct Listen {
     pub address: String,
     /// The TCP port (0: any free port, said in the log).
     pub port: u16,
+    /// New: open connections at most; past it, a new connection replaces the longest
+    /// idle one, or is closed when none is idle.
+    #[serde(deserialize_with = "checked::max_connections")]
+    pub max_connections: usize,
+    /// New: seconds for each request head (also between requests of a kept-alive
+    /// connection); then the connection is closed.
+    #[serde(deserialize_with = "checked::http_timeout")]
+    pub header_timeout: f64,
+    /// New: seconds from a request to the last byte of its response; then the connection
+    /// is closed (an undelivered page's counts go to the next scrape).
+    #[serde(deserialize_with = "checked::http_timeout")]
+    pub response_timeout: f64,
 }
 
 impl Default for Listen {
@@ -374,6 +386,9 @@ impl Default for Listen {
         Listen {
             address: defaults::LISTEN_ADDRESS.into(),
             port: defaults::LISTEN_PORT,
+            max_connections: defaults::MAX_CONNECTIONS,
+            header_timeout: defaults::HEADER_TIMEOUT_SECONDS,
+            response_timeout: defaults::RESPONSE_TIMEOUT_SECONDS,
         }
     }
 }

@@ -49,6 +49,21 @@ pub(crate) const JOURNALCTL: &str = "journalctl";
 /// The journal directory read in a container (`DOCKER` set) when none is configured: where
 /// the host's journal is usually mounted.
 pub(crate) const CONTAINER_JOURNAL_DIRECTORY: &str = "/var/log/journal";
+/// `listen.max_connections`: open HTTP connections at once. A few scrapers and a browser
+/// need a handful; 64 stays far below the 1024 descriptors a service gets by default (and
+/// is lowered to fit a smaller `RLIMIT_NOFILE`, see [`FD_RESERVE`]).
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// `listen.header_timeout`, seconds: for a TLS handshake and a complete request head, also
+/// between two requests of a kept-alive connection. A scraper sends its request at once.
+pub(crate) const HEADER_TIMEOUT_SECONDS: f64 = 10.0;
+/// `listen.response_timeout`, seconds: from a request to the last byte of its response
+/// handed to the connection. Above Prometheus' 10 s default scrape timeout, with room for
+/// a slow `reaction show` and a large page on a slow link.
+pub(crate) const RESPONSE_TIMEOUT_SECONDS: f64 = 30.0;
+/// The largest `listen.header_timeout` and `listen.response_timeout` accepted: a day.
+pub(crate) const MAX_HTTP_TIMEOUT_SECONDS: f64 = 86_400.0;
+/// The largest `listen.max_connections` accepted.
+pub(crate) const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 /// `metrics.cardinality_limit`: series per instrument and collection; 100,000 is a large
 /// attack's worth of IPs while keeping a `/metrics` page near 10 MB.
 pub(crate) const CARDINALITY_LIMIT: usize = 100_000;
@@ -159,6 +174,16 @@ pub(crate) const LOG_RATE_LIMIT_KEYS: usize = 1024;
 /// with about 100,000 pending actions (far more than the cardinality limit lets through);
 /// past it the call fails and its child is killed, so a runaway output costs at most this.
 pub(crate) const REACTION_OUTPUT_MAX: usize = 16 * 1024 * 1024;
+/// File descriptors kept for everything but HTTP connections (the log file, journalctl's
+/// pipes, reaction's CLI, the state file, OTLP, the runtime): `listen.max_connections` is
+/// lowered to `RLIMIT_NOFILE` minus this, so that connections cannot exhaust descriptors.
+pub(crate) const FD_RESERVE: u64 = 32;
+/// After accept() fails (out of descriptors), wait this long before the next one instead
+/// of spinning.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// A connection's read and write buffers are bounded by this: a request head larger than
+/// it is refused (431), and a response waits for the client when this much is buffered.
+pub(crate) const HTTP_MAX_BUFFER: usize = 64 * 1024;
 /// At shutdown, how long the requests in flight may take to finish.
 pub(crate) const HTTP_STOP_WAIT: Duration = Duration::from_secs(5);
 /// At shutdown, how long the final OTLP export may take (within systemd's 90 s stop

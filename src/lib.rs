@@ -42,3 +42,4 @@ pub(crate) mod state;
 pub mod status;
 pub mod telemetry;
 pub(crate) mod template;
+pub(crate) mod web;

@@ -387,6 +387,19 @@ metric_table! {
         legacy_kind: Legacy::Counter,
         internal: true,
     },
+    /// `reaction_exporter_http_failures_total`.
+    HttpFailures => Spec {
+        otel: "reaction.exporter.http.failures",
+        kind: Kind::ObservableCounter(Counter::HttpFailures),
+        unit: "{failure}",
+        description: "HTTP connections and requests of the `/metrics` endpoint refused or cut short (limits, timeouts, TLS, authentication), by kind.",
+        attributes: &["kind"],
+        patterns: false,
+        legacy: "reaction_exporter_http_failures_total",
+        help: "HTTP connections and requests of the /metrics endpoint refused or cut short (limits, timeouts, TLS, authentication), by kind.",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
     /// `reaction_exporter_last_event_timestamp_seconds`.
     LastEventTime => Spec {
         otel: "reaction.exporter.last_event.time",

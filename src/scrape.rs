@@ -53,6 +53,22 @@ impl Ledger {
     }
 }
 
+/// A checkpoint's number, position and outstanding counts. Under the ledger's lock only
+/// the carry is copied (the pages in flight are shared): the merge runs outside it, so
+/// scrapes do not wait for it.
+fn snapshot(ledger: &Mutex<Ledger>) -> (u64, Option<Position>, Vec<SavedCount>) {
+    let (seq, position, mut all, pages) = {
+        let mut l = ledger.lock().expect("ledger");
+        l.seq += 1;
+        let pages: Vec<Arc<Sums>> = l.in_flight.values().cloned().collect();
+        (l.seq, l.position.clone(), l.carry.clone(), pages)
+    };
+    for c in pages {
+        merge_sums(&mut all, c.iter().cloned());
+    }
+    (seq, position, saved_counts(all.iter()))
+}
+
 /// Answers `/metrics`: one scrape at a time, with the counts of undelivered responses
 /// carried over and a checkpoint at each delivered one. See the module documentation.
 pub struct Scraper {
@@ -308,12 +324,10 @@ impl Delivery {
         if let (Some(c), Ok(rt)) = (counts, tokio::runtime::Handle::try_current()) {
             rt.spawn_blocking(move || drop(c));
         }
+        drop(ledger);
         if let Some(cp) = &self.checkpoint {
-            ledger.seq += 1;
-            let (seq, position, counts) =
-                (ledger.seq, ledger.position.clone(), ledger.outstanding());
-            drop(ledger);
-            cp.save_later(seq, position, counts);
+            let ledger = self.ledger.clone();
+            cp.save_soon(Box::new(move || snapshot(&ledger)));
         }
     }
 }

@@ -1,17 +1,17 @@
 //! HTTP: `/metrics` (negotiated format) and a small `/` page linking it. A `/metrics` body
 //! reports its own delivery: its counts are only forgotten once the whole body has been
-//! handed to the connection.
+//! handed to the connection. A `HEAD` request gets the headers without a scrape (so it
+//! takes no counts). The connections under these routes (limits, timeouts) are `web`'s.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
@@ -27,17 +27,6 @@ pub(crate) fn router(scraper: Arc<Scraper>) -> Router {
         .with_state(scraper)
 }
 
-/// Serve until `shutdown` completes, then finish the requests in flight.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    scraper: Arc<Scraper>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(scraper))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 async fn index() -> Html<String> {
     Html(format!(
         "<!DOCTYPE html>\n<html><head><title>reaction metrics exporter</title></head>\
@@ -47,18 +36,29 @@ async fn index() -> Html<String> {
     ))
 }
 
-async fn metrics(State(scraper): State<Arc<Scraper>>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(scraper): State<Arc<Scraper>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = ExpositionFormat::from_accept(accept);
-    let page = scraper.scrape(format).await;
-    let body = TrackedBody::new(page.body, page.delivery);
-    let mut resp = Response::new(Body::new(body));
+    let (mut resp, format) = if method == Method::HEAD {
+        // What a GET would answer, without scraping: hyper sends no body for HEAD, so a
+        // page made for it would never be delivered (issue 8: each HEAD request took the
+        // counts, returned them undelivered and logged a warning).
+        (Response::new(Body::empty()), format)
+    } else {
+        let page = scraper.scrape(format).await;
+        let body = TrackedBody::new(page.body, page.delivery);
+        (Response::new(Body::new(body)), page.format)
+    };
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static(page.format.content_type()),
+        HeaderValue::from_static(format.content_type()),
     );
-    resp.into_response()
+    resp
 }
 
 /// A body that pulls its chunks from the page as hyper asks for them, and marks its

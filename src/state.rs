@@ -350,6 +350,7 @@ pub(crate) struct Checkpointer {
     dir: PathBuf,
     source: SourceId,
     written: std::sync::Mutex<u64>,
+    pending: std::sync::Mutex<Pending>,
     internal: std::sync::Arc<Internal>,
 }
 
@@ -363,6 +364,7 @@ impl Checkpointer {
             dir,
             source,
             written: std::sync::Mutex::new(0),
+            pending: std::sync::Mutex::new(Pending::default()),
             internal,
         }
     }
@@ -406,23 +408,58 @@ impl Checkpointer {
         }
     }
 
-    /// Save snapshot number `seq` on the blocking pool.
-    pub(crate) fn save_later(
-        self: &std::sync::Arc<Self>,
-        seq: u64,
-        position: Option<Position>,
-        counts: Vec<SavedCount>,
-    ) {
+    /// Save a snapshot soon, on the blocking pool: `snapshot` is taken when the save runs,
+    /// and while one save runs, requests coalesce (the newest waits, older ones are
+    /// dropped). So a burst of scrapes writes the state file at most twice, and the
+    /// snapshot's copy of the outstanding counts is made once per write, off the scrapes'
+    /// path (issue 8: each scrape rewrote a 14 MB state file while a stalled client held a
+    /// 100k-series page, and the scrapes queued behind those copies).
+    pub(crate) fn save_soon(self: &std::sync::Arc<Self>, snapshot: Snapshot) {
+        {
+            let mut p = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if p.running {
+                p.again = Some(snapshot);
+                return;
+            }
+            p.running = true;
+        }
         let this = self.clone();
+        let run = move || {
+            let mut next = Some(snapshot);
+            while let Some(take) = next {
+                let (seq, position, counts) = take();
+                this.save_now(seq, position, counts);
+                let mut p = this
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                next = p.again.take();
+                if next.is_none() {
+                    p.running = false;
+                }
+            }
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
-                h.spawn_blocking(move || this.save_now(seq, position, counts));
+                h.spawn_blocking(run);
             }
-            Err(_) => {
-                this.save_now(seq, position, counts);
-            }
+            Err(_) => run(),
         }
     }
+}
+
+/// Takes a checkpoint's snapshot: its number (increasing), position and counts.
+pub(crate) type Snapshot =
+    Box<dyn FnOnce() -> (u64, Option<Position>, Vec<SavedCount>) + Send + 'static>;
+
+/// Whether a save runs, and the request that came meanwhile.
+#[derive(Default)]
+struct Pending {
+    running: bool,
+    again: Option<Snapshot>,
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod deb;
 mod demo;
 mod file_source;
 mod hostile;
+mod http_limits;
 mod journald;
 mod layers;
 mod logging;

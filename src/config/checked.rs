@@ -172,6 +172,19 @@ pub(super) fn otlp_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64
     }))
 }
 
+/// `listen.header_timeout`, `listen.response_timeout`.
+pub(super) fn http_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    d.deserialize_f64(Seconds {
+        min: defaults::MIN_TIMEOUT_SECONDS,
+        max: defaults::MAX_HTTP_TIMEOUT_SECONDS,
+    })
+}
+
+/// `listen.max_connections`.
+pub(super) fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    size(d, 1, defaults::MAX_MAX_CONNECTIONS, "connections")
+}
+
 /// `otlp.max_request_size`.
 pub(super) fn max_request_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     size(
@@ -272,6 +285,12 @@ mod tests {
         assert_eq!(json!(otlp_interval, "null"), Ok(None));
         assert_eq!(json!(otlp_interval, "1.5"), Ok(Some(1.5)));
         assert!(json!(otlp_interval, "0").is_err());
+        assert_eq!(json!(http_timeout, "0.5"), Ok(0.5));
+        assert!(json!(http_timeout, "0").is_err());
+        assert!(json!(http_timeout, "1e300").is_err());
+        assert_eq!(json!(max_connections, "1"), Ok(1));
+        assert!(json!(max_connections, "0").is_err());
+        assert!(json!(max_connections, "1000001").is_err());
         assert_eq!(json!(path, r#""/a/b""#), Ok(PathBuf::from("/a/b")));
         assert!(json!(path, r#""/a\u0000b""#)
             .unwrap_err()

@@ -42,6 +42,8 @@ pub enum Counter {
     OtlpPointsDropped,
     /// OTLP requests dropped on a non-retryable answer, by `reason`.
     OtlpRequestsDropped,
+    /// HTTP connections and requests refused or cut short, by `kind`.
+    HttpFailures,
 }
 
 /// The `reason` a line was rejected.
@@ -131,6 +133,30 @@ impl Reader {
     }
 }
 
+/// The `kind` of an HTTP failure: why a connection or a request was refused or cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum HttpFailure {
+    /// accept() failed (out of file descriptors, ...).
+    Accept,
+    /// A new connection past `listen.max_connections`, or an idle one closed for it.
+    ConnectionLimit,
+    /// No complete request head within `listen.header_timeout`.
+    HeaderTimeout,
+    /// A response not handed over completely within `listen.response_timeout`.
+    ResponseTimeout,
+}
+
+impl HttpFailure {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HttpFailure::Accept => "accept",
+            HttpFailure::ConnectionLimit => "connection_limit",
+            HttpFailure::HeaderTimeout => "header_timeout",
+            HttpFailure::ResponseTimeout => "response_timeout",
+        }
+    }
+}
+
 /// A series' attributes, (key, value), in `/metrics` label order.
 pub(crate) type Attributes<'a> = [(&'static str, &'a str)];
 
@@ -162,6 +188,7 @@ pub(crate) enum Series {
     OtlpRequestsDropped {
         reason: String,
     },
+    HttpFailures(HttpFailure),
 }
 
 impl Series {
@@ -181,6 +208,7 @@ impl Series {
             Series::CardinalityOverflows(_) => Counter::CardinalityOverflows,
             Series::OtlpPointsDropped { .. } => Counter::OtlpPointsDropped,
             Series::OtlpRequestsDropped { .. } => Counter::OtlpRequestsDropped,
+            Series::HttpFailures(_) => Counter::HttpFailures,
         }
     }
 
@@ -202,6 +230,7 @@ impl Series {
             Series::OtlpPointsDropped { reason } | Series::OtlpRequestsDropped { reason } => {
                 vec![("reason", reason)]
             }
+            Series::HttpFailures(kind) => vec![("kind", kind.as_str())],
         }
     }
 }

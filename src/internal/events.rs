@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::path::Path;
 
-use super::counts::{Failing, OtlpFailure, Reader, Reject, Series};
+use super::counts::{Failing, HttpFailure, OtlpFailure, Reader, Reject, Series};
 use crate::source::Origin;
 
 /// A self-monitoring event.
@@ -191,9 +191,14 @@ impl InternalEvent for ScrapeUndelivered {
     fn count(&self) -> Option<(Series, u64)> {
         Some((Series::ScrapesUndelivered, 1))
     }
-    fn log(&self, _: u64) {
+    // A client can cause one per request (HEAD, a reset, a stall): rate-limited.
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("scrape-undelivered".into())
+    }
+    fn log(&self, suppressed: u64) {
         tracing::warn!(
             series = self.series,
+            suppressed,
             "a /metrics response was not delivered completely: its counts go to the next scrape"
         );
     }
@@ -534,6 +539,37 @@ impl InternalEvent for PositionInvalid<'_> {
             "saved position {:?} cannot be used: starting from {}",
             self.position,
             self.fallback
+        );
+    }
+}
+
+/// An HTTP connection or request refused or cut short (see [`HttpFailure`]): counted by
+/// kind, logged at most once per kind and period, since a client can cause one per request.
+pub(crate) struct HttpFailed<'a> {
+    pub(crate) kind: HttpFailure,
+    /// The client, when known.
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    pub(crate) detail: &'a dyn Display,
+}
+
+impl InternalEvent for HttpFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::HttpFailures(self.kind), 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("http:{}", self.kind.as_str()).into())
+    }
+    fn log(&self, suppressed: u64) {
+        let peer = self
+            .peer
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
+        tracing::warn!(
+            kind = self.kind.as_str(),
+            peer,
+            suppressed,
+            "HTTP: {}",
+            self.detail
         );
     }
 }

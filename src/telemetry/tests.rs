@@ -106,6 +106,11 @@ fn emit_every_series(internal: &Internal, counter: Counter) {
             status: &"HTTP 400: bad",
             points: 2,
         }),
+        Counter::HttpFailures => internal.emit(events::HttpFailed {
+            kind: crate::internal::counts::HttpFailure::HeaderTimeout,
+            peer: None,
+            detail: &"test",
+        }),
     }
 }
 
