@@ -25,6 +25,7 @@ use crate::source::{Position, SourceObserver};
 use crate::state::{self, Checkpointer, SourceId};
 use crate::status::StatusRefresher;
 use crate::telemetry::{otlp, Telemetry};
+use crate::web::WebHandle;
 
 /// Everything `start` runs, built from a configuration.
 pub struct App {
@@ -45,6 +46,9 @@ pub struct App {
     status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
     /// The OTLP push, when on.
     otlp: Option<otlp::OtlpPush>,
+    /// The web configuration (TLS, basic auth, headers) in force; `reload` puts another in
+    /// force (a reload of the whole configuration calls it).
+    pub(crate) web: WebHandle,
 }
 
 impl App {
@@ -57,6 +61,8 @@ impl App {
         let internal = Arc::new(Internal::new());
         let (otlp, resource) = otlp_push(&config, &env, &internal)?;
         let refresh_every = otlp.as_ref().map(|o| o.interval());
+        let web = WebHandle::new(config.listen.web_config.as_deref(), internal.clone())
+            .context("listen.web_config")?;
         let telemetry = Telemetry::new(
             config.metrics.cardinality_limit,
             resource,
@@ -115,6 +121,7 @@ impl App {
             checkpoint,
             status_refresh: refresh_every.map(|every| (status, every)),
             otlp,
+            web,
         })
     }
 
@@ -136,6 +143,7 @@ impl App {
             checkpoint,
             status_refresh,
             otlp,
+            web,
         } = self;
         let pushing = otlp.as_ref().map(otlp::OtlpPush::start);
         let refresher = status_refresh.map(|(status, every)| {
@@ -206,7 +214,9 @@ impl App {
         let ingest = tokio::spawn(ingest.run(rx));
 
         let addr = listener.local_addr().ok();
-        let serving = addr.map_or("?".into(), |a| format!("http://{a}/metrics"));
+        // The scheme of the configuration at start (a reload may turn TLS on or off).
+        let scheme = if web.tls() { "https" } else { "http" };
+        let serving = addr.map_or("?".into(), |a| format!("{scheme}://{a}/metrics"));
         tracing::info!("serving {serving}");
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let limits = crate::web::Limits {
@@ -217,6 +227,7 @@ impl App {
         let server = tokio::spawn(crate::web::serve(
             listener,
             crate::server::router(scraper.clone()),
+            web,
             limits,
             internal.clone(),
             async {

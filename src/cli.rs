@@ -21,6 +21,10 @@ pub struct Cli {
     /// Format of `defaults` (and of `test-config`'s output).
     #[arg(short, long, global = true, value_enum)]
     pub format: Option<ConfigFormat>,
+    /// Web configuration file (TLS, basic auth, headers) in the format of Prometheus'
+    /// exporter-toolkit; overrides `listen.web_config`.
+    #[arg(long = "web.config.file", global = true, value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -55,5 +59,9 @@ mod tests {
         assert_eq!(d.format, Some(ConfigFormat::Yaml));
         assert!(Cli::try_parse_from(["x", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["x", "test-config", "-c", "c.json"]).is_ok());
+        let w = Cli::try_parse_from(["x", "start", "--web.config.file", "web.yml"]).unwrap();
+        assert_eq!(w.web_config_file, Some(PathBuf::from("web.yml")));
+        let w = Cli::try_parse_from(["x", "--web.config.file=w.yml", "test-config"]).unwrap();
+        assert_eq!(w.web_config_file, Some(PathBuf::from("w.yml")));
     }
 }

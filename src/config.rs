@@ -359,7 +359,7 @@ impl<'de> Deserialize<'de> for LogLevel {
     }
 }
 
-/// `listen`: where `/metrics` is served, and the bounds of its server.
+/// `listen`: where `/metrics` is served, how it is secured and bounded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
@@ -367,12 +367,16 @@ pub struct Listen {
     pub address: String,
     /// The TCP port (0: any free port, said in the log).
     pub port: u16,
+    /// New: an exporter-toolkit web configuration file (TLS, basic auth, headers), as
+    /// Prometheus exporters' `--web.config.file` (which also sets it). `null`: plain HTTP.
+    #[serde(deserialize_with = "checked::optional_path")]
+    pub web_config: Option<PathBuf>,
     /// New: open connections at most; past it, a new connection replaces the longest
     /// idle one, or is closed when none is idle.
     #[serde(deserialize_with = "checked::max_connections")]
     pub max_connections: usize,
-    /// New: seconds for each request head (also between requests of a kept-alive
-    /// connection); then the connection is closed.
+    /// New: seconds for a TLS handshake and each request head (also between requests of
+    /// a kept-alive connection); then the connection is closed.
     #[serde(deserialize_with = "checked::http_timeout")]
     pub header_timeout: f64,
     /// New: seconds from a request to the last byte of its response; then the connection
@@ -386,6 +390,7 @@ impl Default for Listen {
         Listen {
             address: defaults::LISTEN_ADDRESS.into(),
             port: defaults::LISTEN_PORT,
+            web_config: None,
             max_connections: defaults::MAX_CONNECTIONS,
             header_timeout: defaults::HEADER_TIMEOUT_SECONDS,
             response_timeout: defaults::RESPONSE_TIMEOUT_SECONDS,
@@ -806,7 +811,24 @@ impl Config {
         } else {
             ConfigFormat::Yaml
         };
-        Config::parse(&text, format, &path.display().to_string())
+        let config = Config::parse(&text, format, &path.display().to_string())?;
+        config.check_web_config(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Load the web configuration file named by `listen.web_config`, if any, to refuse now
+    /// what would fail at start (`file` names the configuration in the error).
+    pub fn check_web_config(&self, file: &str) -> Result<(), ConfigError> {
+        let Some(path) = &self.listen.web_config else {
+            return Ok(());
+        };
+        crate::web_config::WebConfig::load(path).map_err(|e| ConfigError::Invalid {
+            file: file.to_string(),
+            key: format!("listen.web_config:{}", e.key),
+            line: None,
+            message: format!("key `listen.web_config`: {e}"),
+        })?;
+        Ok(())
     }
 
     /// Parse a configuration text; `file` names it in errors.

@@ -184,6 +184,20 @@ pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// A connection's read and write buffers are bounded by this: a request head larger than
 /// it is refused (431), and a response waits for the client when this much is buffered.
 pub(crate) const HTTP_MAX_BUFFER: usize = 64 * 1024;
+/// Verified basic-auth credentials remembered (a keyed digest, not the password): a few
+/// scrapers' worth; only successes go here, so failures cannot evict them.
+pub(crate) const AUTH_CACHE_OK: usize = 64;
+/// Failed basic-auth credentials remembered, so that repeating a wrong password costs no
+/// bcrypt.
+pub(crate) const AUTH_CACHE_FAILED: usize = 4096;
+/// bcrypt runs one at a time within a CPU budget that fills at this share of one core...
+pub(crate) const BCRYPT_CPU_SHARE: f64 = 0.25;
+/// ...and holds at most this much CPU time: a few verifications at once never wait, a flood
+/// of distinct passwords gets a quarter of one core however fast it comes.
+pub(crate) const BCRYPT_BURST: Duration = Duration::from_secs(2);
+/// How long a request with new credentials may wait for its turn at bcrypt before it is
+/// answered 429 (a flood of distinct passwords does not queue without end).
+pub(crate) const AUTH_WAIT: Duration = Duration::from_secs(2);
 /// At shutdown, how long the requests in flight may take to finish.
 pub(crate) const HTTP_STOP_WAIT: Duration = Duration::from_secs(5);
 /// At shutdown, how long the final OTLP export may take (within systemd's 90 s stop

@@ -43,3 +43,4 @@ pub mod status;
 pub mod telemetry;
 pub(crate) mod template;
 pub(crate) mod web;
+pub(crate) mod web_config;

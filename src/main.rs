@@ -8,13 +8,18 @@ use reaction_metrics_exporter::logging::Logging;
 use reaction_metrics_exporter::notify::Notifier;
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
-    match &cli.config {
-        Some(path) => Ok(Config::load(path)?),
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
         None => {
             tracing::warn!("no configuration file given (-c FILE): running on the defaults");
-            Ok(Config::default())
+            Config::default()
         }
+    };
+    if let Some(web) = &cli.web_config_file {
+        config.listen.web_config = Some(web.clone());
+        config.check_web_config("--web.config.file")?;
     }
+    Ok(config)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
-//! HTTP: `/metrics` (negotiated format) and a small `/` page linking it. A `/metrics` body
-//! reports its own delivery: its counts are only forgotten once the whole body has been
-//! handed to the connection. A `HEAD` request gets the headers without a scrape (so it
-//! takes no counts). The connections under these routes (limits, timeouts) are `web`'s.
+//! HTTP: `/metrics` (negotiated format, gzip when accepted) and a small `/` page linking
+//! it. A `/metrics` body reports its own delivery: its counts are only forgotten once the
+//! whole body, compressed or not, has been handed to the connection. A `HEAD` request gets
+//! the headers without a scrape (so it takes no counts). The connections under these
+//! routes (limits, timeouts, TLS, authentication) are `web`'s.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use http_body::{Frame, SizeHint};
 
 use crate::scrape::{Delivery, PageBody, Scraper};
 use crate::telemetry::render::ExpositionFormat;
+use crate::web::gzip::{accepts_gzip, Gzip};
 
 pub(crate) fn router(scraper: Arc<Scraper>) -> Router {
     Router::new()
@@ -43,6 +45,11 @@ async fn metrics(
 ) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = ExpositionFormat::from_accept(accept);
+    let gzip = accepts_gzip(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (mut resp, format) = if method == Method::HEAD {
         // What a GET would answer, without scraping: hyper sends no body for HEAD, so a
         // page made for it would never be delivered (issue 8: each HEAD request took the
@@ -50,35 +57,52 @@ async fn metrics(
         (Response::new(Body::empty()), format)
     } else {
         let page = scraper.scrape(format).await;
-        let body = TrackedBody::new(page.body, page.delivery);
+        let body = TrackedBody::new(page.body, page.delivery, gzip);
         (Response::new(Body::new(body)), page.format)
     };
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     resp
 }
 
-/// A body that pulls its chunks from the page as hyper asks for them, and marks its
-/// [`Delivery`] delivered when hyper takes the last one, i.e. once every byte has been
-/// handed to the connection. Dropped before that (client gone, write error, timeout), the
-/// delivery returns its counts. Bytes handed over but still in hyper's or the kernel's
-/// buffers when the client goes away are not seen: see README.
+/// A body that pulls its chunks from the page as hyper asks for them (compressing them
+/// when `gzip`), and marks its [`Delivery`] delivered when hyper takes the last one (with
+/// gzip, the one that ends with the gzip trailer), i.e. once every byte has been handed to
+/// the connection. Dropped before that (client gone, write error, timeout), the delivery
+/// returns its counts. Bytes handed over but still in hyper's or the kernel's buffers when
+/// the client goes away are not seen: see README.
 struct TrackedBody {
     page: PageBody,
-    /// Bytes not handed over yet.
+    /// Bytes of the page not taken from it yet.
     left: u64,
+    gzip: Option<Gzip>,
     delivery: Option<Delivery>,
 }
 
 impl TrackedBody {
-    fn new(page: PageBody, delivery: Delivery) -> TrackedBody {
+    fn new(page: PageBody, delivery: Delivery, gzip: bool) -> TrackedBody {
         TrackedBody {
             left: page.len(),
             page,
+            gzip: gzip.then(Gzip::new),
             delivery: Some(delivery),
+        }
+    }
+
+    fn delivered(&mut self) {
+        if let Some(d) = self.delivery.take() {
+            d.delivered();
         }
     }
 }
@@ -91,31 +115,49 @@ impl http_body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.page.next_chunk() {
-            Some(c) => {
+        loop {
+            let chunk = self.page.next_chunk();
+            if let Some(c) = &chunk {
                 self.left = self.left.saturating_sub(c.len() as u64);
-                if self.left == 0 {
-                    // The last bytes: hyper stops polling once Content-Length is reached.
-                    if let Some(d) = self.delivery.take() {
-                        d.delivered();
+            }
+            let last = self.left == 0;
+            let out = match (self.gzip.as_mut(), chunk) {
+                (None, Some(c)) => c,
+                (Some(g), Some(c)) => {
+                    let mut out = g.push(&c);
+                    if last {
+                        let tail = self.gzip.take().map(Gzip::finish).unwrap_or_default();
+                        out = [out, tail].concat().into();
+                    } else if out.is_empty() {
+                        // The compressor holds it all so far: take more of the page.
+                        continue;
                     }
+                    out
                 }
-                Poll::Ready(Some(Ok(Frame::data(c))))
-            }
-            None => {
-                if let Some(d) = self.delivery.take() {
-                    d.delivered();
+                (Some(_), None) => self.gzip.take().map(Gzip::finish).unwrap_or_default(),
+                (None, None) => {
+                    self.delivered();
+                    return Poll::Ready(None);
                 }
-                Poll::Ready(None)
+            };
+            if last && self.gzip.is_none() {
+                // The last bytes: hyper stops polling once Content-Length is reached (or
+                // takes this as the end of a chunked body).
+                self.delivered();
             }
+            return Poll::Ready(Some(Ok(Frame::data(out))));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.left == 0 && self.delivery.is_none()
+        self.left == 0 && self.gzip.is_none() && self.delivery.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        match self.gzip {
+            // Compressed: the length is known at the end only (chunked encoding).
+            Some(_) => SizeHint::default(),
+            None => SizeHint::with_exact(self.left),
+        }
     }
 }

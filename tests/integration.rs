@@ -43,3 +43,4 @@ mod packaging;
 mod reaction_cli;
 mod readme;
 mod registry;
+mod secure_endpoint;

@@ -140,10 +140,18 @@ pub(crate) enum HttpFailure {
     Accept,
     /// A new connection past `listen.max_connections`, or an idle one closed for it.
     ConnectionLimit,
-    /// No complete request head within `listen.header_timeout`.
+    /// No complete request head (or TLS handshake) within `listen.header_timeout`.
     HeaderTimeout,
     /// A response not handed over completely within `listen.response_timeout`.
     ResponseTimeout,
+    /// The TLS handshake failed.
+    TlsHandshake,
+    /// Plain HTTP sent to the TLS port.
+    PlainHttp,
+    /// Missing or wrong basic-auth credentials (401).
+    Unauthorized,
+    /// A new credential could not be checked in time: bcrypt was busy (429).
+    AuthBusy,
 }
 
 impl HttpFailure {
@@ -153,6 +161,10 @@ impl HttpFailure {
             HttpFailure::ConnectionLimit => "connection_limit",
             HttpFailure::HeaderTimeout => "header_timeout",
             HttpFailure::ResponseTimeout => "response_timeout",
+            HttpFailure::TlsHandshake => "tls_handshake",
+            HttpFailure::PlainHttp => "plain_http",
+            HttpFailure::Unauthorized => "unauthorized",
+            HttpFailure::AuthBusy => "auth_busy",
         }
     }
 }

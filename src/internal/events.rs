@@ -573,3 +573,39 @@ impl InternalEvent for HttpFailed<'_> {
         );
     }
 }
+
+/// The web configuration file (or a file it names) changed and was loaded again.
+pub(crate) struct WebConfigLoaded<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) tls: bool,
+    pub(crate) users: usize,
+}
+
+impl InternalEvent for WebConfigLoaded<'_> {
+    fn log(&self, _: u64) {
+        tracing::info!(
+            path = %self.path.display(),
+            tls = self.tls,
+            users = self.users,
+            "web configuration loaded"
+        );
+    }
+}
+
+/// A changed web configuration could not be loaded: the previous one stays in force.
+pub(crate) struct WebConfigRefused<'a> {
+    pub(crate) error: &'a dyn Display,
+}
+
+impl InternalEvent for WebConfigRefused<'_> {
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some("web-config".into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::error!(
+            suppressed,
+            "the changed web configuration is refused, the previous one stays in force: {}",
+            self.error
+        );
+    }
+}

@@ -1,12 +1,13 @@
-//! The HTTP server under the routes: accepting connections within a cap, timeouts, then
-//! HTTP/1.1 (hyper) to the router. What each bound does and what happens past it is in the README ("Limits and
+//! The HTTP server under the routes: accepting connections within a cap, TLS, timeouts,
+//! basic authentication and the web configuration's headers, then HTTP/1.1 (hyper) to the
+//! router. What each bound does and what happens past it is in the README ("Limits and
 //! hostile input"); in short:
 //!
 //! - at most `listen.max_connections` connections (lowered to fit `RLIMIT_NOFILE`); at the
 //!   cap a new connection replaces the longest idle one, or is closed if none is idle
 //!   ([`conns`]);
-//! - `listen.header_timeout` for each request head (also between requests of a kept-alive
-//!   connection): then the connection is closed;
+//! - `listen.header_timeout` for the TLS handshake and each request head (also between
+//!   requests of a kept-alive connection): then the connection is closed;
 //! - `listen.response_timeout` from a request to the last byte of its response handed to
 //!   the connection: then the connection is closed and the response dropped (a `/metrics`
 //!   page's counts go to the next scrape);
@@ -24,11 +25,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -38,9 +40,16 @@ use crate::internal::counts::HttpFailure;
 use crate::internal::events::HttpFailed;
 use crate::internal::Internal;
 
+mod auth;
 mod conns;
+pub(crate) mod gzip;
+mod reload;
 
+pub(crate) use reload::WebHandle;
+
+use auth::{Verdict, Verifier};
 use conns::{Admission, Conn, Table};
+use reload::Active;
 
 /// The bounds of the server (from `listen`).
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +64,7 @@ struct Shared {
     router: axum::Router,
     limits: Limits,
     internal: Arc<Internal>,
+    verifier: Verifier,
 }
 
 impl Shared {
@@ -96,6 +106,7 @@ fn fitted_max_connections(max: usize) -> usize {
 pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
+    web: WebHandle,
     limits: Limits,
     internal: Arc<Internal>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -108,6 +119,7 @@ pub(crate) async fn serve(
         router,
         limits,
         internal,
+        verifier: Verifier::new(),
     });
     let table = Table::new(limits.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -156,10 +168,11 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                let active = web.current();
                 let shared = shared.clone();
                 let stop = stop_rx.clone();
                 tasks.spawn(async move {
-                    connection(stream, peer, &shared, &slot.conn, stop).await;
+                    connection(stream, peer, &shared, &slot.conn, active, stop).await;
                     drop(slot);
                 });
             }
@@ -171,21 +184,91 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// HTTP/1.1 on one connection, within its deadlines, until the client leaves, a deadline
-/// passes, the table evicts it or the server stops.
+/// Both kinds of connection, for hyper.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Go's answer to plain HTTP on a TLS port (net/http `server.go`), for the same reason: a
+/// clear error instead of a reset.
+const PLAIN_HTTP_ANSWER: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// TLS (if configured) then HTTP/1.1 on one connection, within its deadlines, until the
+/// client leaves, a deadline passes, the table evicts it or the server stops.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
+    active: Arc<Active>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let limits = shared.limits;
+    let handshake_by = tokio::time::Instant::now() + limits.header_timeout;
+    let io: Box<dyn Io> = match &active.tls {
+        None => Box::new(stream),
+        Some(acceptor) => {
+            let handshake = async {
+                let mut first = [0u8; 1];
+                match stream.peek(&mut first).await {
+                    Ok(1) if first[0] != TLS_HANDSHAKE => {
+                        let mut stream = stream;
+                        let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
+                        let _ = stream.shutdown().await;
+                        shared.failed(
+                            HttpFailure::PlainHttp,
+                            Some(peer),
+                            &"plain HTTP sent to the TLS port: answered 400",
+                        );
+                        return None;
+                    }
+                    Ok(1) => {}
+                    _ => return None,
+                }
+                match acceptor.accept(stream).await {
+                    Ok(tls) => Some(tls),
+                    Err(e) => {
+                        shared.failed(
+                            HttpFailure::TlsHandshake,
+                            Some(peer),
+                            &format!("TLS handshake failed: {e}"),
+                        );
+                        None
+                    }
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout_at(handshake_by, handshake) => match r {
+                    Ok(Some(tls)) => Box::new(tls),
+                    Ok(None) => return,
+                    Err(_) => {
+                        shared.failed(
+                            HttpFailure::HeaderTimeout,
+                            Some(peer),
+                            &format!(
+                                "no TLS handshake within listen.header_timeout ({} s): closed",
+                                limits.header_timeout.as_secs_f64()
+                            ),
+                        );
+                        return;
+                    }
+                },
+                _ = conn.evicted() => return,
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    };
+
     let service = {
         let shared = shared.clone();
         let conn = conn.clone();
-        hyper::service::service_fn(move |req| handle(req, shared.clone(), conn.clone()))
+        hyper::service::service_fn(move |req| {
+            handle(req, shared.clone(), active.clone(), conn.clone(), peer)
+        })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -193,7 +276,7 @@ async fn connection(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(defaults::HTTP_MAX_BUFFER)
         .keep_alive(true);
-    let http = builder.serve_connection(TokioIo::new(stream), service);
+    let http = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(http);
     let mut stopping = false;
     loop {
@@ -244,26 +327,85 @@ async fn connection(
     }
 }
 
-/// One request: the route; the response's body tells the connection when it is handed
-/// over.
+/// One request: authentication, the route, the configured headers; the response's body
+/// tells the connection when it is handed over.
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
+    active: Arc<Active>,
     conn: Arc<Conn>,
+    peer: SocketAddr,
 ) -> Result<Response<Tracked>, Infallible> {
     conn.request_started(Instant::now() + shared.limits.response_timeout);
     // Dropped with the request (client gone while the page is computed) or with the
     // response's body once handed over.
     let answering = Answering(conn);
-    let mut router = shared.router.clone();
-    let response = match tower_service::Service::call(&mut router, req.map(Body::new)).await {
-        Ok(r) => r,
-        Err(e) => match e {},
+    let refusal = match active.users() {
+        None => None,
+        Some(users) => {
+            let authorization = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            match shared.verifier.check(users, authorization).await {
+                Verdict::Allowed => None,
+                Verdict::Denied => {
+                    shared.failed(
+                        HttpFailure::Unauthorized,
+                        Some(peer),
+                        &"missing or wrong basic-auth credentials: answered 401",
+                    );
+                    Some(refuse(StatusCode::UNAUTHORIZED))
+                }
+                Verdict::Busy => {
+                    shared.failed(
+                        HttpFailure::AuthBusy,
+                        Some(peer),
+                        &"new credentials could not be checked in time (bcrypt busy): answered 429",
+                    );
+                    Some(refuse(StatusCode::TOO_MANY_REQUESTS))
+                }
+            }
+        }
     };
+    let mut response = match refusal {
+        Some(r) => r,
+        None => {
+            let mut router = shared.router.clone();
+            match tower_service::Service::call(&mut router, req.map(Body::new)).await {
+                Ok(r) => r,
+                Err(e) => match e {},
+            }
+        }
+    };
+    for (name, value) in active.headers() {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(n, v);
+        }
+    }
     Ok(response.map(|body| Tracked {
         body,
         _answering: answering,
     }))
+}
+
+/// A 401 (with `WWW-Authenticate: Basic`) or 429, as the toolkit words them.
+fn refuse(status: StatusCode) -> Response<Body> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or(""));
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    }
+    r
 }
 
 /// The connection is answering a request until this is dropped.

@@ -185,6 +185,17 @@ impl Exporter {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::start_command(cmd, config_path)
+    }
+
+    /// [`Exporter::start_with`] with more arguments after `start` (`--web.config.file F`).
+    pub fn start_args(config_path: &Path, args: &[&str]) -> Exporter {
+        let mut cmd = command(config_path);
+        cmd.args(args).env("RUST_LOG", "info");
+        Self::start_command(cmd, config_path)
+    }
+
+    fn start_command(cmd: Command, config_path: &Path) -> Exporter {
         let (mut child, stderr, serving, reader) = spawn(cmd);
         let addr = match serving.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
@@ -328,7 +339,7 @@ fn command_of(program: &Path, config_path: &Path) -> Command {
 }
 
 /// Spawns `cmd` and collects its stderr in the background; the receiver gets the address
-/// of the first "serving http://" line.
+/// of the first "serving http://" (or https://) line.
 fn spawn(
     mut cmd: Command,
 ) -> (
@@ -347,8 +358,11 @@ fn spawn(
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
             if !sent {
-                if let Some(i) = line.find("serving http://") {
-                    let rest = &line[i + "serving http://".len()..];
+                let found = ["serving http://", "serving https://"]
+                    .iter()
+                    .find_map(|p| line.find(p).map(|i| i + p.len()));
+                if let Some(i) = found {
+                    let rest = &line[i..];
                     let addr = rest.split('/').next().unwrap().to_string();
                     let _ = tx.send(addr);
                     sent = true;
