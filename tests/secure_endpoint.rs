@@ -494,3 +494,111 @@ fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
+
+/// Drift: `promtool check web-config` (Prometheus 2.42, exporter-toolkit v0.8.2) and
+/// `test-config` agree on which web configurations are valid, except where the README
+/// says we refuse what Go would serve (rustls lacks it).
+#[test]
+fn promtool_and_test_config_agree_on_web_configurations() {
+    let dir = tempfile::tempdir().unwrap();
+    pki_files(dir.path());
+    let other = pki();
+    write(dir.path(), "other.key", &other.server.1);
+    let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    let hash = format!("basic_auth_users:\n  prometheus: '{HASH}'\n");
+    // (text, valid for both)
+    let agreed: Vec<(String, bool)> = vec![
+        (String::new(), true),
+        (hash.clone(), true),
+        (format!("{tls}  min_version: TLS13\n"), true),
+        (
+            format!("{tls}  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"),
+            true,
+        ),
+        (
+            format!(
+                "{tls}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+            ),
+            true,
+        ),
+        (
+            "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: sameorigin\n"
+                .into(),
+            true,
+        ),
+        (format!("{hash}foo: 1\n"), false),
+        ("basic_auth_users:\n  prometheus: secret\n".into(), false),
+        (
+            "http_server_config:\n  headers:\n    Server: me\n".into(),
+            false,
+        ),
+        (
+            "http_server_config:\n  headers:\n    X-Frame-Options: allow\n".into(),
+            false,
+        ),
+        (format!("{tls}  client_auth_type: Always\n"), false),
+        (format!("{tls}  min_version: TLS14\n"), false),
+        (format!("{tls}  client_ca_file: ca.pem\n"), false),
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n".into(),
+            false,
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n".into(),
+            false,
+        ),
+        ("rate_limit:\n  interval: 1s\n".into(), false),
+        (format!("{tls}  client_allowed_sans: [a]\n"), false),
+    ];
+    // Valid for promtool, refused by us (README, "Securing the endpoint").
+    let ours_stricter = [
+        format!("{tls}  max_version: TLS11\n"),
+        format!("{tls}  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\n"),
+        format!("{tls}  curve_preferences: [CurveP521]\n"),
+        format!("{tls}  client_auth_type: RequireAndVerifyClientCert\n"),
+    ];
+    let promtool = tool("promtool", "prometheus");
+    let check = |text: &str| {
+        let web = write(dir.path(), "web.yml", text);
+        let (p, pout) = run(Command::new(&promtool)
+            .args(["check", "web-config"])
+            .arg(&web));
+        let config = write(
+            dir.path(),
+            "config.yml",
+            &format!("listen:\n  web_config: {}\n", web.display()),
+        );
+        let (o, oout) = run(Command::new(BIN).arg("-c").arg(&config).arg("test-config"));
+        (p, o, format!("promtool: {pout}\ntest-config: {oout}"))
+    };
+    for (text, valid) in &agreed {
+        let (p, o, out) = check(text);
+        assert_eq!((p, o), (*valid, *valid), "{text}\n{out}");
+    }
+    for text in &ours_stricter {
+        let (p, o, out) = check(text);
+        assert_eq!((p, o), (true, false), "{text}\n{out}");
+    }
+}
+
+/// `min_version` holds on the wire: with `TLS13`, a client that speaks at most TLS 1.2 is
+/// refused at the handshake (counted), one that speaks TLS 1.3 gets its page.
+#[test]
+fn min_version_is_enforced_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    pki_files(dir.path());
+    let exp = secured(
+        dir.path(),
+        1,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n",
+        false,
+    );
+    let url = format!("https://{}/metrics", exp.addr);
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let (code, status, text) = curl(&["--cacert", &ca, "--tls-max", "1.2", &url]);
+    assert!(code != 0 && status == 0, "{code} {status}: {text}");
+    let (code, status, text) = curl(&["--cacert", &ca, "--tlsv1.3", &url]);
+    assert_eq!((code, status), (0, 200), "{text}");
+    let page = text.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(failures(page, "tls_handshake"), 1.0, "{page}");
+}
