@@ -173,7 +173,7 @@ async fn build(config: Config) -> Rig {
         telemetry: app.telemetry,
         internal: app.internal,
         status: ingest.status.clone(),
-        scraper: app.scraper,
+        scraper: app.scraper.expect("the bench serves /metrics"),
         ingest,
     }
 }
@@ -470,7 +470,12 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
         v[3].push(ms(t.elapsed()));
         let t = Instant::now();
         let mut rm = ResourceMetrics::default();
-        rig.telemetry.pull_reader.collect(&mut rm).unwrap();
+        rig.telemetry
+            .pull_reader
+            .as_ref()
+            .expect("the bench serves /metrics")
+            .collect(&mut rm)
+            .unwrap();
         v[4].push(ms(t.elapsed()));
         let t = Instant::now();
         let c = Collected::from_resource_metrics(&rm);

@@ -17,6 +17,7 @@ use crate::internal::events::{PositionInvalid, StateFileFailed};
 use crate::internal::{Counter, Internal};
 use crate::label::Labeller;
 use crate::notify::{self, Notifier};
+use crate::push_checkpoint::PushCheckpoint;
 use crate::reaction::{ClientConfig, ReactionClient};
 use crate::scrape::Scraper;
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
@@ -34,8 +35,8 @@ pub struct App {
     pub telemetry: Telemetry,
     /// The self-monitoring (also the sources' observer).
     pub internal: Arc<Internal>,
-    /// What answers `/metrics`.
-    pub scraper: Arc<Scraper>,
+    /// What answers `/metrics`; none when it is off (`listen.enabled: false`).
+    pub scraper: Option<Arc<Scraper>>,
     /// Where the source's batches become metrics.
     pub ingest: Ingest,
     /// Where to resume the source (from the state file, within the recall window).
@@ -60,12 +61,20 @@ impl App {
         let env = |k: &str| std::env::var(k).ok();
         let internal = Arc::new(Internal::new());
         let (otlp, resource) = otlp_push(&config, &env, &internal)?;
+        let serving = config.listen.enabled;
+        if !serving && otlp.is_none() {
+            anyhow::bail!(
+                "listen.enabled is false and OTLP is off: nothing would be exported (set an \
+                 OTLP endpoint, or serve /metrics)"
+            );
+        }
         let refresh_every = otlp.as_ref().map(|o| o.interval());
         let web = WebHandle::new(config.listen.web_config.as_deref(), internal.clone())
             .context("listen.web_config")?;
         let telemetry = Telemetry::new(
             config.metrics.cardinality_limit,
             resource,
+            serving,
             otlp.as_ref().map(|o| o.reader()),
             internal.clone(),
         );
@@ -96,15 +105,40 @@ impl App {
         // before that must save this position again, not none (which restarts per start_at).
         *ingest.processed.try_lock().expect("not shared yet") = resume.clone();
         let checkpoint = Arc::new(Checkpointer::new(state_dir, source_id, internal.clone()));
-        let scraper = Arc::new(Scraper::new(
-            telemetry.pull_reader.clone(),
-            status.clone(),
-            internal.clone(),
-            config.metrics.export.internals(),
-            ingest.processed.clone(),
-            restored,
-            Some(checkpoint.clone()),
-        ));
+        let scraper = match (&telemetry.pull_reader, &otlp) {
+            (Some(reader), _) => Some(Arc::new(Scraper::new(
+                reader.clone(),
+                status.clone(),
+                internal.clone(),
+                config.metrics.export.internals(),
+                ingest.processed.clone(),
+                restored,
+                Some(checkpoint.clone()),
+            ))),
+            (None, Some(push)) => {
+                // OTLP only: the push checkpoints after each delivery round, and the counts
+                // a previous run did not deliver are recorded anew (the OTLP reader is the
+                // only one: its next export carries them).
+                for ((metric, attrs), n) in restored {
+                    let attrs: Vec<opentelemetry::KeyValue> = attrs
+                        .into_iter()
+                        .map(|(k, v)| opentelemetry::KeyValue::new(k, v))
+                        .collect();
+                    telemetry.instruments.add(metric, n, &attrs);
+                }
+                push.continue_with(Arc::new(PushCheckpoint {
+                    processed: ingest.processed.clone(),
+                    checkpoint: checkpoint.clone(),
+                    recall: config.state.recall,
+                }));
+                tracing::info!(
+                    "/metrics is off (listen.enabled: false): OTLP only, the state file is \
+                     saved after each export"
+                );
+                None
+            }
+            (None, None) => None, // refused above
+        };
         if !ingest.reload_reaction_config().await {
             tracing::warn!(
                 "running without reaction's configuration for now: pattern labels are \
@@ -125,11 +159,11 @@ impl App {
         })
     }
 
-    /// Serve on `listener` until `shutdown` resolves, telling systemd through `notifier`
-    /// (readiness, status, watchdog, stopping).
+    /// Serve on `listener` (none when `/metrics` is off) until `shutdown` resolves,
+    /// telling systemd through `notifier` (readiness, status, watchdog, stopping).
     pub async fn run(
         self,
-        listener: tokio::net::TcpListener,
+        listener: Option<tokio::net::TcpListener>,
         notifier: Notifier,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -213,52 +247,64 @@ impl App {
         let batches = ingest.processed.clone();
         let ingest = tokio::spawn(ingest.run(rx));
 
-        let addr = listener.local_addr().ok();
-        // The scheme of the configuration at start (a reload may turn TLS on or off).
-        let scheme = if web.tls() { "https" } else { "http" };
-        let serving = addr.map_or("?".into(), |a| format!("{scheme}://{a}/metrics"));
-        tracing::info!("serving {serving}");
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let limits = crate::web::Limits {
-            max_connections: config.listen.max_connections,
-            header_timeout: Duration::from_secs_f64(config.listen.header_timeout),
-            response_timeout: Duration::from_secs_f64(config.listen.response_timeout),
+        let mut tasks = vec![
+            ("source", source.abort_handle()),
+            ("ingest", ingest.abort_handle()),
+        ];
+        let (server, serving) = match (listener, &scraper) {
+            (Some(listener), Some(scraper)) => {
+                let addr = listener.local_addr().ok();
+                // The scheme of the configuration at start (a reload may turn TLS on or off).
+                let scheme = if web.tls() { "https" } else { "http" };
+                let serving = addr.map_or("?".into(), |a| format!("{scheme}://{a}/metrics"));
+                tracing::info!("serving {serving}");
+                let limits = crate::web::Limits {
+                    max_connections: config.listen.max_connections,
+                    header_timeout: Duration::from_secs_f64(config.listen.header_timeout),
+                    response_timeout: Duration::from_secs_f64(config.listen.response_timeout),
+                };
+                let server = tokio::spawn(crate::web::serve(
+                    listener,
+                    crate::server::router(scraper.clone()),
+                    web,
+                    limits,
+                    internal.clone(),
+                    async {
+                        let _ = http_stop_rx.await;
+                    },
+                ));
+                tasks.push(("HTTP server", server.abort_handle()));
+                (Some(server), format!("serving {serving}"))
+            }
+            _ => (None, "pushing over OTLP only".to_string()),
         };
-        let server = tokio::spawn(crate::web::serve(
-            listener,
-            crate::server::router(scraper.clone()),
-            web,
-            limits,
-            internal.clone(),
-            async {
-                let _ = http_stop_rx.await;
-            },
-        ));
-        // READY=1 now: the port is bound and served, the source and ingest run.
+        // READY=1 now: the port is bound and served (when /metrics is on), the source and
+        // ingest run.
         let notifier = Arc::new(notifier);
-        let core = notify::Core {
-            tasks: vec![
-                ("source", source.abort_handle()),
-                ("ingest", ingest.abort_handle()),
-                ("HTTP server", server.abort_handle()),
-            ],
-            batches,
-        };
+        let core = notify::Core { tasks, batches };
         let lines = internal.clone();
         let notifying = notify::start(notifier.clone(), core, move || {
             let mut read = 0;
             lines.observe(Counter::LinesRead, &mut |n, _| read += n);
-            format!("{reading}, serving {serving}, {read} lines read")
+            format!("{reading}, {serving}, {read} lines read")
         });
 
         // The core tasks run until the stop. One that ends before it (a panic: a bug) stops
         // the exporter, which then exits with an error so that systemd restarts it.
         let (mut source, mut ingest, mut server) = (source, ingest, server);
+        // No server (OTLP only): never ends.
+        let server_ends = async {
+            match &mut server {
+                Some(s) => s.await,
+                None => std::future::pending().await,
+            }
+        };
         let failed: Option<(CoreTask, String)> = tokio::select! {
             _ = shutdown => None,
             r = &mut source => Some((CoreTask::Source, ended(r.map(|()| Ok(()))))),
             r = &mut ingest => Some((CoreTask::Ingest, ended(r.map(|()| Ok(()))))),
-            r = &mut server => Some((CoreTask::Server, ended(r.map(|r| r.map_err(|e| e.to_string()))))),
+            r = server_ends => Some((CoreTask::Server, ended(r.map(|r| r.map_err(|e| e.to_string()))))),
         };
         // When ingest dies, its channel closes and the source ends too, maybe first: then
         // ingest is the cause. It ends soon after the source (its channel is closed), so
@@ -307,7 +353,7 @@ impl App {
         if let Some(r) = refresher {
             r.abort();
         }
-        if !server_done {
+        if let (false, Some(server)) = (server_done, server) {
             match tokio::time::timeout(defaults::HTTP_STOP_WAIT, server).await {
                 Ok(Ok(Err(e))) => tracing::warn!("http server: {e}"),
                 Err(_) => tracing::warn!(
@@ -317,12 +363,14 @@ impl App {
                 _ => {}
             }
         }
-        if failed.as_ref().map(|f| f.0) == Some(CoreTask::Ingest) {
+        let save_state = failed.as_ref().map(|f| f.0) != Some(CoreTask::Ingest);
+        if !save_state {
             // Ingest died inside a batch: part of it may be recorded, and its position is
-            // not. The state is not saved: the checkpoint of the last delivered scrape stays,
-            // from which a restart counts every line once (as after a crash).
+            // not. The state is not saved: the last checkpoint (of a delivered scrape or
+            // OTLP export) stays, from which a restart counts every line once (as after a
+            // crash).
             tracing::error!("the state is not saved: a restart continues from the last checkpoint");
-        } else {
+        } else if let Some(scraper) = &scraper {
             // Every line read is recorded: save the position with what no scrape delivered.
             let (position, counts) = scraper.final_state().await;
             let n = counts.len();
@@ -343,8 +391,9 @@ impl App {
             }
         }
         // The last OTLP export: every line read is recorded; bounded by its deadline.
+        // OTLP only, it then saves the position with what it could not deliver.
         if let Some(p) = pushing {
-            p.shutdown(defaults::FINAL_EXPORT_WAIT).await;
+            p.shutdown(defaults::FINAL_EXPORT_WAIT, save_state).await;
         }
         // Nothing left for the readers to do: both are manual.
         let provider = telemetry.provider.clone();
@@ -523,8 +572,12 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
     })
 }
 
-/// Bind the configured address (a host name, an IPv4 or a bare IPv6 address like `::1`).
-pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+/// Bind the configured address (a host name, an IPv4 or a bare IPv6 address like `::1`);
+/// nothing when `/metrics` is off (`listen.enabled: false`).
+pub async fn bind(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if !config.listen.enabled {
+        return Ok(None);
+    }
     let (host, port) = (config.listen.address.as_str(), config.listen.port);
     let shown = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -533,6 +586,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
     };
     tokio::net::TcpListener::bind((host, port))
         .await
+        .map(Some)
         .with_context(|| format!("cannot listen on {shown}"))
 }
 
@@ -548,7 +602,8 @@ mod tests {
             config.listen.port = 0;
             let l = bind(&config)
                 .await
-                .unwrap_or_else(|e| panic!("{address}: {e:#}"));
+                .unwrap_or_else(|e| panic!("{address}: {e:#}"))
+                .expect("listen.enabled");
             assert!(l.local_addr().unwrap().ip().is_loopback());
         }
     }

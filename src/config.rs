@@ -363,6 +363,10 @@ impl<'de> Deserialize<'de> for LogLevel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
+    /// New: `false` serves no `/metrics` (no port is bound) for OTLP-only deployments: no
+    /// reader accumulates series for a scraper that never comes, and the state file is
+    /// written after each OTLP export instead of each scrape. Needs OTLP on.
+    pub enabled: bool,
     /// A host name, an IPv4 or a bare IPv6 address (`::1`).
     pub address: String,
     /// The TCP port (0: any free port, said in the log).
@@ -388,6 +392,7 @@ pub struct Listen {
 impl Default for Listen {
     fn default() -> Self {
         Listen {
+            enabled: true,
             address: defaults::LISTEN_ADDRESS.into(),
             port: defaults::LISTEN_PORT,
             web_config: None,

@@ -16,8 +16,8 @@
 //! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
 //! cycle): `defaults`, `fault`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
-//! [`ingest`], `state` → [`scrape`] → `server` → [`app`]; [`cli`] and [`logging`] need only
-//! [`config`].
+//! [`ingest`], `state` → [`scrape`], `push_checkpoint` (OTLP-only continuity) → `server` →
+//! [`app`]; [`cli`] and [`logging`] need only [`config`].
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -34,6 +34,7 @@ pub mod logging;
 pub mod metric;
 pub mod notify;
 pub mod parse;
+pub(crate) mod push_checkpoint;
 pub(crate) mod reaction;
 pub mod scrape;
 pub(crate) mod server;

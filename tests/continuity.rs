@@ -54,10 +54,10 @@ fn try_scrape(addr: &str) -> Option<String> {
 }
 
 /// A small deterministic generator (xorshift64*), seeded from the clock and printed.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(name: &str) -> Rng {
+    pub(crate) fn new(name: &str) -> Rng {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -73,7 +73,7 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     /// In `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
     }
 }
@@ -81,19 +81,19 @@ impl Rng {
 // ---- The input: a log file or journal files -------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     File,
     Journald,
 }
 
 /// Appends reaction's lines to its log file or to the journal.
-enum Input {
+pub(crate) enum Input {
     File(PathBuf),
     Journal(Journal),
 }
 
 impl Input {
-    fn write(&mut self, lines: &[String]) {
+    pub(crate) fn write(&mut self, lines: &[String]) {
         match self {
             Input::File(path) => {
                 let mut text = lines.join("\n");
@@ -110,15 +110,15 @@ impl Input {
 
 /// A test directory: the reaction fixture, the input, the exporter's configuration (state
 /// file in the directory).
-struct Bench {
-    dir: tempfile::TempDir,
+pub(crate) struct Bench {
+    pub(crate) dir: tempfile::TempDir,
     _reaction: Reaction,
-    config: String,
-    input: Option<Input>,
+    pub(crate) config: String,
+    pub(crate) input: Option<Input>,
 }
 
 impl Bench {
-    fn new(kind: Kind, extra_yaml: &str) -> Bench {
+    pub(crate) fn new(kind: Kind, extra_yaml: &str) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let reaction = Reaction::new(dir.path(), &reaction_config());
         let (config, input) = match kind {
@@ -149,13 +149,13 @@ impl Bench {
         }
     }
 
-    fn start(&self) -> Exporter {
+    pub(crate) fn start(&self) -> Exporter {
         Exporter::start(self.dir.path(), &self.config)
     }
 }
 
 /// `n` match lines over 1,500 distinct IPs (each with its own user), and what they count.
-fn workload(n: usize) -> (Vec<String>, Tally) {
+pub(crate) fn workload(n: usize) -> (Vec<String>, Tally) {
     let mut lines = Vec::with_capacity(n);
     let mut expected = Tally::new();
     for i in 0..n {
@@ -171,7 +171,7 @@ fn workload(n: usize) -> (Vec<String>, Tally) {
 // ---- Stopping ---------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Stop {
+pub(crate) enum Stop {
     Term,
     Kill,
 }
@@ -191,7 +191,7 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// Stop the exporter with `how` and wait for it; after a SIGKILL, also end the journalctl
 /// child it leaves behind.
-fn stop(mut e: Exporter, how: Stop) -> String {
+pub(crate) fn stop(mut e: Exporter, how: Stop) -> String {
     match how {
         Stop::Term => {
             signal(&e.child, 15);

@@ -39,6 +39,7 @@ mod otlp;
 mod otlp_direct;
 mod otlp_faults;
 mod otlp_http;
+mod otlp_only;
 mod packaging;
 mod reaction_cli;
 mod readme;

@@ -296,13 +296,19 @@ pub(crate) struct OtlpUndelivered<'a> {
     pub(crate) points: u64,
     pub(crate) series: usize,
     pub(crate) wait: std::time::Duration,
+    /// They are in the state file (OTLP only: sent after a restart within `state.recall`).
+    pub(crate) saved: bool,
 }
 
 impl InternalEvent for OtlpUndelivered<'_> {
     fn log(&self, _: u64) {
+        let fate = if self.saved {
+            "saved in the state file, sent after a restart within state.recall"
+        } else {
+            "lost for OTLP"
+        };
         tracing::warn!(
-            "OTLP: {} points and {} series could not be delivered to {} within {} s: lost \
-             for OTLP",
+            "OTLP: {} points and {} series could not be delivered to {} within {} s: {fate}",
             self.points,
             self.series,
             self.endpoint,

@@ -95,6 +95,7 @@ impl Env {
         let telemetry = Telemetry::new(
             config.metrics.cardinality_limit,
             Resource::builder().build(),
+            true,
             None,
             internal.clone(),
         );
@@ -147,7 +148,12 @@ impl Env {
     /// The exporter's own counters since the last call (a delta reader).
     fn own_counts(&self) -> HashMap<SeriesKey, u64> {
         let mut rm = ResourceMetrics::default();
-        self.telemetry.pull_reader.collect(&mut rm).unwrap();
+        self.telemetry
+            .pull_reader
+            .as_ref()
+            .unwrap()
+            .collect(&mut rm)
+            .unwrap();
         Collected::from_resource_metrics(&rm)
             .sums
             .into_iter()

@@ -57,27 +57,32 @@ pub struct Telemetry {
     /// The counters the pipeline records into.
     pub instruments: Arc<Instruments>,
     pub(crate) gauges: Arc<GaugeState>,
-    /// The delta reader `/metrics` collects from.
-    pub pull_reader: SharedReader,
+    /// The delta reader `/metrics` collects from; none when `/metrics` is off (a reader
+    /// nobody collects would keep every series it ever saw, up to the cardinality limit).
+    pub pull_reader: Option<SharedReader>,
 }
 
 impl Telemetry {
-    /// Build the provider with the delta pull reader and, when given, the OTLP reader.
-    /// `cardinality_limit` applies to every instrument, per reader.
+    /// Build the provider with the delta pull reader if `pull` and, when given, the OTLP
+    /// reader. `cardinality_limit` applies to every instrument, per reader.
     pub(crate) fn new(
         cardinality_limit: usize,
         resource: Resource,
+        pull: bool,
         otlp: Option<SharedReader>,
         internal: Arc<Internal>,
     ) -> Telemetry {
-        let pull_reader = SharedReader(Arc::new(
-            ManualReader::builder()
-                .with_temporality(Temporality::Delta)
-                .build(),
-        ));
-        let mut builder = SdkMeterProvider::builder()
-            .with_resource(resource)
-            .with_reader(pull_reader.clone());
+        let pull_reader = pull.then(|| {
+            SharedReader(Arc::new(
+                ManualReader::builder()
+                    .with_temporality(Temporality::Delta)
+                    .build(),
+            ))
+        });
+        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        if let Some(reader) = &pull_reader {
+            builder = builder.with_reader(reader.clone());
+        }
         if let Some(reader) = otlp {
             builder = builder.with_reader(reader);
         }

@@ -117,7 +117,13 @@ fn emit_every_series(internal: &Internal, counter: Counter) {
 #[test]
 fn collected_metrics_are_the_table() {
     let internal = Arc::new(Internal::new());
-    let telemetry = Telemetry::new(2000, Resource::builder().build(), None, internal.clone());
+    let telemetry = Telemetry::new(
+        2000,
+        Resource::builder().build(),
+        true,
+        None,
+        internal.clone(),
+    );
     // Pattern attributes as the labeller names them (`label::label_name`).
     let patterns = [
         ("ip", "203.0.113.7"),
@@ -158,7 +164,12 @@ fn collected_metrics_are_the_table() {
     telemetry.gauges.reaction.lock().unwrap().up = true;
 
     let mut rm = ResourceMetrics::default();
-    telemetry.pull_reader.collect(&mut rm).unwrap();
+    telemetry
+        .pull_reader
+        .as_ref()
+        .unwrap()
+        .collect(&mut rm)
+        .unwrap();
     let mut problems = Vec::new();
     let mut collected = BTreeSet::new();
     for scope in rm.scope_metrics() {

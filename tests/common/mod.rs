@@ -155,6 +155,9 @@ pub fn reaction_config() -> serde_json::Value {
     })
 }
 
+/// What the exporter logs at start instead of "serving http://…" when `/metrics` is off.
+pub const OTLP_ONLY: &str = "/metrics is off (listen.enabled: false)";
+
 /// A running exporter.
 pub struct Exporter {
     pub child: Child,
@@ -339,7 +342,7 @@ fn command_of(program: &Path, config_path: &Path) -> Command {
 }
 
 /// Spawns `cmd` and collects its stderr in the background; the receiver gets the address
-/// of the first "serving http://" (or https://) line.
+/// of the first "serving http://" (or https://) line (an empty one if `/metrics` is off).
 fn spawn(
     mut cmd: Command,
 ) -> (
@@ -365,6 +368,10 @@ fn spawn(
                     let rest = &line[i..];
                     let addr = rest.split('/').next().unwrap().to_string();
                     let _ = tx.send(addr);
+                    sent = true;
+                } else if line.contains(OTLP_ONLY) {
+                    // `listen.enabled: false`: no address to scrape.
+                    let _ = tx.send(String::new());
                     sent = true;
                 }
             }

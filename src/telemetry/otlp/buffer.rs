@@ -85,6 +85,21 @@ impl UnsentBuffer {
             .sum()
     }
 
+    /// Each sum point held, with its metric's name and whether it is a delta.
+    pub(crate) fn for_each_sum_point(&self, mut f: impl FnMut(&str, bool, &NumberDataPoint)) {
+        for (_, metrics) in self.scopes.values() {
+            for (name, entry) in metrics {
+                let delta = match &entry.template.data {
+                    Some(Data::Sum(_)) => entry.kind == Kind::DeltaSum,
+                    _ => continue,
+                };
+                for p in entry.points.values() {
+                    f(name, delta, p);
+                }
+            }
+        }
+    }
+
     /// Merge one export (or a request that failed to send) in.
     pub(crate) fn merge(&mut self, req: ExportMetricsServiceRequest) -> MergeStats {
         let mut stats = MergeStats::default();

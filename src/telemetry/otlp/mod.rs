@@ -13,8 +13,9 @@
 //! - `buffer`: points never sent, merged per series; `queue`: what is sent next, what is
 //!   in doubt; `gauges`: final points of vanished gauge series.
 //! - `transport`: one request over gRPC or HTTP; `outcome`: what its answer means.
+//! - [`continuity`]: with `/metrics` off, a checkpoint after each delivery round.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -30,9 +31,11 @@ use crate::internal::events::{
     OtlpRequestDropped, OtlpRequestSplit, OtlpUndelivered, BUFFER_FULL,
 };
 use crate::internal::Internal;
+use crate::source::Position;
 use crate::telemetry::SharedReader;
 
 mod buffer;
+pub(crate) mod continuity;
 mod env;
 mod gauges;
 mod outcome;
@@ -41,6 +44,7 @@ pub(crate) mod resource;
 pub(crate) mod settings;
 mod transport;
 
+pub(crate) use continuity::Continuity;
 use gauges::VanishedGauges;
 use outcome::{Backoff, Outcome};
 use queue::Queue;
@@ -61,6 +65,18 @@ pub(crate) enum OtlpError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// OTLP-only: what the queue's counts reach, and whether a checkpoint would say anything new.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// The source position of the latest collection: every event up to it is delivered
+    /// or in the queue.
+    position: Option<Position>,
+    /// Bumped by every collection and every resolved request (numbers the checkpoints).
+    changes: u64,
+    /// `changes` at the last checkpoint.
+    saved: u64,
+}
+
 /// The OTLP push, built and not started.
 pub(crate) struct OtlpPush {
     shared: Arc<Shared>,
@@ -72,6 +88,12 @@ struct Shared {
     transport: Transport,
     reader: SharedReader,
     queue: Mutex<Queue>,
+    /// OTLP-only: where the queued counts reach; locked inside `queue` only.
+    ledger: Mutex<Ledger>,
+    /// One collection at a time (the last one at shutdown may follow an abandoned one).
+    collecting: Mutex<()>,
+    /// OTLP-only: how checkpoints are taken and saved (set before the push starts).
+    continuity: OnceLock<Arc<dyn Continuity>>,
     gauges: Mutex<VanishedGauges>,
     /// Where failures, overflows and dropped points are reported.
     internal: Arc<Internal>,
@@ -96,6 +118,9 @@ impl OtlpPush {
         Ok(OtlpPush {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::new(cardinality_limit, settings.max_request_size)),
+                ledger: Mutex::default(),
+                collecting: Mutex::default(),
+                continuity: OnceLock::new(),
                 gauges: Mutex::new(VanishedGauges::default()),
                 transport,
                 reader,
@@ -109,6 +134,14 @@ impl OtlpPush {
     /// The reader to register with the meter provider.
     pub(crate) fn reader(&self) -> SharedReader {
         self.shared.reader.clone()
+    }
+
+    /// Make restarts continuous without `/metrics` (see [`continuity`]): collect between
+    /// batches and checkpoint after each delivery round. Call before [`OtlpPush::start`].
+    pub(crate) fn continue_with(&self, continuity: Arc<dyn Continuity>) {
+        if self.shared.continuity.set(continuity).is_ok() {
+            self.shared.queue.lock().expect("queue").track_delivered();
+        }
     }
 
     /// How often it exports.
@@ -151,8 +184,9 @@ pub(crate) struct Running {
 impl Running {
     /// Collect one last time (every event recorded so far) and deliver everything within
     /// `wait`, counted from now: requests are given at most what is left of it, and what
-    /// is not delivered then is logged and dropped. Returns whether everything was.
-    pub(crate) async fn shutdown(self, wait: Duration) -> bool {
+    /// is not delivered then is logged and dropped (OTLP only, and if `save_state`: saved
+    /// with the position for the restart). Returns whether everything was delivered.
+    pub(crate) async fn shutdown(self, wait: Duration, save_state: bool) -> bool {
         let deadline = Instant::now() + wait;
         self.collector.abort();
         let _ = self.collector.await;
@@ -169,6 +203,12 @@ impl Running {
             sender.abort();
         }
         let (points, series) = self.shared.queue.lock().expect("queue").pending();
+        // OTLP-only: the position reached with what is still undelivered, for the restart.
+        let shared = self.shared.clone();
+        let saved = save_state
+            && tokio::task::spawn_blocking(move || shared.checkpoint(true))
+                .await
+                .unwrap_or(false);
         if points == 0 && series == 0 {
             return true;
         }
@@ -177,6 +217,7 @@ impl Running {
             points,
             series,
             wait,
+            saved: saved && self.shared.continuity.get().is_some(),
         });
         false
     }
@@ -215,6 +256,7 @@ async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Ins
                 if until.is_some() {
                     return;
                 }
+                shared.checkpoint_later().await;
             }
             Delivery::Deadline => return,
             Delivery::Failed { after, what } => {
@@ -228,6 +270,10 @@ async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Ins
                     retry_in: wait,
                 });
                 retrying = true;
+                if until.is_none() {
+                    // Through an outage, the position stays fresh (the counts are kept).
+                    shared.checkpoint_later().await;
+                }
                 let sleep = tokio::time::sleep(wait);
                 match until {
                     Some(d) => {
@@ -252,17 +298,39 @@ async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Ins
 
 impl Shared {
     /// Collect the reader, mark vanished gauges, and queue the export (a blocking call:
-    /// collecting 100,000 series takes a while).
+    /// collecting 100,000 series takes a while). OTLP-only, the collection happens between
+    /// two batches of the pipeline, and its position is what the queue then reaches.
     fn collect(&self) {
+        let _one = self
+            .collecting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rm = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut rm) {
+        let mut result = Ok(());
+        let position = match self.continuity.get() {
+            Some(c) => c.between_batches(&mut || result = self.reader.collect(&mut rm)),
+            None => {
+                result = self.reader.collect(&mut rm);
+                None
+            }
+        };
+        if let Err(e) = result {
             tracing::error!("OTLP: collecting metrics failed: {e}");
             return;
         }
         let mut req = ExportMetricsServiceRequest::from(&rm);
         drop(rm);
         self.gauges.lock().expect("gauges").mark(&mut req);
-        let stats = self.queue.lock().expect("queue").merge(req);
+        let stats = {
+            let mut queue = self.queue.lock().expect("queue");
+            let stats = queue.merge(req);
+            let mut ledger = self.ledger.lock().expect("ledger");
+            ledger.changes += 1;
+            if position.is_some() {
+                ledger.position = position;
+            }
+            stats
+        };
         if stats.overflow_events > 0 {
             self.internal.emit(CardinalityOverflow {
                 reader: Reader::Otlp,
@@ -304,10 +372,14 @@ impl Shared {
             drop(req);
             let s = self.clone();
             let o = outcome.clone();
-            let resolved =
-                tokio::task::spawn_blocking(move || s.queue.lock().expect("queue").resolve(&o))
-                    .await
-                    .unwrap_or_default();
+            let resolved = tokio::task::spawn_blocking(move || {
+                let mut queue = s.queue.lock().expect("queue");
+                let resolved = queue.resolve(&o);
+                s.ledger.lock().expect("ledger").changes += 1;
+                resolved
+            })
+            .await
+            .unwrap_or_default();
             match outcome {
                 Outcome::Delivered { rejected, message } => {
                     if rejected > 0 {
@@ -330,6 +402,40 @@ impl Shared {
                 Outcome::Retry { after, what, .. } => return Delivery::Failed { after, what },
             }
         }
+    }
+
+    /// OTLP-only: save the position of the latest collection with every count not
+    /// delivered yet, if anything changed since the last checkpoint (`last`: the final
+    /// one, saved whatever the number of the others). Blocking; whether it was saved (true
+    /// without continuity: there is nothing to save).
+    fn checkpoint(&self, last: bool) -> bool {
+        let Some(continuity) = self.continuity.get() else {
+            return true;
+        };
+        let (seq, position, undelivered) = {
+            let queue = self.queue.lock().expect("queue");
+            let mut ledger = self.ledger.lock().expect("ledger");
+            if !last && ledger.changes == ledger.saved {
+                return true;
+            }
+            ledger.saved = ledger.changes;
+            let seq = if last { u64::MAX } else { ledger.changes };
+            (
+                seq,
+                ledger.position.clone(),
+                queue.undelivered(continuity::saved),
+            )
+        };
+        continuity.save(seq, position, continuity::series(undelivered))
+    }
+
+    /// [`Shared::checkpoint`] on the blocking pool, waited for.
+    async fn checkpoint_later(self: &Arc<Self>) {
+        if self.continuity.get().is_none() {
+            return;
+        }
+        let s = self.clone();
+        let _ = tokio::task::spawn_blocking(move || s.checkpoint(false)).await;
     }
 
     fn dropped(&self, reason: &str, what: &str, points: u64) {
@@ -378,6 +484,7 @@ mod tests {
         let telemetry = Telemetry::new(
             100,
             Resource::builder_empty().build(),
+            false,
             Some(push.reader()),
             internal.clone(),
         );
@@ -398,7 +505,7 @@ mod tests {
         );
         // The deadline holds although nothing can be delivered.
         let started = std::time::Instant::now();
-        assert!(!running.shutdown(Duration::from_millis(700)).await);
+        assert!(!running.shutdown(Duration::from_millis(700), true).await);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

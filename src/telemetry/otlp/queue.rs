@@ -21,13 +21,15 @@
 //! request's worth of points is in doubt at a time (sending stops at the first failure),
 //! beside the buffer's cardinality limit.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric, NumberDataPoint};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
+};
 use prost::Message as _;
 
-use super::buffer::{MergeStats, UnsentBuffer};
+use super::buffer::{point_key, MergeStats, PointKey, UnsentBuffer};
 use super::outcome::Outcome;
 use crate::defaults;
 
@@ -62,7 +64,14 @@ pub(crate) struct Queue {
     /// Requests are made at most this large: `otlp.max_request_size`, lowered when a
     /// receiver answers "too large".
     max_bytes: usize,
+    /// When [`Queue::track_delivered`] asked for it (OTLP-only continuity): the last value
+    /// of each cumulative sum series that left the queue (delivered, or dropped as the
+    /// receiver asked), so that [`Queue::undelivered`] knows what a newer point adds.
+    delivered_totals: Option<HashMap<SeriesName, u64>>,
 }
+
+/// A series: its metric's name and its attributes.
+pub(crate) type SeriesName = (String, PointKey);
 
 impl Queue {
     /// `limit`: series per metric in the buffer; `max_bytes`: `otlp.max_request_size`.
@@ -73,7 +82,75 @@ impl Queue {
             in_doubt: VecDeque::new(),
             sending: None,
             max_bytes,
+            delivered_totals: None,
         }
+    }
+
+    /// Keep what [`Queue::undelivered`] needs for cumulative sums.
+    pub(crate) fn track_delivered(&mut self) {
+        self.delivered_totals.get_or_insert_with(HashMap::new);
+    }
+
+    /// The integer sum counts collected and not delivered yet, per series of the metrics
+    /// `keep` accepts: every delta point still held (in doubt, this round's, being sent,
+    /// never attempted), and for a cumulative series what its latest point held adds to
+    /// the last value that left the queue. Saved with the position of the latest collect,
+    /// they make a restart continuous: a request in doubt is among them (it may come twice
+    /// after the restart, never be lost).
+    pub(crate) fn undelivered(&self, keep: impl Fn(&str) -> bool) -> HashMap<SeriesName, u64> {
+        let mut out: HashMap<SeriesName, u64> = HashMap::new();
+        let mut latest: HashMap<SeriesName, u64> = HashMap::new();
+        let mut add = |name: &str, delta: bool, p: &NumberDataPoint| {
+            if !keep(name) {
+                return;
+            }
+            let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                return;
+            };
+            let v = v.max(0) as u64;
+            if v == 0 {
+                return;
+            }
+            let key = (name.to_string(), point_key(&p.attributes));
+            if delta {
+                let e = out.entry(key).or_default();
+                *e = e.saturating_add(v);
+            } else {
+                let e = latest.entry(key).or_default();
+                *e = (*e).max(v);
+            }
+        };
+        for r in self.in_doubt.iter().chain(&self.ready).chain(&self.sending) {
+            for_each_sum_point(&r.body, &mut add);
+        }
+        self.fresh.for_each_sum_point(&mut add);
+        for (key, v) in latest {
+            let before = self
+                .delivered_totals
+                .as_ref()
+                .and_then(|d| d.get(&key))
+                .copied()
+                .unwrap_or(0);
+            if v > before {
+                *out.entry(key).or_default() += v - before;
+            }
+        }
+        out
+    }
+
+    /// A request left the queue for good: remember its cumulative values.
+    fn left(&mut self, r: &Request) {
+        let Some(totals) = &mut self.delivered_totals else {
+            return;
+        };
+        for_each_sum_point(&r.body, &mut |name, delta, p| {
+            if let (false, Some(number_data_point::Value::AsInt(v))) = (delta, p.value) {
+                let e = totals
+                    .entry((name.to_string(), point_key(&p.attributes)))
+                    .or_default();
+                *e = (*e).max(v.max(0) as u64);
+            }
+        });
     }
 
     /// Add a new export (never attempted).
@@ -119,8 +196,14 @@ impl Queue {
         };
         let mut done = Resolved::default();
         match outcome {
-            Outcome::Delivered { .. } => done.delivered = r.points,
-            Outcome::Refused { .. } => done.dropped = r.points,
+            Outcome::Delivered { .. } => {
+                self.left(&r);
+                done.delivered = r.points;
+            }
+            Outcome::Refused { .. } => {
+                self.left(&r);
+                done.dropped = r.points;
+            }
             Outcome::TooLarge { .. } => {
                 let len = r.body.encoded_len();
                 match split(&r.body) {
@@ -143,7 +226,10 @@ impl Queue {
                         }
                         done.split = true;
                     }
-                    _ => done.dropped = r.points,
+                    _ => {
+                        self.left(&r);
+                        done.dropped = r.points;
+                    }
                 }
             }
             Outcome::Retry { reached, .. } => {
@@ -182,6 +268,26 @@ impl Queue {
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.pending() == (0, 0)
+    }
+}
+
+/// Each sum point of a request, with its metric's name and whether it is a delta.
+fn for_each_sum_point(
+    req: &ExportMetricsServiceRequest,
+    f: &mut impl FnMut(&str, bool, &NumberDataPoint),
+) {
+    for m in req
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+    {
+        if let Some(Data::Sum(s)) = &m.data {
+            let delta = s.aggregation_temporality == AggregationTemporality::Delta as i32;
+            for p in &s.data_points {
+                f(&m.name, delta, p);
+            }
+        }
     }
 }
 
@@ -428,6 +534,78 @@ mod tests {
         assert_eq!(r.dropped, 2);
         q.merge(export(&[("a", 3, 10, 20)]));
         assert_eq!(points(&q.next().unwrap()), vec![("a".into(), 3, 10, 20)]);
+    }
+
+    /// `export` in cumulative temporality.
+    fn cumulative(points: &[(&str, i64, u64, u64)]) -> ExportMetricsServiceRequest {
+        let mut req = export(points);
+        for m in &mut req.resource_metrics[0].scope_metrics[0].metrics {
+            if let Some(Data::Sum(s)) = &mut m.data {
+                s.aggregation_temporality = AggregationTemporality::Cumulative as i32;
+            }
+        }
+        req
+    }
+
+    fn undelivered(q: &Queue) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = q
+            .undelivered(|_| true)
+            .into_iter()
+            .map(|((_, attrs), n)| (attrs[0].1.clone(), n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Guards OTLP-only continuity: what a checkpoint saves is every delta count not
+    /// delivered (in doubt included: it may come twice after a restart, never be lost),
+    /// and nothing delivered or dropped as the receiver asked.
+    #[test]
+    fn undelivered_delta_counts_are_those_not_delivered_in_doubt_included() {
+        let mut q = Queue::new(100, 1 << 20);
+        q.track_delivered();
+        q.merge(export(&[("a", 2, 0, 10), ("b", 1, 0, 10)]));
+        assert_eq!(undelivered(&q), [("a".into(), 2), ("b".into(), 1)]);
+        q.next().unwrap();
+        // Being sent: still undelivered.
+        assert_eq!(undelivered(&q), [("a".into(), 2), ("b".into(), 1)]);
+        q.resolve(&retry(true));
+        q.merge(export(&[("a", 3, 10, 20)]));
+        // In doubt (2 + 1) and never attempted (3), added up per series.
+        assert_eq!(undelivered(&q), [("a".into(), 5), ("b".into(), 1)]);
+        q.next().unwrap();
+        q.resolve(&ok());
+        assert_eq!(undelivered(&q), [("a".into(), 3)]);
+        q.next().unwrap();
+        q.resolve(&Outcome::Refused {
+            reason: "http_400".into(),
+            what: String::new(),
+        });
+        assert_eq!(undelivered(&q), []);
+    }
+
+    /// Cumulative sums: what the latest value held adds to the last one that left the
+    /// queue (a restart starts a new cumulative series from the saved counts).
+    #[test]
+    fn undelivered_cumulative_counts_are_the_increase_since_the_last_delivered_value() {
+        let mut q = Queue::new(100, 1 << 20);
+        q.track_delivered();
+        q.merge(cumulative(&[("a", 4, 0, 10)]));
+        assert_eq!(undelivered(&q), [("a".into(), 4)]);
+        q.next().unwrap();
+        q.resolve(&ok());
+        assert_eq!(undelivered(&q), []);
+        q.merge(cumulative(&[("a", 6, 0, 20)]));
+        q.next().unwrap();
+        q.resolve(&retry(true));
+        q.merge(cumulative(&[("a", 9, 0, 30)]));
+        // The latest (9, never attempted) over the last delivered (4); the one in doubt
+        // (6) is below it.
+        assert_eq!(undelivered(&q), [("a".into(), 5)]);
+        while q.next().is_some() {
+            q.resolve(&ok());
+        }
+        assert_eq!(undelivered(&q), []);
     }
 
     #[test]
