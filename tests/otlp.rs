@@ -232,11 +232,7 @@ async fn cumulative_mode_sends_running_totals() {
         latest(&store).is_some_and(|p| p.value == 6.0)
     })
     .await;
-    let pts: Vec<Point> = store
-        .points()
-        .into_iter()
-        .filter(|p| p.metric == "reaction.filter.matches")
-        .collect();
+    let pts: Vec<Point> = store.points_of("reaction.filter.matches");
     assert!(pts
         .iter()
         .all(|p| p.temporality == Some(AggregationTemporality::Cumulative as i32) && p.monotonic));
@@ -477,11 +473,7 @@ async fn attack_of_100k_ips_in_one_interval_arrives_whole() {
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let pts: Vec<Point> = store
-            .points()
-            .into_iter()
-            .filter(|p| p.metric == "reaction.filter.matches")
-            .collect();
+        let pts: Vec<Point> = store.points_of("reaction.filter.matches");
         assert_eq!(
             pts.len(),
             n as usize,

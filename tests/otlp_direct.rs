@@ -50,11 +50,7 @@ fn otlp_section(name: &str, addr: std::net::SocketAddr, extra: &str) -> (String,
 
 /// The last value of each cumulative or gauge series of `metric`, by its `ip`.
 fn latest(store: &Store, metric: &str) -> BTreeMap<String, f64> {
-    let mut pts: Vec<Point> = store
-        .points()
-        .into_iter()
-        .filter(|p| p.metric == metric)
-        .collect();
+    let mut pts: Vec<Point> = store.points_of(metric);
     pts.sort_by_key(|p| p.time);
     pts.into_iter()
         .map(|p| (p.attrs.get("ip").cloned().unwrap_or_default(), p.value))

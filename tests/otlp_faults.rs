@@ -229,11 +229,7 @@ async fn too_large_requests_are_split_and_arrive_whole() {
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let pts: Vec<Point> = store
-            .points()
-            .into_iter()
-            .filter(|p| p.metric == "reaction.filter.matches")
-            .collect();
+        let pts: Vec<Point> = store.points_of("reaction.filter.matches");
         assert_eq!(pts.len(), n as usize, "{case}: each once");
         let body = e.scrape();
         assert_eq!(
@@ -506,12 +502,7 @@ async fn a_large_final_export_arrives_whole() {
     );
     let status = blocking(move || e.terminate()).await;
     assert!(status.success());
-    let pts: Vec<Point> = rx
-        .store
-        .points()
-        .into_iter()
-        .filter(|p| p.metric == "reaction.filter.matches")
-        .collect();
+    let pts: Vec<Point> = rx.store.points_of("reaction.filter.matches");
     assert_eq!(pts.len(), n as usize);
     assert_eq!(pts.iter().map(|p| p.value).sum::<f64>(), n as f64);
     rx.stop().await;

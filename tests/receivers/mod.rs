@@ -128,6 +128,14 @@ impl Store {
     pub fn attempts(&self) -> Vec<Attempt> {
         self.attempts.lock().unwrap().clone()
     }
+    /// The points received of one metric.
+    pub fn points_of(&self, metric: &str) -> Vec<Point> {
+        self.points()
+            .into_iter()
+            .filter(|p| p.metric == metric)
+            .collect()
+    }
+
     pub fn points(&self) -> Vec<Point> {
         points(&self.processed.lock().unwrap())
     }

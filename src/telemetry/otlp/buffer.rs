@@ -403,53 +403,22 @@ pub(crate) fn point_key(attrs: &[KeyValue]) -> PointKey {
 mod tests {
     use super::*;
 
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::telemetry::otlp::test_requests::{gauge as gauge_metric, point as pt, request, sum};
 
     fn point(ip: &str, v: i64, start: u64, time: u64) -> NumberDataPoint {
-        NumberDataPoint {
-            attributes: vec![kv("stream", "ssh"), kv("ip", ip)],
-            start_time_unix_nano: start,
-            time_unix_nano: time,
-            value: Some(number_data_point::Value::AsInt(v)),
-            ..Default::default()
-        }
+        pt(&[("stream", "ssh"), ("ip", ip)], v, start, time)
     }
 
     fn export(
         points: Vec<NumberDataPoint>,
         temporality: AggregationTemporality,
     ) -> ExportMetricsServiceRequest {
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                resource: Some(Resource::default()),
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "s".into(),
-                        ..Default::default()
-                    }),
-                    metrics: vec![Metric {
-                        name: "reaction.filter.matches".into(),
-                        unit: "{match}".into(),
-                        data: Some(Data::Sum(Sum {
-                            data_points: points,
-                            aggregation_temporality: temporality as i32,
-                            is_monotonic: true,
-                        })),
-                        ..Default::default()
-                    }],
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        }
+        request(vec![sum(
+            "reaction.filter.matches",
+            "{match}",
+            points,
+            temporality,
+        )])
     }
 
     fn values(reqs: &[(ExportMetricsServiceRequest, u64)]) -> BTreeMap<String, (i64, u64, u64)> {
@@ -589,16 +558,11 @@ mod tests {
     }
 
     fn gauge(points: Vec<NumberDataPoint>) -> ExportMetricsServiceRequest {
-        let mut r = export(points, AggregationTemporality::Delta);
-        let m = &mut r.resource_metrics[0].scope_metrics[0].metrics[0];
-        m.name = "reaction.action.pending".into();
-        let Some(Data::Sum(s)) = m.data.take() else {
-            unreachable!()
-        };
-        m.data = Some(Data::Gauge(Gauge {
-            data_points: s.data_points,
-        }));
-        r
+        request(vec![gauge_metric(
+            "reaction.action.pending",
+            "{match}",
+            points,
+        )])
     }
 
     /// Each vanished series' flagged point travels alone in its own metric message, after

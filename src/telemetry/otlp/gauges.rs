@@ -163,54 +163,18 @@ fn final_point(seen: Seen, now: u64) -> NumberDataPoint {
 mod tests {
     use super::*;
     use crate::telemetry::otlp::buffer::no_recorded_value;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
-    use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::telemetry::otlp::test_requests::{gauge, point, request};
 
     fn pending(ips: &[&str]) -> ExportMetricsServiceRequest {
-        let points = ips
+        let points: Vec<NumberDataPoint> = ips
             .iter()
-            .map(|ip| NumberDataPoint {
-                attributes: vec![kv("action", "unban"), kv("ip", ip)],
-                time_unix_nano: 1,
-                value: Some(number_data_point::Value::AsInt(1)),
-                ..Default::default()
-            })
-            .collect::<Vec<_>>();
-        let metrics = if points.is_empty() {
+            .map(|ip| point(&[("action", "unban"), ("ip", ip)], 1, 0, 1))
+            .collect();
+        request(if points.is_empty() {
             vec![]
         } else {
-            vec![Metric {
-                name: "reaction.action.pending".into(),
-                unit: "{execution}".into(),
-                data: Some(Data::Gauge(Gauge {
-                    data_points: points,
-                })),
-                ..Default::default()
-            }]
-        };
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "s".into(),
-                        ..Default::default()
-                    }),
-                    metrics,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
+            vec![gauge("reaction.action.pending", "{execution}", points)]
+        })
     }
 
     fn flagged(req: &ExportMetricsServiceRequest) -> Vec<(String, String)> {

@@ -42,6 +42,8 @@ mod outcome;
 mod queue;
 pub(crate) mod resource;
 pub(crate) mod settings;
+#[cfg(test)]
+mod test_requests;
 mod transport;
 
 pub(crate) use continuity::Continuity;

@@ -358,53 +358,22 @@ fn data_points(m: &mut Metric) -> Option<&mut Vec<NumberDataPoint>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{
-        any_value, AnyValue, InstrumentationScope, KeyValue,
-    };
-    use opentelemetry_proto::tonic::metrics::v1::{
-        number_data_point, AggregationTemporality, ResourceMetrics, ScopeMetrics, Sum,
-    };
+    use crate::telemetry::otlp::test_requests::{point, request, sum};
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::metrics::v1::{number_data_point, AggregationTemporality};
 
     /// One delta export: `ip` → (value, start, time).
     fn export(points: &[(&str, i64, u64, u64)]) -> ExportMetricsServiceRequest {
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "s".into(),
-                        ..Default::default()
-                    }),
-                    metrics: vec![Metric {
-                        name: "reaction.filter.matches".into(),
-                        data: Some(Data::Sum(Sum {
-                            data_points: points
-                                .iter()
-                                .map(|(ip, v, start, time)| NumberDataPoint {
-                                    attributes: vec![KeyValue {
-                                        key: "ip".into(),
-                                        value: Some(AnyValue {
-                                            value: Some(any_value::Value::StringValue(
-                                                ip.to_string(),
-                                            )),
-                                        }),
-                                        ..Default::default()
-                                    }],
-                                    start_time_unix_nano: *start,
-                                    time_unix_nano: *time,
-                                    value: Some(number_data_point::Value::AsInt(*v)),
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            aggregation_temporality: AggregationTemporality::Delta as i32,
-                            is_monotonic: true,
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
+        let points = points
+            .iter()
+            .map(|(ip, v, start, time)| point(&[("ip", ip)], *v, *start, *time))
+            .collect();
+        request(vec![sum(
+            "reaction.filter.matches",
+            "",
+            points,
+            AggregationTemporality::Delta,
+        )])
     }
 
     /// The points of a request: (ip, value, start, time).

@@ -307,42 +307,19 @@ mod tests {
     /// Encoding"): lowerCamelCase keys, enums as integers, 64-bit integers as strings.
     #[test]
     fn json_bodies_follow_the_otlp_json_encoding() {
-        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-        use opentelemetry_proto::tonic::metrics::v1::{
-            metric::Data, number_data_point, Metric, NumberDataPoint, ResourceMetrics,
-            ScopeMetrics, Sum,
-        };
-        let req = ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    metrics: vec![Metric {
-                        name: "reaction.filter.matches".into(),
-                        data: Some(Data::Sum(Sum {
-                            data_points: vec![NumberDataPoint {
-                                attributes: vec![KeyValue {
-                                    key: "ip".into(),
-                                    value: Some(AnyValue {
-                                        value: Some(any_value::Value::StringValue(
-                                            "1.2.3.4".into(),
-                                        )),
-                                    }),
-                                    ..Default::default()
-                                }],
-                                start_time_unix_nano: 1_700_000_000_000_000_001,
-                                time_unix_nano: 1_700_000_000_000_000_002,
-                                value: Some(number_data_point::Value::AsInt(5)),
-                                ..Default::default()
-                            }],
-                            aggregation_temporality: 1,
-                            is_monotonic: true,
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
+        use crate::telemetry::otlp::test_requests::{point, request, sum};
+        use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+        let req = request(vec![sum(
+            "reaction.filter.matches",
+            "",
+            vec![point(
+                &[("ip", "1.2.3.4")],
+                5,
+                1_700_000_000_000_000_001,
+                1_700_000_000_000_000_002,
+            )],
+            AggregationTemporality::Delta,
+        )]);
         let body = http("http/json", "none").body(&req);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let m = &v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0];
