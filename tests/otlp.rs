@@ -401,7 +401,18 @@ async fn receiver_outage_loses_nothing_and_sigterm_flushes_the_rest() {
             assert_eq!(
                 store.sum("reaction.filter.matches", &[("ip", &ip)]),
                 expected,
-                "{protocol:?} {ip}"
+                "{protocol:?} {ip}: {:#?}",
+                store
+                    .points_of("reaction.filter.matches")
+                    .iter()
+                    .map(|p| (
+                        p.attrs.get("ip").cloned(),
+                        p.value,
+                        p.start,
+                        p.time,
+                        p.message
+                    ))
+                    .collect::<Vec<_>>()
             );
         }
         // Nothing was dropped.
