@@ -103,7 +103,11 @@ impl App {
         let (resume, restored) = restore(&config, &state_dir, &source_id, &internal);
         // Until the source reads a line, it is at the saved position: a scrape or a stop
         // before that must save this position again, not none (which restarts per start_at).
-        *ingest.processed.try_lock().expect("not shared yet") = resume.clone();
+        ingest
+            .processed
+            .try_lock()
+            .expect("not shared yet")
+            .position = resume.clone();
         let checkpoint = Arc::new(Checkpointer::new(state_dir, source_id, internal.clone()));
         let scraper = match (&telemetry.pull_reader, &otlp) {
             (Some(reader), _) => Some(Arc::new(Scraper::new(
@@ -113,6 +117,7 @@ impl App {
                 config.metrics.export.internals(),
                 ingest.processed.clone(),
                 restored,
+                config.metrics.cardinality_limit,
                 Some(checkpoint.clone()),
             ))),
             (None, Some(push)) => {

@@ -2,26 +2,46 @@
 //! line at a time. reaction's configuration is loaded here at start and again when reaction
 //! restarts or when a line names something the configuration does not have.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedMutexGuard};
 
 use crate::defaults;
 use crate::internal::counts::Reject;
 use crate::internal::events::{CliFailed, LineRejected};
 use crate::internal::Internal;
 use crate::label::Labeller;
+use crate::notify::InsideBatch;
 use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
 use crate::source::{Batch, LogLine, Position};
 use crate::status::StatusRefresher;
 use crate::telemetry::Instruments;
 
-/// The source position after the last batch processed; locked by the pipeline while it
-/// records a batch, and by a scrape while it collects (so a scrape's counts reach a known
-/// position).
-pub(crate) type Processed = Arc<tokio::sync::Mutex<Option<Position>>>;
+/// The pipeline between batches: locked by the pipeline while it records a batch (and
+/// released while it waits for reaction's configuration in the middle of one), and by a
+/// scrape while it collects (so a scrape's counts reach a known position).
+pub(crate) type Processed = Arc<tokio::sync::Mutex<Batches>>;
+
+/// What the lock over the pipeline guards; see [`Processed`].
+#[derive(Debug, Default)]
+pub(crate) struct Batches {
+    /// The source position after the last batch recorded completely.
+    pub(crate) position: Option<Position>,
+    /// Since when a batch is partly recorded, while the pipeline released the lock to wait
+    /// for reaction's configuration (`reaction test-config` can take up to
+    /// `reaction.timeout`). A collect now would take events past `position`, which a crash
+    /// would then count twice, so a scrape does not collect meanwhile (it answers with what
+    /// it has; the rest comes with the next scrape). The watchdog sees it too.
+    pub(crate) mid_batch: Option<Instant>,
+}
+
+impl InsideBatch for Batches {
+    fn inside_since(&self) -> Option<Instant> {
+        self.mid_batch
+    }
+}
 
 /// Parses, labels and records the lines of each batch, and reloads reaction's configuration
 /// when it has to.
@@ -34,6 +54,7 @@ pub struct Ingest {
     pub status: Arc<StatusRefresher>,
     /// The source position after the last batch processed (what a checkpoint saves);
     /// locked while a batch is recorded, so a scrape collects between batches.
+    /// See [`Batches`].
     pub(crate) processed: Processed,
     last_reload: Option<Instant>,
 }
@@ -61,16 +82,27 @@ impl Ingest {
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
         let fault = crate::fault::armed("ingest");
         while let Some(batch) = rx.recv().await {
-            let mut position = self.processed.clone().lock_owned().await;
             if fault {
+                let _position = self.processed.clone().lock_owned().await;
                 let _poisoned = self.labeller.lock();
                 panic!("injected fault (a test's REACTION_METRICS_EXPORTER_FAULT)");
             }
-            self.process(batch.lines).await;
-            if batch.position.is_some() {
-                *position = batch.position;
-            }
+            self.process_batch(batch.lines, batch.position).await;
         }
+    }
+
+    /// Record a batch, then set the position after it (unless `None`).
+    async fn process_batch(&mut self, lines: Vec<LogLine>, position: Option<Position>) {
+        let mut held = Some(self.processed.clone().lock_owned().await);
+        self.record(lines, &mut held).await;
+        let mut batches = match held {
+            Some(b) => b,
+            None => self.processed.clone().lock_owned().await,
+        };
+        if position.is_some() {
+            batches.position = position;
+        }
+        batches.mid_batch = None;
     }
 
     /// Load reaction's configuration (at start, on restart, on a stale name).
@@ -92,7 +124,7 @@ impl Ingest {
                 );
                 self.labeller
                     .lock()
-                    .expect("labeller")
+                    .unwrap_or_else(PoisonError::into_inner)
                     .set_reaction_config(&rc);
                 true
             }
@@ -107,8 +139,25 @@ impl Ingest {
         }
     }
 
-    /// Parse, label and record `batch`, in order.
+    /// Parse, label and record `batch`, in order (the source position stays as it is).
     pub async fn process(&mut self, batch: Vec<LogLine>) {
+        self.process_batch(batch, None).await;
+    }
+
+    /// Reload reaction's configuration in the middle of a batch without the lock over the
+    /// pipeline (issue 8: a scrape waited 80 s behind a slow `test-config`), marked as
+    /// partly recorded so that no scrape collects meanwhile; the lock is taken back after.
+    async fn reload_mid_batch(&mut self, held: &mut Option<OwnedMutexGuard<Batches>>) {
+        if let Some(mut batches) = held.take() {
+            batches.mid_batch = Some(Instant::now());
+        }
+        self.reload_reaction_config().await;
+        *held = Some(self.processed.clone().lock_owned().await);
+    }
+
+    /// Parse, label and record `batch`, in order, holding `held` (the lock over the
+    /// pipeline) except while reaction's configuration reloads.
+    async fn record(&mut self, batch: Vec<LogLine>, held: &mut Option<OwnedMutexGuard<Batches>>) {
         let Some(last) = batch.last() else {
             return;
         };
@@ -133,28 +182,28 @@ impl Ingest {
             let can_reload = self
                 .last_reload
                 .is_none_or(|t| t.elapsed() >= defaults::STALE_RELOAD_COOLDOWN);
-            let mut labelled = self.labeller.lock().expect("labeller").label(
-                line.time,
-                &event,
-                &self.internal,
-                !can_reload,
-            );
+            let mut labelled =
+                self.labeller()
+                    .label(line.time, &event, &self.internal, !can_reload);
             if labelled.stale_config {
-                self.reload_reaction_config().await;
-                labelled = self.labeller.lock().expect("labeller").label(
-                    line.time,
-                    &event,
-                    &self.internal,
-                    true,
-                );
+                self.reload_mid_batch(held).await;
+                labelled = self
+                    .labeller()
+                    .label(line.time, &event, &self.internal, true);
             }
             if let Some((family, attrs)) = labelled.record {
                 self.instruments.add(family, 1, &attrs);
             }
             if labelled.restarted {
                 self.status.reaction_restarted();
-                self.reload_reaction_config().await;
+                self.reload_mid_batch(held).await;
             }
         }
+    }
+
+    /// The labeller; a panic elsewhere while it was locked leaves it usable (its state is
+    /// caches and memory of recent matches), rather than a panic per line from then on.
+    fn labeller(&self) -> std::sync::MutexGuard<'_, Labeller> {
+        self.labeller.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

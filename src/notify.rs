@@ -191,21 +191,35 @@ impl Notifier {
 /// What must be alive for the watchdog to be pinged: the core tasks (source, ingest, HTTP
 /// server) still running, and ingest between batches or done with one within the ping
 /// interval. Ingest holds `batches` (the lock over its position) while it records a batch;
-/// taking it proves that ingest finishes batches.
+/// taking it proves that ingest finishes batches, unless it released the lock in the middle
+/// of one (to wait for reaction's configuration without holding up scrapes), which
+/// [`InsideBatch`] tells.
 pub(crate) struct Core<T> {
     pub(crate) tasks: Vec<(&'static str, tokio::task::AbortHandle)>,
     pub(crate) batches: Arc<tokio::sync::Mutex<T>>,
 }
 
-impl<T> Core<T> {
+/// What the lock over ingest's batches guards tells the watchdog.
+pub(crate) trait InsideBatch {
+    /// Since when ingest has been in the middle of a batch without holding the lock, if it is.
+    fn inside_since(&self) -> Option<std::time::Instant>;
+}
+
+impl InsideBatch for () {
+    fn inside_since(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+impl<T: InsideBatch> Core<T> {
     /// Ok, or what is wrong, in words for `systemctl status`.
     pub(crate) async fn check(&self, within: Duration) -> Result<(), String> {
         if let Some((name, _)) = self.tasks.iter().find(|(_, t)| t.is_finished()) {
             return Err(format!("the {name} task has stopped"));
         }
         match tokio::time::timeout(within, self.batches.lock()).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!(
+            Ok(b) if b.inside_since().is_none_or(|t| t.elapsed() <= within) => Ok(()),
+            _ => Err(format!(
                 "ingest has been inside one batch of lines for more than {} ms",
                 within.as_millis()
             )),
@@ -215,7 +229,7 @@ impl<T> Core<T> {
 
 /// Send `READY=1`, then keep `STATUS=` current and ping the watchdog while `core` is
 /// healthy, until aborted. Returns `None` (and sends nothing) without a service manager.
-pub(crate) fn start<T: Send + 'static>(
+pub(crate) fn start<T: InsideBatch + Send + 'static>(
     notifier: Arc<Notifier>,
     core: Core<T>,
     status: impl Fn() -> String + Send + 'static,
@@ -372,8 +386,16 @@ mod tests {
         Notifier::disabled().send("READY=1");
     }
 
+    struct Inside(Option<std::time::Instant>);
+
+    impl InsideBatch for Inside {
+        fn inside_since(&self) -> Option<std::time::Instant> {
+            self.0
+        }
+    }
+
     /// The watchdog's health check: a finished core task, or ingest keeping its batch lock
-    /// past the interval, is unhealthy.
+    /// (or inside a batch without it) past the interval, is unhealthy.
     #[tokio::test]
     async fn core_check_sees_dead_tasks_and_stuck_batches() {
         let alive = tokio::spawn(std::future::pending::<()>());
@@ -389,6 +411,20 @@ mod tests {
         assert!(err.contains("inside one batch"), "{err}");
         drop(held);
         assert_eq!(core.check(short).await, Ok(()));
+        // Inside a batch without the lock (waiting for reaction's configuration).
+        let inside = Arc::new(tokio::sync::Mutex::new(Inside(Some(
+            std::time::Instant::now() - Duration::from_secs(1),
+        ))));
+        let stuck = Core {
+            tasks: vec![],
+            batches: inside.clone(),
+        };
+        let err = stuck.check(short).await.unwrap_err();
+        assert!(err.contains("inside one batch"), "{err}");
+        inside.lock().await.0 = Some(std::time::Instant::now());
+        assert_eq!(stuck.check(short).await, Ok(()));
+        inside.lock().await.0 = None;
+        assert_eq!(stuck.check(short).await, Ok(()));
         alive.abort();
         let _ = alive.await;
         assert_eq!(

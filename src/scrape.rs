@@ -1,6 +1,13 @@
 //! One `/metrics` scrape: refresh what reaction says about itself, collect the delta pull
 //! reader, add the counts of undelivered earlier responses, render.
 //!
+//! No scrape waits behind slow work: the status refresh runs before the scrape lock and is
+//! shared by the scrapes that come while it runs (see `status`); the pipeline does not hold
+//! its lock while reaction's configuration reloads (a scrape then does not collect, see
+//! `ingest::Batches`). Counts carried over from undelivered responses or restored from the
+//! state file are capped at `metrics.cardinality_limit` series per metric, like a
+//! collection: past it they go into the metric's overflow series, counted as overflowed.
+//!
 //! Exactly once, also across crashes. The collect happens while the pipeline is between two
 //! batches, so every scrape knows the source position its counts reach. A `Ledger` keeps
 //! the counts of every response in flight and of every response that was not delivered
@@ -10,7 +17,7 @@
 //! is counted once (see the README for the one narrow window).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
@@ -19,7 +26,7 @@ use crate::ingest::Processed;
 use crate::internal::counts::Reader;
 use crate::internal::events::{CardinalityOverflow, ScrapeUndelivered};
 use crate::internal::Internal;
-use crate::metric::{Legacy, OVERFLOW_KEY};
+use crate::metric::{Legacy, Metric, OVERFLOW_KEY};
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
@@ -31,12 +38,75 @@ type Counts = HashMap<SeriesKey, u64>;
 /// The counts of one response: one entry per series.
 type Sums = Vec<(SeriesKey, u64)>;
 
+/// Counts carried into the next scrape, at most `limit` series per metric: what comes past
+/// it is added into the metric's overflow series (issue 8: carried-over counts of
+/// undelivered scrapes reached 3× the cardinality limit while new IPs arrived).
+#[derive(Debug)]
+struct Carry {
+    counts: Counts,
+    /// Series per metric in `counts`, overflow series left out.
+    series: HashMap<Metric, usize>,
+    limit: usize,
+}
+
+impl Carry {
+    fn new(limit: usize) -> Carry {
+        Carry {
+            counts: Counts::new(),
+            series: HashMap::new(),
+            limit,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Add `from` (saturating); returns the events that went into an overflow series
+    /// because their own series did not fit.
+    fn add(&mut self, from: impl IntoIterator<Item = (SeriesKey, u64)>) -> u64 {
+        let mut overflowed = 0u64;
+        for (key, v) in from {
+            if let Some(c) = self.counts.get_mut(&key) {
+                *c = c.saturating_add(v);
+                continue;
+            }
+            let key = if is_overflow(&key) {
+                key
+            } else {
+                let n = self.series.entry(key.0).or_default();
+                if *n < self.limit {
+                    *n += 1;
+                    key
+                } else {
+                    overflowed = overflowed.saturating_add(v);
+                    (key.0, vec![(OVERFLOW_KEY.to_string(), "true".to_string())])
+                }
+            };
+            let c = self.counts.entry(key).or_default();
+            *c = c.saturating_add(v);
+        }
+        overflowed
+    }
+
+    /// Everything, leaving the carry empty.
+    fn take(&mut self) -> Counts {
+        self.series.clear();
+        std::mem::take(&mut self.counts)
+    }
+}
+
+/// An overflow series (the SDK's, or one of ours), as opposed to a series of its own.
+fn is_overflow(key: &SeriesKey) -> bool {
+    key.1.iter().any(|(k, _)| k == OVERFLOW_KEY)
+}
+
 /// Counts collected but not delivered yet, and the position they reach.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ledger {
     next_id: u64,
     in_flight: HashMap<u64, Arc<Sums>>,
-    carry: Counts,
+    carry: Carry,
     /// Position of the latest collect: every event up to it is delivered or outstanding.
     position: Option<Position>,
     /// Numbers the checkpoints.
@@ -45,7 +115,7 @@ struct Ledger {
 
 impl Ledger {
     fn outstanding(&self) -> Vec<SavedCount> {
-        let mut all = self.carry.clone();
+        let mut all = self.carry.counts.clone();
         for c in self.in_flight.values() {
             merge_sums(&mut all, c.iter().cloned());
         }
@@ -58,10 +128,10 @@ impl Ledger {
 /// scrapes do not wait for it.
 fn snapshot(ledger: &Mutex<Ledger>) -> (u64, Option<Position>, Vec<SavedCount>) {
     let (seq, position, mut all, pages) = {
-        let mut l = ledger.lock().expect("ledger");
+        let mut l = lock(ledger);
         l.seq += 1;
         let pages: Vec<Arc<Sums>> = l.in_flight.values().cloned().collect();
-        (l.seq, l.position.clone(), l.carry.clone(), pages)
+        (l.seq, l.position.clone(), l.carry.counts.clone(), pages)
     };
     for c in pages {
         merge_sums(&mut all, c.iter().cloned());
@@ -79,9 +149,17 @@ pub struct Scraper {
     processed: Processed,
     ledger: Arc<Mutex<Ledger>>,
     checkpoint: Option<Arc<Checkpointer>>,
-    /// Running totals of the exporter's own counters (shown cumulative), behind the lock
-    /// that serializes scrapes.
-    totals: tokio::sync::Mutex<HashMap<SeriesKey, f64>>,
+    /// What the scrapes keep between them, behind the lock that serializes their collects.
+    kept: tokio::sync::Mutex<Kept>,
+}
+
+/// See [`Scraper::kept`].
+#[derive(Debug, Default)]
+struct Kept {
+    /// Running totals of the exporter's own counters (shown cumulative).
+    totals: HashMap<SeriesKey, f64>,
+    /// The gauges of the last collect, shown again by a scrape that cannot collect.
+    gauges: HashMap<SeriesKey, f64>,
 }
 
 /// A page and the counts it carries.
@@ -143,7 +221,9 @@ impl PageBody {
 }
 
 impl Scraper {
-    /// `restored`: counts saved by a previous run, shown in the first scrape.
+    /// `restored`: counts saved by a previous run, shown in the first scrape (at most
+    /// `limit` series per metric, the rest in the overflow series).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         reader: SharedReader,
         status: Arc<StatusRefresher>,
@@ -151,8 +231,12 @@ impl Scraper {
         internals: bool,
         processed: Processed,
         restored: Counts,
+        limit: usize,
         checkpoint: Option<Arc<Checkpointer>>,
     ) -> Scraper {
+        let mut carry = Carry::new(limit);
+        let overflowed = carry.add(restored);
+        overflowed_events(&internal, overflowed);
         Scraper {
             reader,
             status,
@@ -160,11 +244,14 @@ impl Scraper {
             internals,
             processed,
             ledger: Arc::new(Mutex::new(Ledger {
-                carry: restored,
-                ..Ledger::default()
+                next_id: 0,
+                in_flight: HashMap::new(),
+                carry,
+                position: None,
+                seq: 0,
             })),
             checkpoint,
-            totals: tokio::sync::Mutex::new(HashMap::new()),
+            kept: tokio::sync::Mutex::new(Kept::default()),
         }
     }
 
@@ -173,23 +260,38 @@ impl Scraper {
         // Dropped at an await below (client gone while reaction is slow): nothing was
         // collected, the counts wait for the next scrape, but this one was not delivered.
         let mut abandoned = Abandoned(Some(&self.internal));
-        let mut totals = self.totals.lock().await;
+        // Not under the scrape lock: concurrent scrapes share one `reaction show`.
         self.status.refresh().await;
+        let mut kept = self.kept.lock().await;
         let (collected, position) = {
-            let position = self.processed.lock().await;
-            (self.collect(), position.clone())
+            let batches = self.processed.lock().await;
+            if batches.mid_batch.is_some() {
+                // The pipeline waits for reaction's configuration in the middle of a batch:
+                // what it recorded of it goes with the next scrape.
+                (None, None)
+            } else {
+                (Some(self.collect()), batches.position.clone())
+            }
         };
         abandoned.0 = None;
 
-        let (own, gauges) = self.split(collected, &mut totals);
+        let (own, gauges) = match collected {
+            Some(c) => {
+                let (own, gauges) = self.split(c, &mut kept.totals);
+                kept.gauges.clone_from(&gauges);
+                (own, gauges)
+            }
+            None => (Sums::new(), kept.gauges.clone()),
+        };
+        let totals = kept.totals.clone();
         let (id, counts) = {
-            let mut ledger = self.ledger.lock().expect("ledger");
+            let mut ledger = self.ledger();
             let counts = if ledger.carry.is_empty() {
                 own
             } else {
-                let mut all = std::mem::take(&mut ledger.carry);
-                merge_sums(&mut all, own);
-                all.into_iter().collect()
+                let overflowed = ledger.carry.add(own);
+                overflowed_events(&self.internal, overflowed);
+                ledger.carry.take().into_iter().collect()
             };
             let counts = Arc::new(counts);
             let id = ledger.next_id;
@@ -200,6 +302,9 @@ impl Scraper {
             }
             (id, counts)
         };
+        // Released only now: the ledger takes collects in the order they were made (its
+        // position only moves forward). Rendering needs no lock.
+        drop(kept);
         // From here on the counts are owned by the delivery: dropped undelivered, they are
         // carried over.
         let delivery = Delivery {
@@ -249,17 +354,11 @@ impl Scraper {
             sums_f64,
             gauges,
         } = c;
-        let overflowed: u64 = sums
+        let overflowed = sums
             .iter()
-            .filter(|((_, attrs), _)| attrs.iter().any(|(k, _)| k == OVERFLOW_KEY))
-            .map(|(_, v)| v)
-            .sum();
-        if overflowed > 0 {
-            self.internal.emit(CardinalityOverflow {
-                reader: Reader::Prometheus,
-                events: overflowed,
-            });
-        }
+            .filter(|(k, _)| is_overflow(k))
+            .fold(0u64, |n, (_, v)| n.saturating_add(*v));
+        overflowed_events(&self.internal, overflowed);
         // In place: a 100k-series delta is not rehashed.
         sums.retain(|(k, v)| match k.0.spec().legacy_kind {
             Legacy::DeltaGauge => true,
@@ -277,18 +376,40 @@ impl Scraper {
     /// At shutdown, once the source is stopped and the pipeline drained: collect what no
     /// scrape took, and return the final position with every undelivered count.
     pub(crate) async fn final_state(&self) -> (Option<Position>, Vec<SavedCount>) {
-        let mut totals = self.totals.lock().await;
+        let mut kept = self.kept.lock().await;
         let (collected, position) = {
-            let position = self.processed.lock().await;
-            (self.collect(), position.clone())
+            let batches = self.processed.lock().await;
+            (self.collect(), batches.position.clone())
         };
-        let (own, _) = self.split(collected, &mut totals);
-        let mut ledger = self.ledger.lock().expect("ledger");
-        merge_sums(&mut ledger.carry, own);
+        let (own, _) = self.split(collected, &mut kept.totals);
+        let mut ledger = self.ledger();
+        let overflowed = ledger.carry.add(own);
+        overflowed_events(&self.internal, overflowed);
         if position.is_some() {
             ledger.position = position;
         }
         (ledger.position.clone(), ledger.outstanding())
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        lock(&self.ledger)
+    }
+}
+
+/// The ledger, also after a panic elsewhere while it was locked: every change to it is
+/// complete before anything that could panic, and a panic per scrape from then on would be
+/// worse (issue 8: a poisoned lock made every later scrape panic).
+fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Count `events` put into an overflow series on the `/metrics` side.
+fn overflowed_events(internal: &Internal, events: u64) {
+    if events > 0 {
+        internal.emit(CardinalityOverflow {
+            reader: Reader::Prometheus,
+            events,
+        });
     }
 }
 
@@ -318,7 +439,7 @@ impl Delivery {
     /// checkpoint saves what is still outstanding).
     pub fn delivered(mut self) {
         self.done = true;
-        let mut ledger = self.ledger.lock().expect("ledger");
+        let mut ledger = lock(&self.ledger);
         let counts = ledger.in_flight.remove(&self.id);
         // Freeing a large page's labels is not worth delaying the response for.
         if let (Some(c), Ok(rt)) = (counts, tokio::runtime::Handle::try_current()) {
@@ -337,7 +458,7 @@ impl Drop for Delivery {
         if self.done {
             return;
         }
-        let mut ledger = self.ledger.lock().expect("ledger");
+        let mut ledger = lock(&self.ledger);
         let Some(counts) = ledger.in_flight.remove(&self.id) else {
             return;
         };
@@ -346,8 +467,75 @@ impl Drop for Delivery {
             return;
         }
         let n = counts.len();
-        merge_sums(&mut ledger.carry, counts);
+        let overflowed = ledger.carry.add(counts);
         drop(ledger);
+        overflowed_events(&self.internal, overflowed);
         self.internal.emit(ScrapeUndelivered { series: n });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(metric: Metric, ip: &str) -> SeriesKey {
+        (metric, vec![("ip".to_string(), ip.to_string())])
+    }
+
+    fn overflow(metric: Metric) -> SeriesKey {
+        (metric, vec![(OVERFLOW_KEY.to_string(), "true".to_string())])
+    }
+
+    #[test]
+    fn carry_keeps_at_most_the_limit_per_metric_and_counts_the_rest() {
+        let m = Metric::Matches;
+        let mut carry = Carry::new(2);
+        let over = carry.add([(key(m, "a"), 1), (key(m, "b"), 2), (key(m, "c"), 3)]);
+        assert_eq!(over, 3);
+        // An existing series still adds up; a new one goes to the overflow series; counts
+        // already in an overflow series are not counted again.
+        let over = carry.add([(key(m, "a"), 1), (key(m, "d"), 4), (overflow(m), 5)]);
+        assert_eq!(over, 4);
+        // Another metric has a limit of its own.
+        assert_eq!(carry.add([(key(Metric::ActionRuns, "x"), 1)]), 0);
+        let all = carry.take();
+        assert_eq!(all[&key(m, "a")], 2);
+        assert_eq!(all[&key(m, "b")], 2);
+        assert_eq!(all[&overflow(m)], 12);
+        assert_eq!(all.len(), 4);
+        // Taken: empty, and the limit starts over.
+        assert!(carry.is_empty());
+        assert_eq!(carry.add([(key(m, "e"), 1), (key(m, "f"), 1)]), 0);
+    }
+
+    #[test]
+    fn carry_saturates() {
+        let m = Metric::Matches;
+        let mut carry = Carry::new(10);
+        carry.add([(key(m, "a"), u64::MAX)]);
+        carry.add([(key(m, "a"), 2)]);
+        assert_eq!(carry.take()[&key(m, "a")], u64::MAX);
+    }
+
+    /// Issue 8: after a panic while the ledger was locked, every later scrape panicked on
+    /// the poisoned lock. The ledger stays usable.
+    #[test]
+    fn a_poisoned_ledger_is_still_usable() {
+        let ledger = Arc::new(Mutex::new(Ledger {
+            next_id: 0,
+            in_flight: HashMap::new(),
+            carry: Carry::new(10),
+            position: None,
+            seq: 0,
+        }));
+        let l = ledger.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = l.lock().unwrap();
+            panic!("a panic while the ledger is locked");
+        })
+        .join();
+        assert!(ledger.is_poisoned());
+        lock(&ledger).next_id += 1;
+        assert_eq!(lock(&ledger).next_id, 1);
     }
 }

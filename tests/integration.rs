@@ -44,4 +44,5 @@ mod packaging;
 mod reaction_cli;
 mod readme;
 mod registry;
+mod scrape_faults;
 mod secure_endpoint;

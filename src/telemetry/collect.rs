@@ -86,6 +86,8 @@ pub(crate) fn merge_sums(
     from: impl IntoIterator<Item = (SeriesKey, u64)>,
 ) {
     for (k, v) in from {
-        *into.entry(k).or_default() += v;
+        // Saturating: a count of u64::MAX plus 2 stays at u64::MAX (issue 8: it wrapped).
+        let c = into.entry(k).or_default();
+        *c = c.saturating_add(v);
     }
 }

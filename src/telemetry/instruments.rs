@@ -3,7 +3,7 @@
 //! instruments read what their [`Kind`] says: the self-monitoring's counts ([`Internal`]),
 //! [`GaugeState`] (filled by the reaction status refresh) or `/proc/self`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry::metrics::{AsyncInstrument, Counter, Meter};
 use opentelemetry::KeyValue;
@@ -42,13 +42,17 @@ impl GaugeState {
     fn observe_u64(&self, observed: ObservedU64, o: &dyn AsyncInstrument<u64>) {
         match observed {
             ObservedU64::PendingActions => {
-                let pending = self.pending.lock().expect("gauge state");
+                let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 for (attrs, n) in pending.iter() {
                     o.observe(*n, attrs);
                 }
             }
             ObservedU64::ReactionStatus => {
-                let s = self.reaction.lock().expect("gauge state").clone();
+                let s = self
+                    .reaction
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 o.observe(u64::from(s.up), &[KeyValue::new("version", s.version)]);
             }
         }
