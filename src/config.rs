@@ -594,6 +594,10 @@ pub struct Metrics {
     /// values their command does not show.
     #[serde(deserialize_with = "checked::attribution_memory")]
     pub attribution_memory: usize,
+    /// New: bytes of a label value read from a log (after its transform); a longer one is
+    /// cut at a character boundary and ends with `…` (counted, see README).
+    #[serde(deserialize_with = "checked::max_label_value_length")]
+    pub max_label_value_length: usize,
 }
 
 impl Default for Metrics {
@@ -604,6 +608,7 @@ impl Default for Metrics {
             export: Export::default(),
             cardinality_limit: defaults::CARDINALITY_LIMIT,
             attribution_memory: defaults::ATTRIBUTION_MEMORY,
+            max_label_value_length: defaults::MAX_LABEL_VALUE_LENGTH,
         }
     }
 }
@@ -1131,6 +1136,16 @@ metrics:
             (
                 "metrics:\n  attribution_memory: 18446744073709551615\n",
                 "metrics.attribution_memory",
+                2,
+            ),
+            (
+                "metrics:\n  max_label_value_length: 10\n",
+                "metrics.max_label_value_length",
+                2,
+            ),
+            (
+                "metrics:\n  max_label_value_length: 100000000\n",
+                "metrics.max_label_value_length",
                 2,
             ),
             (

@@ -75,6 +75,19 @@ pub(crate) const MAX_CARDINALITY_LIMIT: usize = 1_000_000;
 pub(crate) const ATTRIBUTION_MEMORY: usize = 10_000;
 /// The largest `metrics.attribution_memory`, per filter.
 pub(crate) const MAX_ATTRIBUTION_MEMORY: usize = 1_000_000;
+/// `metrics.max_label_value_length`, bytes: a label value read from a log (after its
+/// transform) longer than this is cut. Far above an IP, a user name or an ordinary user
+/// agent (100 to 300 bytes); a hostile 60 KB value costs 1 KiB per copy of its series
+/// instead (the SDK, the scrape's copies, the page).
+pub(crate) const MAX_LABEL_VALUE_LENGTH: usize = 1024;
+/// The smallest `metrics.max_label_value_length`: an IPv6 network with its mask (43 bytes)
+/// and the marker fit.
+pub(crate) const MIN_MAX_LABEL_VALUE_LENGTH: usize = 64;
+/// The largest `metrics.max_label_value_length`: the longest output of a transform.
+pub(crate) const MAX_MAX_LABEL_VALUE_LENGTH: usize = TEMPLATE_OUTPUT_MAX;
+/// What ends a label value that was cut (U+2026, 3 bytes), so that it cannot be taken for
+/// the whole value.
+pub(crate) const TRUNCATION_MARKER: &str = "\u{2026}";
 /// `otlp.max_request_size`, bytes: receivers refuse gRPC messages over 4 MiB by default.
 pub(crate) const OTLP_MAX_REQUEST_SIZE: usize = 3 * 1024 * 1024;
 /// The smallest `otlp.max_request_size` accepted: a request must hold a few points.
@@ -152,6 +165,11 @@ pub(crate) const JOURNAL_LINES_PER_BATCH: usize = 1000;
 pub(crate) const BATCH_CHANNEL_DEPTH: usize = 4;
 /// Rendered transforms cached (the same values come back again and again).
 pub(crate) const TEMPLATE_CACHE: usize = 16_384;
+/// Bytes of inputs and outputs the cache of rendered transforms keeps at most, beside its
+/// [`TEMPLATE_CACHE`] renders: 16,384 renders of IPs and user names weigh under 1 MB, of
+/// 150-byte user agents about 5 MB; renders of 60 KB values are kept for a few dozen values
+/// instead of 16,384 (2 GB).
+pub(crate) const TEMPLATE_CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// minijinja's fuel for one render of a transform: each instruction costs one, and every
 /// 64 bytes a template creates, reads through a filter or writes cost one more. An ordinary
 /// transform uses a few dozen (a few thousand for a 64 KiB value through `split`); 100,000
@@ -161,6 +179,12 @@ pub(crate) const TEMPLATE_FUEL: u64 = 100_000;
 /// raw value is kept and the failure counted). Above `metrics.max_label_value_length`'s
 /// default, so that a long output is cut like a long value, not refused.
 pub(crate) const TEMPLATE_OUTPUT_MAX: usize = 64 * 1024;
+/// Bytes of pattern values the attribution memory of one filter keeps at most, beside its
+/// `metrics.attribution_memory` matches (each pattern's share is budget / patterns): 10,000
+/// matches of an IP and a user name hold about 210 KB of values, of an IP and a 150-byte user
+/// agent 1.6 MB, so ordinary values never reach it; with 60 KB values (a hostile user agent)
+/// the last few dozen matches are remembered instead of 10,000 (600 MB).
+pub(crate) const ATTRIBUTION_MEMORY_BYTES: usize = 4 * 1024 * 1024;
 /// How often a line that does not fit reaction's configuration may make it reload: a
 /// stream of unknown names must not run `reaction test-config` for each line.
 pub(crate) const STALE_RELOAD_COOLDOWN: Duration = Duration::from_secs(10);

@@ -125,7 +125,7 @@ impl Ingest {
                 self.labeller
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .set_reaction_config(&rc);
+                    .set_reaction_config(&rc, &self.internal);
                 true
             }
             Err(e) => {

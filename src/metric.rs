@@ -309,6 +309,32 @@ metric_table! {
         legacy_kind: Legacy::Counter,
         internal: true,
     },
+    /// `reaction_exporter_label_values_truncated_total`.
+    LabelValuesTruncated => Spec {
+        otel: "reaction.exporter.label_values.truncated",
+        kind: Kind::ObservableCounter(Counter::LabelValuesTruncated),
+        unit: "{value}",
+        description: "Label values read from a log that were cut to `metrics.max_label_value_length` bytes, by label.",
+        attributes: &["label"],
+        patterns: false,
+        legacy: "reaction_exporter_label_values_truncated_total",
+        help: "Label values read from a log that were cut to metrics.max_label_value_length bytes, by label.",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
+    /// `reaction_exporter_cache_evictions_total`.
+    CacheEvictions => Spec {
+        otel: "reaction.exporter.cache.evictions",
+        kind: Kind::ObservableCounter(Counter::CacheEvictions),
+        unit: "{entry}",
+        description: "Entries dropped from the attribution memory or the transform cache to keep it within its bounds, by cache and by the bound reached (`entries` or `bytes`).",
+        attributes: &["cache", "reason"],
+        patterns: false,
+        legacy: "reaction_exporter_cache_evictions_total",
+        help: "Entries dropped from the attribution memory or the transform cache to keep it within its bounds, by cache and by the bound reached (entries or bytes).",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
     /// `reaction_exporter_scrapes_undelivered_total`.
     ScrapesUndelivered => Spec {
         otel: "reaction.exporter.scrapes.undelivered",

@@ -30,6 +30,7 @@ mod file_source;
 mod hostile;
 mod http_limits;
 mod journald;
+mod label_limits;
 mod layers;
 mod logging;
 mod metrics_endpoint;

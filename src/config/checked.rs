@@ -205,6 +205,16 @@ pub(super) fn attribution_memory<'de, D: Deserializer<'de>>(d: D) -> Result<usiz
     size(d, 0, defaults::MAX_ATTRIBUTION_MEMORY, "matches")
 }
 
+/// `metrics.max_label_value_length`.
+pub(super) fn max_label_value_length<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    size(
+        d,
+        defaults::MIN_MAX_LABEL_VALUE_LENGTH,
+        defaults::MAX_MAX_LABEL_VALUE_LENGTH,
+        "bytes",
+    )
+}
+
 /// `reaction.logs.max_line_length` (read through `LogsRaw`, hence the `Option`).
 pub(super) fn max_line_length<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     let v = d.deserialize_option(Optional(Int {

@@ -4,8 +4,8 @@
 //! counters.
 //!
 //! Bounded: a series is a counter and label values taken from fixed sets, except the
-//! `pattern` of a transform error, which is a pattern name of reaction's configuration
-//! (never a value read from a log).
+//! `pattern` of a transform error and the `label` of a truncated value, which are pattern
+//! or label names of reaction's configuration (never a value read from a log).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +30,10 @@ pub enum Counter {
     ActionsHeld,
     /// Transforms that failed at run time, by `pattern`.
     TransformErrors,
+    /// Label values cut to `metrics.max_label_value_length`, by `label`.
+    LabelValuesTruncated,
+    /// Entries dropped from a bounded cache, by `cache` and `reason`.
+    CacheEvictions,
     /// `/metrics` responses not delivered completely.
     ScrapesUndelivered,
     /// Saved positions that could not be used.
@@ -169,6 +173,42 @@ impl HttpFailure {
     }
 }
 
+/// A cache bounded in entries and bytes, the `cache` of an eviction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Cache {
+    /// The attribution memory (recent matches, to label actions).
+    Attribution,
+    /// The cache of rendered transforms.
+    Transform,
+}
+
+impl Cache {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Cache::Attribution => "attribution",
+            Cache::Transform => "transform",
+        }
+    }
+}
+
+/// The bound a cache reached, the `reason` of an eviction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Bound {
+    /// Its number of entries: ordinary turnover.
+    Entries,
+    /// Its byte budget: long values.
+    Bytes,
+}
+
+impl Bound {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Bound::Entries => "entries",
+            Bound::Bytes => "bytes",
+        }
+    }
+}
+
 /// A series' attributes, (key, value), in `/metrics` label order.
 pub(crate) type Attributes<'a> = [(&'static str, &'a str)];
 
@@ -188,6 +228,11 @@ pub(crate) enum Series {
     TransformErrors {
         pattern: String,
     },
+    /// `label`: the label name (a pattern's, or a fixed one), from the configuration.
+    LabelValuesTruncated {
+        label: String,
+    },
+    CacheEvictions(Cache, Bound),
     ScrapesUndelivered,
     PositionsInvalid,
     OtlpFailures(OtlpFailure),
@@ -214,6 +259,8 @@ impl Series {
             Series::CliFailures { .. } => Counter::CliFailures,
             Series::ActionsHeld => Counter::ActionsHeld,
             Series::TransformErrors { .. } => Counter::TransformErrors,
+            Series::LabelValuesTruncated { .. } => Counter::LabelValuesTruncated,
+            Series::CacheEvictions(..) => Counter::CacheEvictions,
             Series::ScrapesUndelivered => Counter::ScrapesUndelivered,
             Series::PositionsInvalid => Counter::PositionsInvalid,
             Series::OtlpFailures(_) => Counter::OtlpFailures,
@@ -237,6 +284,10 @@ impl Series {
             Series::SourceErrors(source) => vec![("source", source.as_str())],
             Series::CliFailures { command, kind } => vec![("command", command), ("kind", kind)],
             Series::TransformErrors { pattern } => vec![("pattern", pattern)],
+            Series::LabelValuesTruncated { label } => vec![("label", label)],
+            Series::CacheEvictions(cache, bound) => {
+                vec![("cache", cache.as_str()), ("reason", bound.as_str())]
+            }
             Series::OtlpFailures(kind) => vec![("kind", kind.as_str())],
             Series::CardinalityOverflows(reader) => vec![("reader", reader.as_str())],
             Series::OtlpPointsDropped { reason } | Series::OtlpRequestsDropped { reason } => {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::path::Path;
 
-use super::counts::{Failing, HttpFailure, OtlpFailure, Reader, Reject, Series};
+use super::counts::{Bound, Cache, Failing, HttpFailure, OtlpFailure, Reader, Reject, Series};
 use crate::source::Origin;
 
 /// A self-monitoring event.
@@ -149,6 +149,97 @@ impl InternalEvent for TransformFailed<'_> {
             suppressed,
             "transform failed, the raw value is kept: {}",
             self.error
+        );
+    }
+}
+
+/// A label value read from a log was longer than `metrics.max_label_value_length`: it was
+/// cut (see `label::truncate`).
+pub(crate) struct LabelValueTruncated<'a> {
+    /// The label's name.
+    pub(crate) label: &'a str,
+    /// The value's length, bytes.
+    pub(crate) len: usize,
+    pub(crate) max: usize,
+}
+
+impl InternalEvent for LabelValueTruncated<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        let label = self.label.to_string();
+        Some((Series::LabelValuesTruncated { label }, 1))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("truncated:{}", self.label).into())
+    }
+    fn log(&self, suppressed: u64) {
+        tracing::warn!(
+            label = self.label,
+            suppressed,
+            "a value of {} bytes for label {} was cut to metrics.max_label_value_length ({} \
+             bytes)",
+            self.len,
+            self.label,
+            self.max
+        );
+    }
+}
+
+/// Entries dropped from a bounded cache to keep it within its bounds: its number of entries
+/// (ordinary turnover, logged at debug level) or its byte budget (long values, a warning).
+pub(crate) struct CacheEvicted<'a> {
+    pub(crate) cache: Cache,
+    pub(crate) bound: Bound,
+    pub(crate) entries: u64,
+    /// Whose cache (a filter's attribution memory): for the log line.
+    pub(crate) owner: &'a str,
+}
+
+impl InternalEvent for CacheEvicted<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::CacheEvictions(self.cache, self.bound), self.entries))
+    }
+    fn rate_limit_key(&self) -> Option<Cow<'_, str>> {
+        Some(format!("evicted:{}:{}", self.cache.as_str(), self.bound.as_str()).into())
+    }
+    fn log(&self, suppressed: u64) {
+        match self.bound {
+            Bound::Entries => tracing::debug!(
+                cache = self.cache.as_str(),
+                owner = self.owner,
+                entries = self.entries,
+                "the oldest entries of a full cache were dropped"
+            ),
+            Bound::Bytes => tracing::warn!(
+                cache = self.cache.as_str(),
+                owner = self.owner,
+                entries = self.entries,
+                suppressed,
+                "the {} cache reached its byte budget (long values): its oldest entries \
+                 were dropped",
+                self.cache.as_str()
+            ),
+        }
+    }
+}
+
+/// Two pattern names of a filter give the same label name once sanitized (`a-b`, `a_b`):
+/// one of them gets a numbered label name (see `label::label_names`).
+pub(crate) struct LabelNamesCollide<'a> {
+    pub(crate) filter: &'a str,
+    pub(crate) pattern: &'a str,
+    pub(crate) label: &'a str,
+}
+
+impl InternalEvent for LabelNamesCollide<'_> {
+    fn log(&self, _: u64) {
+        tracing::warn!(
+            filter = self.filter,
+            pattern = self.pattern,
+            label = self.label,
+            "the label name of pattern {:?} is taken by another pattern of the filter once \
+             sanitized: it is labelled {:?}",
+            self.pattern,
+            self.label
         );
     }
 }

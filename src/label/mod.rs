@@ -13,10 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::{Key, KeyValue, Value};
 
+use crate::bounded::Evicted;
 use crate::config::{Config, FamilyExport, Transform};
 use crate::defaults;
-use crate::internal::counts::Reject;
-use crate::internal::events::{ActionHeld, LineRejected, TransformFailed};
+use crate::internal::counts::{Bound, Cache, Reject};
+use crate::internal::events::{
+    ActionHeld, CacheEvicted, LabelNamesCollide, LabelValueTruncated, LineRejected, TransformFailed,
+};
 use crate::internal::Internal;
 use crate::metric::{is_valid_label_name, sanitize_label_name, Metric};
 use crate::parse::{CommandState, Event};
@@ -27,16 +30,18 @@ use crate::telemetry::collect::{attrs as sorted_attrs, Attrs};
 pub(crate) mod attribution;
 pub(crate) mod transform;
 
-use attribution::Recent;
+use attribution::{Recent, Values};
 use transform::{TemplateId, Templates};
 
 /// Attribute keys that are not patterns; a pattern with one of these names is renamed.
 const RESERVED: [&str; 3] = ["stream", "filter", "action"];
 
 /// The label name of a pattern: invalid characters become `_`, a leading digit gets a `_`
-/// prefix, and `stream`, `filter`, `action` become `pattern_stream`, ...
+/// prefix, and `stream`, `filter`, `action` (and names starting with `__`, which Prometheus
+/// reserves) get a `pattern_` prefix. Two patterns of a filter may end up with the same
+/// name: [`label_names`] makes them unique.
 pub(crate) fn label_name(pattern: &str) -> String {
-    if RESERVED.contains(&pattern) {
+    if RESERVED.contains(&pattern) || pattern.starts_with("__") {
         return format!("pattern_{pattern}");
     }
     if is_valid_label_name(pattern) {
@@ -44,6 +49,64 @@ pub(crate) fn label_name(pattern: &str) -> String {
     } else {
         sanitize_label_name(pattern)
     }
+}
+
+/// The label names of a filter's patterns, unique (a series with a label name twice makes
+/// Prometheus refuse the whole scrape), decided from the pattern names alone: a pattern
+/// whose name is its label name keeps it; the others, in pattern name order, take
+/// [`label_name`], or, if a pattern before them has it, that name followed by `_2`, `_3`...
+/// (the first free one): `a_b` and `a-b` are labelled `a_b` and `a_b_2`. Returns the names
+/// in the order of `patterns`, and the (pattern, label) pairs that were renumbered.
+pub(crate) fn label_names(patterns: &[String]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut taken: std::collections::HashSet<String> =
+        RESERVED.iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<Option<String>> = vec![None; patterns.len()];
+    for (i, p) in patterns.iter().enumerate() {
+        if label_name(p) == *p && taken.insert(p.clone()) {
+            names[i] = Some(p.clone());
+        }
+    }
+    let mut order: Vec<usize> = (0..patterns.len()).collect();
+    order.sort_by(|a, b| patterns[*a].cmp(&patterns[*b]));
+    let mut renamed = Vec::new();
+    for i in order {
+        if names[i].is_some() {
+            continue;
+        }
+        let base = label_name(&patterns[i]);
+        let mut name = base.clone();
+        let mut n = 2;
+        while taken.contains(&name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        if name != base {
+            renamed.push((patterns[i].clone(), name.clone()));
+        }
+        taken.insert(name.clone());
+        names[i] = Some(name);
+    }
+    (
+        names.into_iter().map(Option::unwrap_or_default).collect(),
+        renamed,
+    )
+}
+
+/// `value` cut to at most `max` bytes if it is longer: at the last character boundary
+/// that leaves room for [`defaults::TRUNCATION_MARKER`], which ends it.
+pub(crate) fn truncate(value: &str, max: usize) -> Option<String> {
+    if value.len() <= max {
+        return None;
+    }
+    let marker = defaults::TRUNCATION_MARKER;
+    let mut cut = max.saturating_sub(marker.len());
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut + marker.len());
+    out.push_str(&value[..cut]);
+    out.push_str(marker);
+    Some(out)
 }
 
 #[derive(Debug, Clone)]
@@ -60,11 +123,53 @@ struct Pattern {
     rule: PatternRule,
 }
 
+/// Where an attribute of a filter's series comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Stream,
+    Filter,
+    Action,
+    /// The value of the filter's pattern at this index (transformed).
+    Pattern(usize),
+}
+
 #[derive(Debug)]
 struct FilterInfo {
     stream: Value,
     filter: Value,
     patterns: Vec<Pattern>,
+    /// The attributes of a match with its pattern labels, in key order.
+    match_layout: Vec<Slot>,
+    /// The attributes of an action (or pending execution) with its pattern labels, in key
+    /// order.
+    action_layout: Vec<Slot>,
+}
+
+/// The attributes of a series without pattern labels, in key order.
+const MATCH_BASE: [Slot; 2] = [Slot::Filter, Slot::Stream];
+const ACTION_BASE: [Slot; 3] = [Slot::Action, Slot::Filter, Slot::Stream];
+
+/// The attribute order of a filter's series, sorted by key: the SDK stores an attribute set
+/// in the order it is given and, when that order is not sorted, a second sorted copy of it
+/// (opentelemetry_sdk 0.33 `ValueMap::measure`); given sorted, each series is stored once.
+/// Equal keys (two patterns sanitized to the same name) keep their pattern order.
+fn layout(base: &[Slot], patterns: &[Pattern]) -> Vec<Slot> {
+    let key = |slot: &Slot| match *slot {
+        Slot::Stream => "stream",
+        Slot::Filter => "filter",
+        Slot::Action => "action",
+        Slot::Pattern(i) => patterns[i].key.as_str(),
+    };
+    let mut slots: Vec<Slot> = base.to_vec();
+    slots.extend(
+        patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !matches!(p.rule, PatternRule::Drop))
+            .map(|(i, _)| Slot::Pattern(i)),
+    );
+    slots.sort_by(|a, b| key(a).cmp(key(b)));
+    slots
 }
 
 #[derive(Debug)]
@@ -112,7 +217,7 @@ impl Labeller {
             config,
             filters: HashMap::new(),
             actions: HashMap::new(),
-            templates: Templates::new(defaults::TEMPLATE_CACHE),
+            templates: Templates::new(defaults::TEMPLATE_CACHE, defaults::TEMPLATE_CACHE_BYTES),
             memory: HashMap::new(),
             phase: Phase::Unknown,
             hold_until: None,
@@ -120,17 +225,27 @@ impl Labeller {
     }
 
     /// Use a (new) reaction configuration. Memory of recent matches is kept.
-    pub(crate) fn set_reaction_config(&mut self, rc: &ReactionConfig) {
+    pub(crate) fn set_reaction_config(&mut self, rc: &ReactionConfig, internal: &Internal) {
         self.filters.clear();
         self.actions.clear();
         for s in &rc.streams {
             for f in &s.filters {
+                let (names, renamed) = label_names(&f.patterns);
+                for (pattern, label) in &renamed {
+                    internal.emit(LabelNamesCollide {
+                        filter: &format!("{}.{}", s.name, f.name),
+                        pattern,
+                        label,
+                    });
+                }
                 let patterns = f
                     .patterns
                     .iter()
-                    .map(|p| Pattern {
+                    .zip(names)
+                    .map(|(p, name)| Pattern {
                         name: p.clone(),
-                        key: Key::from(label_name(p)),
+                        // Shared by every series: cloning it allocates nothing.
+                        key: Key::from(Arc::<str>::from(name)),
                         rule: match self.config.transform(&s.name, &f.name, p) {
                             Transform::Keep => PatternRule::Keep,
                             Transform::Drop => PatternRule::Drop,
@@ -141,10 +256,12 @@ impl Labeller {
                             },
                         },
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
                 let info = Arc::new(FilterInfo {
                     stream: Value::from(Arc::<str>::from(s.name.as_str())),
                     filter: Value::from(Arc::<str>::from(f.name.as_str())),
+                    match_layout: layout(&MATCH_BASE, &patterns),
+                    action_layout: layout(&ACTION_BASE, &patterns),
                     patterns,
                 });
                 let target: Arc<str> = format!("{}.{}", s.name, f.name).into();
@@ -208,8 +325,13 @@ impl Labeller {
                     });
                     if export.matches.enabled() {
                         let (s, f) = split_first(target);
-                        out.record =
-                            Some((Metric::Matches, vec![kv("stream", s), kv("filter", f)]));
+                        out.record = Some((
+                            Metric::Matches,
+                            vec![
+                                self.line_kv("filter", f, internal),
+                                self.line_kv("stream", s, internal),
+                            ],
+                        ));
                     }
                     return out;
                 };
@@ -232,22 +354,25 @@ impl Labeller {
                     }
                     return out;
                 }
-                match self.memory.get_mut(target.as_str()) {
+                let values = match self.memory.get_mut(target.as_str()) {
                     Some(recent) => recent.remember(values),
                     None => {
-                        let capacity = self.config.metrics.attribution_memory;
-                        let mut recent = Recent::new(capacity, values.len());
-                        recent.remember(values);
+                        let mut recent = self.new_memory(values.len());
+                        let values = recent.remember(values);
                         self.memory.insert(target.as_str().into(), recent);
+                        values
                     }
-                }
+                };
                 if let FamilyExport::On { extra } = export.matches {
-                    let mut attrs = self.base(&info, None);
-                    if extra {
-                        self.patterns(&info, values, &mut attrs, internal);
-                    }
-                    out.record = Some((Metric::Matches, attrs));
+                    out.record = Some((
+                        Metric::Matches,
+                        match extra {
+                            true => self.with_patterns(&info, None, &values, internal),
+                            false => self.base(&info, None),
+                        },
+                    ));
                 }
+                self.report_evictions(target, internal);
             }
             Event::Action { target, argv } => {
                 if !self.actions.contains_key(target.as_str()) {
@@ -268,7 +393,11 @@ impl Labeller {
                         let (f, a) = rest.rsplit_once('.').unwrap_or((rest, ""));
                         out.record = Some((
                             Metric::ActionRuns,
-                            vec![kv("stream", s), kv("filter", f), kv("action", a)],
+                            vec![
+                                self.line_kv("action", a, internal),
+                                self.line_kv("filter", f, internal),
+                                self.line_kv("stream", s, internal),
+                            ],
                         ));
                     }
                     return out;
@@ -280,12 +409,17 @@ impl Labeller {
                     return out;
                 };
                 let action = &self.actions[target.as_str()];
-                let info = action.filter.clone();
-                let mut attrs = self.base(&info, Some(action.action.clone()));
-                if extra {
-                    let values = self.attribute(target, argv);
-                    self.patterns(&info, &values, &mut attrs, internal);
-                }
+                let (info, name) = (action.filter.clone(), action.action.clone());
+                let attrs = match extra {
+                    true => {
+                        let values = self.attribute(target, argv);
+                        let attrs = self.with_patterns(&info, Some(name), &values, internal);
+                        let filter_target = self.actions[target.as_str()].filter_target.clone();
+                        self.report_evictions(&filter_target, internal);
+                        attrs
+                    }
+                    false => self.base(&info, Some(name)),
+                };
                 out.record = Some((Metric::ActionRuns, attrs));
             }
             Event::Command {
@@ -310,13 +444,18 @@ impl Labeller {
                         (false, Some(c)) => c.to_string(),
                         (false, None) => "N/A".to_string(),
                     };
+                    // In key order (see `layout`).
                     out.record = Some((
                         Metric::CommandRuns,
                         vec![
-                            kv("state", state.as_str()),
-                            kv("command", argv.first().map(String::as_str).unwrap_or("")),
-                            kv("status", if *ok { "True" } else { "False" }),
                             kv("code", &code),
+                            self.line_kv(
+                                "command",
+                                argv.first().map(String::as_str).unwrap_or(""),
+                                internal,
+                            ),
+                            kv("state", state.as_str()),
+                            kv("status", if *ok { "True" } else { "False" }),
                         ],
                     ));
                 }
@@ -330,7 +469,10 @@ impl Labeller {
                 if export.streams() {
                     out.record = Some((
                         Metric::StreamEvents,
-                        vec![kv("stream", stream), kv("type", "start")],
+                        vec![
+                            self.line_kv("stream", stream, internal),
+                            kv("type", "start"),
+                        ],
                     ));
                 }
             }
@@ -338,7 +480,10 @@ impl Labeller {
                 if export.streams() {
                     out.record = Some((
                         Metric::StreamEvents,
-                        vec![kv("stream", stream), kv("type", kind.as_str())],
+                        vec![
+                            self.line_kv("stream", stream, internal),
+                            kv("type", kind.as_str()),
+                        ],
                     ));
                 }
             }
@@ -375,8 +520,17 @@ impl Labeller {
         held
     }
 
+    /// An empty memory of recent matches for a filter with `patterns` patterns.
+    fn new_memory(&self, patterns: usize) -> Recent {
+        Recent::new(
+            self.config.metrics.attribution_memory,
+            patterns,
+            defaults::ATTRIBUTION_MEMORY_BYTES,
+        )
+    }
+
     /// The raw pattern values of an action (see [`attribution`]).
-    fn attribute(&mut self, target: &str, argv: &[String]) -> Vec<String> {
+    fn attribute(&mut self, target: &str, argv: &[String]) -> Values {
         let action = &self.actions[target];
         let n = action.filter.patterns.len();
         let mut known: Vec<Option<String>> = vec![None; n];
@@ -387,50 +541,131 @@ impl Labeller {
                 }
             }
         }
-        let capacity = self.config.metrics.attribution_memory;
+        let (target_key, new) = (action.filter_target.clone(), self.new_memory(n));
         let (values, source) = self
             .memory
-            .entry(action.filter_target.clone())
-            .or_insert_with(|| Recent::new(capacity, n))
+            .entry(target_key)
+            .or_insert(new)
             .attribute(known);
         tracing::trace!(target, ?source, "action attributed");
         values
     }
 
+    /// The attributes of a series without pattern labels, in key order.
     fn base(&self, info: &FilterInfo, action: Option<Value>) -> Vec<KeyValue> {
-        let mut v = Vec::with_capacity(3 + info.patterns.len());
-        v.push(KeyValue::new("stream", info.stream.clone()));
-        v.push(KeyValue::new("filter", info.filter.clone()));
+        let mut v = Vec::with_capacity(3);
         if let Some(a) = action {
             v.push(KeyValue::new("action", a));
         }
+        v.push(KeyValue::new("filter", info.filter.clone()));
+        v.push(KeyValue::new("stream", info.stream.clone()));
         v
     }
 
-    /// Append pattern labels: transforms applied, dropped ones left out.
-    fn patterns(
+    /// The attributes of a series with its pattern labels (transforms applied, dropped ones
+    /// left out), in key order. `values` has one value per pattern (checked by the callers).
+    fn with_patterns(
         &mut self,
         info: &FilterInfo,
-        values: &[String],
-        attrs: &mut Vec<KeyValue>,
+        action: Option<Value>,
+        values: &[Arc<str>],
         internal: &Internal,
-    ) {
-        for (p, v) in info.patterns.iter().zip(values) {
-            let value = match p.rule {
-                PatternRule::Drop => continue,
-                PatternRule::Keep => v.clone(),
-                PatternRule::Template(t) => match self.templates.render(t, &p.name, v) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        internal.emit(TransformFailed {
-                            pattern: &p.name,
-                            error: &e,
-                        });
-                        v.clone()
-                    }
+    ) -> Vec<KeyValue> {
+        let layout = match action {
+            Some(_) => &info.action_layout,
+            None => &info.match_layout,
+        };
+        let mut attrs = Vec::with_capacity(layout.len());
+        for slot in layout {
+            attrs.push(match *slot {
+                Slot::Stream => KeyValue::new("stream", info.stream.clone()),
+                Slot::Filter => KeyValue::new("filter", info.filter.clone()),
+                Slot::Action => match &action {
+                    Some(a) => KeyValue::new("action", a.clone()),
+                    None => continue,
                 },
-            };
-            attrs.push(KeyValue::new(p.key.clone(), value));
+                Slot::Pattern(i) => {
+                    let (p, v) = (&info.patterns[i], &values[i]);
+                    let value = match p.rule {
+                        // (A dropped pattern has no slot.)
+                        PatternRule::Keep | PatternRule::Drop => Value::from(v.clone()),
+                        PatternRule::Template(t) => match self.templates.render(t, &p.name, v) {
+                            Ok(s) => Value::from(s),
+                            Err(e) => {
+                                internal.emit(TransformFailed {
+                                    pattern: &p.name,
+                                    error: &e,
+                                });
+                                Value::from(v.clone())
+                            }
+                        },
+                    };
+                    KeyValue::new(p.key.clone(), self.capped(p.key.as_str(), value, internal))
+                }
+            });
+        }
+        attrs
+    }
+
+    /// `value`, cut to `metrics.max_label_value_length` (counted and logged) if longer.
+    fn capped(&self, label: &str, value: Value, internal: &Internal) -> Value {
+        let max = self.config.metrics.max_label_value_length;
+        let s = value.as_str();
+        match truncate(&s, max) {
+            None => value,
+            Some(cut) => {
+                internal.emit(LabelValueTruncated {
+                    label,
+                    len: s.len(),
+                    max,
+                });
+                Value::from(cut)
+            }
+        }
+    }
+
+    /// A label whose value was read from a log line (not from reaction's configuration),
+    /// cut if it is too long.
+    fn line_kv(&self, key: &'static str, value: &str, internal: &Internal) -> KeyValue {
+        let max = self.config.metrics.max_label_value_length;
+        match truncate(value, max) {
+            None => kv(key, value),
+            Some(cut) => {
+                internal.emit(LabelValueTruncated {
+                    label: key,
+                    len: value.len(),
+                    max,
+                });
+                KeyValue::new(key, cut)
+            }
+        }
+    }
+
+    /// Report what the bounded caches dropped since the last call (the attribution memory of
+    /// `target`, the transforms' cache).
+    fn report_evictions(&mut self, target: &str, internal: &Internal) {
+        let memory = match self.memory.get_mut(target) {
+            Some(r) => r.take_evicted(),
+            None => Evicted::default(),
+        };
+        let transforms = self.templates.take_evicted();
+        for (cache, evicted, owner) in [
+            (Cache::Attribution, memory, target),
+            (Cache::Transform, transforms, "transforms"),
+        ] {
+            for (bound, entries) in [
+                (Bound::Entries, evicted.entries),
+                (Bound::Bytes, evicted.bytes),
+            ] {
+                if entries > 0 {
+                    internal.emit(CacheEvicted {
+                        cache,
+                        bound,
+                        entries,
+                        owner,
+                    });
+                }
+            }
         }
     }
 
@@ -449,21 +684,25 @@ impl Labeller {
             let target = format!("{}.{}", e.stream, e.filter);
             let attrs = match self.filters.get(target.as_str()).cloned() {
                 Some(info) => {
-                    let mut attrs = self.base(&info, Some(Value::from(e.action.clone())));
+                    let action = Some(Value::from(e.action.clone()));
                     if extra {
                         let n = info.patterns.len();
-                        let values = match self.memory.get(target.as_str()) {
-                            Some(r) => split_key(&e.key, n, &mut r.tuples()),
-                            None => split_key(&e.key, n, &mut std::iter::empty()),
-                        };
-                        self.patterns(&info, &values, &mut attrs, internal);
+                        let values: Vec<Arc<str>> = match self.memory.get(target.as_str()) {
+                            Some(r) => split_key(&e.key, n, r.tuples()),
+                            None => split_key(&e.key, n, std::iter::empty::<&[Arc<str>]>()),
+                        }
+                        .into_iter()
+                        .map(Arc::from)
+                        .collect();
+                        self.with_patterns(&info, action, &values, internal)
+                    } else {
+                        self.base(&info, action)
                     }
-                    attrs
                 }
                 None => vec![
-                    kv("stream", &e.stream),
-                    kv("filter", &e.filter),
-                    kv("action", &e.action),
+                    self.line_kv("action", &e.action, internal),
+                    self.line_kv("filter", &e.filter, internal),
+                    self.line_kv("stream", &e.stream, internal),
                 ],
             };
             let key = sorted_attrs(attrs.iter());

@@ -100,8 +100,10 @@ impl Env {
             internal.clone(),
         );
         let mut labeller = Labeller::new(Arc::new(config));
-        labeller
-            .set_reaction_config(&ReactionConfig::from_yaml(reaction).expect("reaction config"));
+        labeller.set_reaction_config(
+            &ReactionConfig::from_yaml(reaction).expect("reaction config"),
+            &internal,
+        );
         Env {
             telemetry,
             internal,
@@ -129,7 +131,7 @@ impl Env {
     ) -> Option<(Metric, Vec<(String, String)>)> {
         let out = self.label_at(time, line, false);
         assert!(!out.stale_config, "{line:?} does not fit the configuration");
-        out.record.map(|(f, attrs)| (f, pairs(&attrs)))
+        out.record.map(|(f, attrs)| (f, pairs(f, &attrs)))
     }
 
     fn record(&mut self, line: &str) -> Option<(Metric, Vec<(String, String)>)> {
@@ -161,11 +163,23 @@ impl Env {
     }
 }
 
-fn pairs(attrs: &[KeyValue]) -> Vec<(String, String)> {
-    attrs
+/// The attributes of a series of `family`, in `/metrics` label order (its fixed labels,
+/// then the pattern labels by name). Checks what the SDK is given: attributes sorted by
+/// key, each key once (sorted, the SDK stores one copy of a series; a key twice would be a
+/// duplicate label that makes Prometheus refuse the whole scrape).
+fn pairs(family: Metric, attrs: &[KeyValue]) -> Vec<(String, String)> {
+    let keys: Vec<&str> = attrs.iter().map(|kv| kv.key.as_str()).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "attributes not sorted by key, or a key twice: {keys:?}"
+    );
+    let fixed = family.spec().attributes;
+    let mut v: Vec<(String, String)> = attrs
         .iter()
         .map(|kv| (kv.key.as_str().to_string(), kv.value.as_str().into_owned()))
-        .collect()
+        .collect();
+    v.sort_by_key(|(k, _)| fixed.iter().position(|f| f == k).unwrap_or(fixed.len()));
+    v
 }
 
 fn expect(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -453,6 +467,162 @@ fn pattern_names_are_sanitized() {
     );
 }
 
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Guards issue 8: `a-b` and `a_b` gave a series with the label name `a_b` twice, which
+/// Prometheus refuses (the whole scrape), while it counted as delivered.
+#[test]
+fn label_names_that_collide_once_sanitized_are_made_unique() {
+    // The name that is already a label name keeps it, whatever the order.
+    for patterns in [["a-b", "a_b"], ["a_b", "a-b"]] {
+        let (names, renamed) = label_names(&strings(&patterns));
+        let want: Vec<&str> = patterns
+            .iter()
+            .map(|p| if *p == "a_b" { "a_b" } else { "a_b_2" })
+            .collect();
+        assert_eq!(names, strings(&want));
+        assert_eq!(renamed, vec![("a-b".to_string(), "a_b_2".to_string())]);
+    }
+    // Sanitized ones among themselves: in pattern name order; a numbered name already
+    // taken by a pattern is skipped; reserved names too.
+    let (names, _) = label_names(&strings(&[
+        "a.b",
+        "a-b",
+        "a_b_2",
+        "stream",
+        "pattern_stream",
+    ]));
+    assert_eq!(
+        names,
+        strings(&[
+            "a_b_3",
+            "a_b",
+            "a_b_2",
+            "pattern_stream_2",
+            "pattern_stream"
+        ])
+    );
+    // Prometheus reserves names starting with `__`.
+    assert_eq!(label_name("__name__"), "pattern___name__");
+
+    // Through the labeller: placeholders are `\w+` (see `reaction::config`), so the
+    // collision a configuration can have is `1ip` (labelled `_1ip`) beside `_1ip`.
+    let reaction = "patterns:\n  1ip: {regex: '[a-z]+'}\n  _1ip: {regex: '[0-9]+'}\n\
+                    streams:\n  s:\n    cmd: [x]\n    filters:\n      f:\n        \
+                    regex: ['<1ip> <_1ip>']\n        actions:\n          ban: {cmd: [ban, '<_1ip>']}\n";
+    let mut env = Env::new("", reaction);
+    // Values in pattern name order: `1ip` sorts before `_1ip`.
+    assert_eq!(
+        env.attrs(Metric::Matches, r#"INFO s.f: match ["x", "1"]"#),
+        expect(&[
+            ("stream", "s"),
+            ("filter", "f"),
+            ("_1ip", "1"),
+            ("_1ip_2", "x")
+        ])
+    );
+    assert_eq!(
+        env.attrs(Metric::ActionRuns, r#"INFO s.f.ban: run ["ban" "1"]"#),
+        expect(&[
+            ("stream", "s"),
+            ("filter", "f"),
+            ("action", "ban"),
+            ("_1ip", "1"),
+            ("_1ip_2", "x")
+        ])
+    );
+}
+
+#[test]
+fn truncate_cuts_at_a_character_boundary_and_marks_it() {
+    assert_eq!(truncate("short", 64), None);
+    assert_eq!(truncate(&"x".repeat(64), 64), None);
+    let cut = truncate(&"x".repeat(65), 64).unwrap();
+    assert_eq!(cut, format!("{}\u{2026}", "x".repeat(61)));
+    assert_eq!(cut.len(), 64);
+    // "é" is 2 bytes: 61 bytes would split one; the cut is at 60.
+    let cut = truncate(&"é".repeat(100), 64).unwrap();
+    assert_eq!(cut, format!("{}\u{2026}", "é".repeat(30)));
+    assert!(cut.len() <= 64);
+}
+
+/// Guards issue 8: 60 KB values became 60 KB labels in every copy of their series.
+#[test]
+fn long_label_values_are_cut_and_counted() {
+    let mut env = Env::new("metrics:\n  max_label_value_length: 100\n", REACTION);
+    let ua = "Mozilla/5.0 ".repeat(5000);
+    let attrs = env.attrs(
+        Metric::Matches,
+        &format!(r#"INFO web.nginx.aiBots: match ["203.0.113.9", "{ua}"]"#),
+    );
+    let cut = format!("{}\u{2026}", &ua[..97]);
+    assert_eq!(
+        attrs,
+        expect(&[
+            ("stream", "web.nginx"),
+            ("filter", "aiBots"),
+            ("ip", "203.0.113.9"),
+            ("ua", &cut),
+        ])
+    );
+    // The action takes the whole value from the memory, and is cut the same way.
+    let attrs = env.attrs(
+        Metric::ActionRuns,
+        r#"INFO web.nginx.aiBots.ban: run ["nft" "add" "element" "inet" "reaction" "bots" "{ 203.0.113.9 }"]"#,
+    );
+    assert_eq!(attrs[4], ("ua".to_string(), cut));
+    // Values from the line itself (a command) are cut too.
+    let long_cmd = "c".repeat(200);
+    let attrs = env.attrs(
+        Metric::CommandRuns,
+        &format!(r#"INFO start command: run ["{long_cmd}", "-w"]"#),
+    );
+    assert_eq!(attrs[1].1.len(), 100);
+    let counts = env.own_counts();
+    assert_eq!(
+        count(&counts, Metric::LabelValuesTruncated, &[("label", "ua")]),
+        2
+    );
+    assert_eq!(
+        count(
+            &counts,
+            Metric::LabelValuesTruncated,
+            &[("label", "command")]
+        ),
+        1
+    );
+}
+
+/// Guards issue 8: the attribution memory's byte budget drops old long values, and the
+/// drops are counted by bound.
+#[test]
+fn attribution_memory_evictions_are_counted() {
+    let mut env = Env::standard();
+    let ua = "x".repeat(60 * 1024);
+    for i in 0..200 {
+        env.record(&format!(
+            r#"INFO web.nginx.aiBots: match ["10.0.0.{i}", "{ua}{i}"]"#
+        ));
+    }
+    let counts = env.own_counts();
+    let bytes = count(
+        &counts,
+        Metric::CacheEvictions,
+        &[("cache", "attribution"), ("reason", "bytes")],
+    );
+    assert!(bytes > 0, "{counts:?}");
+    assert_eq!(
+        count(
+            &counts,
+            Metric::CacheEvictions,
+            &[("cache", "attribution"), ("reason", "entries")],
+        ),
+        0
+    );
+}
+
 #[test]
 fn dotted_names_are_resolved_against_the_configuration() {
     let mut env = Env::standard();
@@ -503,7 +673,7 @@ fn unknown_filter_asks_for_the_config_then_is_recorded_split() {
     let (f, attrs) = last.record.expect("recorded on the last try");
     assert_eq!(f, Metric::Matches);
     assert_eq!(
-        pairs(&attrs),
+        pairs(f, &attrs),
         expect(&[("stream", "ghost"), ("filter", "some.filter")])
     );
 
@@ -512,7 +682,7 @@ fn unknown_filter_asks_for_the_config_then_is_recorded_split() {
     let (f, attrs) = env.label_at(at(0), action, true).record.unwrap();
     assert_eq!(f, Metric::ActionRuns);
     assert_eq!(
-        pairs(&attrs),
+        pairs(f, &attrs),
         expect(&[("stream", "ghost"), ("filter", "f"), ("action", "ban")])
     );
     let counts = env.own_counts();
@@ -536,7 +706,7 @@ fn value_count_mismatch_asks_for_the_config_then_is_recorded_without_patterns() 
     let (f, attrs) = env.label_at(at(0), line, true).record.unwrap();
     assert_eq!(f, Metric::Matches);
     assert_eq!(
-        pairs(&attrs),
+        pairs(f, &attrs),
         expect(&[("stream", "ssh"), ("filter", "failedlogin")])
     );
     let counts = env.own_counts();
@@ -558,8 +728,10 @@ fn value_count_mismatch_asks_for_the_config_then_is_recorded_without_patterns() 
         "  user: {regex: '\\S+'}",
         "  user: {regex: '\\S+'}\n  port: {regex: '[0-9]+'}",
     );
-    env.labeller
-        .set_reaction_config(&ReactionConfig::from_yaml(&refreshed).unwrap());
+    env.labeller.set_reaction_config(
+        &ReactionConfig::from_yaml(&refreshed).unwrap(),
+        &env.internal,
+    );
     assert_eq!(
         env.attrs(Metric::Matches, line),
         expect(&[
@@ -807,7 +979,10 @@ fn pending(stream: &str, filter: &str, key: &str, action: &str, count: u64) -> P
 }
 
 fn sorted(mut v: Vec<(Vec<KeyValue>, u64)>) -> Vec<(Vec<(String, String)>, u64)> {
-    let mut out: Vec<_> = v.drain(..).map(|(a, n)| (pairs(&a), n)).collect();
+    let mut out: Vec<_> = v
+        .drain(..)
+        .map(|(a, n)| (pairs(Metric::PendingActions, &a), n))
+        .collect();
     out.sort();
     out
 }

@@ -1,11 +1,12 @@
 //! Pattern transforms (`metrics.all` / `metrics.for`), rendered with the templates of
 //! [`crate::template`] (bounded in fuel and output there). Templates are compiled once;
 //! renders are cached in a bounded map because the same values (IPs) come back again and
-//! again.
+//! again: at most a number of renders and a number of bytes (each render weighs its input
+//! and its output), so that long values cannot make the cache large.
 
 use minijinja::Environment;
 
-use crate::bounded::BoundedMap;
+use crate::bounded::{BoundedMap, Evicted};
 use crate::template::{environment, render};
 
 /// Identifies a compiled template inside [`Templates`].
@@ -28,12 +29,19 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    pub(crate) fn new(cache_capacity: usize) -> Self {
+    /// Renders cached: at most `cache_capacity` of them, whose inputs and outputs add up to
+    /// at most `cache_bytes`.
+    pub(crate) fn new(cache_capacity: usize, cache_bytes: usize) -> Self {
         Templates {
             env: environment(),
             sources: Vec::new(),
-            cache: BoundedMap::new(cache_capacity),
+            cache: BoundedMap::with_budget(cache_capacity, cache_bytes),
         }
+    }
+
+    /// Renders dropped from the cache since the last call, by the bound that was reached.
+    pub(crate) fn take_evicted(&mut self) -> Evicted {
+        self.cache.take_evicted()
     }
 
     /// Compile a template (the same source twice gives the same id).
@@ -70,7 +78,12 @@ impl Templates {
             Some(src) => format!("template {src:?}: {msg}"),
             None => msg,
         });
-        self.cache.insert(key, result.clone());
+        let weight = key.1.len()
+            + match &result {
+                Ok(s) | Err(s) => s.len(),
+            };
+        let hash = self.cache.hash(&key);
+        self.cache.insert_hashed(hash, key, result.clone(), weight);
         result
     }
 }
@@ -87,7 +100,7 @@ mod tests {
 
     #[test]
     fn python_split_and_last_filter() {
-        let mut t = Templates::new(16);
+        let mut t = Templates::new(16, 1 << 20);
         let id = t.add("{{ email.split('@') | last }}").unwrap();
         assert_eq!(
             t.render(id, "email", "bob@example.org").unwrap(),
@@ -97,29 +110,47 @@ mod tests {
 
     #[test]
     fn no_html_escaping() {
-        let mut t = Templates::new(16);
+        let mut t = Templates::new(16, 1 << 20);
         let id = t.add("{{ ua }}").unwrap();
         assert_eq!(t.render(id, "ua", "<a&b>\"").unwrap(), "<a&b>\"");
     }
 
     #[test]
     fn syntax_error_reported() {
-        let mut t = Templates::new(16);
+        let mut t = Templates::new(16, 1 << 20);
         assert!(t.add("{% if %}").is_err());
     }
 
     #[test]
     fn runtime_error_is_an_error_not_a_drop() {
-        let mut t = Templates::new(16);
+        let mut t = Templates::new(16, 1 << 20);
         let id = t.add("{{ ip.nosuchmethod() }}").unwrap();
         assert!(t.render(id, "ip", "1.2.3.4").is_err());
         // cached result is the same
         assert!(t.render(id, "ip", "1.2.3.4").is_err());
     }
 
+    /// Guards the cache's byte budget (issue 8): renders of long values are dropped by
+    /// bytes, not kept for 16,384 entries.
+    #[test]
+    fn the_cache_is_bounded_in_bytes() {
+        let mut t = Templates::new(16_384, 1 << 20);
+        let id = t.add("{{ ua }}").unwrap();
+        let long = "x".repeat(60 * 1024);
+        for i in 0..100 {
+            let v = format!("{long}{i}");
+            assert_eq!(t.render(id, "ua", &v).unwrap(), v);
+        }
+        let kept: usize = t.cache.young_values().chain(t.cache.old_values()).count();
+        // Each render weighs 2 × 60 KiB: at most 1 MiB of them.
+        assert!(kept <= 8, "{kept} renders kept");
+        let evicted = t.take_evicted();
+        assert!(evicted.bytes > 80 && evicted.entries == 0, "{evicted:?}");
+    }
+
     #[test]
     fn same_source_same_id() {
-        let mut t = Templates::new(16);
+        let mut t = Templates::new(16, 1 << 20);
         assert_eq!(t.add("{{ a }}").unwrap(), t.add("{{ a }}").unwrap());
     }
 }

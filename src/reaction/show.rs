@@ -143,10 +143,10 @@ fn type_name(value: &Value) -> &'static str {
 /// 4. Otherwise, the documented fallback: the first `n - 1` space-separated words, then the
 ///    rest of the key (spaces included) as the last value; if the key has fewer than `n`
 ///    words, the missing values are empty strings.
-pub(crate) fn split_key(
+pub(crate) fn split_key<'a, S: AsRef<str> + 'a>(
     key: &str,
     n: usize,
-    known: &mut dyn Iterator<Item = &[String]>,
+    known: impl IntoIterator<Item = &'a [S]>,
 ) -> Vec<String> {
     match n {
         0 => return Vec::new(),
@@ -159,7 +159,7 @@ pub(crate) fn split_key(
     }
     for candidate in known {
         if candidate.len() == n && joins_to(candidate, key) {
-            return candidate.to_vec();
+            return candidate.iter().map(|v| v.as_ref().to_owned()).collect();
         }
     }
     let mut values: Vec<String> = key.splitn(n, ' ').map(str::to_owned).collect();
@@ -168,7 +168,7 @@ pub(crate) fn split_key(
 }
 
 /// Whether `values.join(" ") == key`, without allocating.
-fn joins_to(values: &[String], key: &str) -> bool {
+fn joins_to<S: AsRef<str>>(values: &[S], key: &str) -> bool {
     let mut rest = key;
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
@@ -177,7 +177,7 @@ fn joins_to(values: &[String], key: &str) -> bool {
                 None => return false,
             }
         }
-        match rest.strip_prefix(value.as_str()) {
+        match rest.strip_prefix(value.as_ref()) {
             Some(r) => rest = r,
             None => return false,
         }
@@ -323,20 +323,20 @@ other: [1, 2]
 
     #[test]
     fn split_key_exact_number_of_words() {
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(
             split_key("1.2.3.4 root", 2, &mut none),
             strings(&["1.2.3.4", "root"])
         );
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(split_key("a  b", 3, &mut none), strings(&["a", "", "b"]));
     }
 
     #[test]
     fn split_key_small_n() {
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(split_key("a b c", 1, &mut none), strings(&["a b c"]));
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(split_key("a b c", 0, &mut none), Vec::<String>::new());
     }
 
@@ -364,18 +364,18 @@ other: [1, 2]
 
     #[test]
     fn split_key_fallback_puts_the_rest_in_the_last_value() {
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(
             split_key("1.2.3.4 Mozilla/5.0 (X11; Linux)", 2, &mut none),
             strings(&["1.2.3.4", "Mozilla/5.0 (X11; Linux)"])
         );
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(
             split_key("a b c d", 3, &mut none),
             strings(&["a", "b", "c d"])
         );
         // Fewer words than values: padded with empty values.
-        let mut none = std::iter::empty();
+        let mut none = std::iter::empty::<&[String]>();
         assert_eq!(split_key("only", 3, &mut none), strings(&["only", "", ""]));
     }
 

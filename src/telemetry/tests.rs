@@ -67,6 +67,17 @@ fn emit_every_series(internal: &Internal, counter: Counter) {
             pattern: "ip",
             error: "test",
         }),
+        Counter::LabelValuesTruncated => internal.emit(events::LabelValueTruncated {
+            label: "ua",
+            len: 2000,
+            max: 1024,
+        }),
+        Counter::CacheEvictions => internal.emit(events::CacheEvicted {
+            cache: crate::internal::counts::Cache::Transform,
+            bound: crate::internal::counts::Bound::Bytes,
+            entries: 1,
+            owner: "transforms",
+        }),
         Counter::ScrapesUndelivered => internal.emit(events::ScrapeUndelivered { series: 1 }),
         Counter::PositionsInvalid => internal.emit(events::PositionInvalid {
             position: "x",
