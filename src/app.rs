@@ -15,11 +15,12 @@ use crate::defaults;
 use crate::ingest::Ingest;
 use crate::internal::events::{PositionInvalid, StateFileFailed};
 use crate::internal::{Counter, Internal};
+use crate::label::attribution::SavedMemory;
 use crate::label::Labeller;
 use crate::notify::{self, Notifier};
 use crate::push_checkpoint::PushCheckpoint;
 use crate::reaction::{ClientConfig, ReactionClient};
-use crate::scrape::Scraper;
+use crate::scrape::{Checkpoints, Scraper};
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
 use crate::source::journald::{run as run_journald, JournaldConfig};
 use crate::source::{Position, SourceObserver};
@@ -92,7 +93,7 @@ impl App {
             internal.clone(),
         ));
         let mut ingest = Ingest::new(
-            labeller,
+            labeller.clone(),
             telemetry.instruments.clone(),
             internal.clone(),
             client,
@@ -100,7 +101,9 @@ impl App {
         );
         let source_id = source_id(&config, &env);
         let state_dir = config.state.resolve_directory(&env);
-        let (resume, restored) = restore(&config, &state_dir, &source_id, &internal);
+        let (resume, restored, memory) = restore(&config, &state_dir, &source_id, &internal);
+        // Before any line is read again from `resume`: the memory is the one at `resume`.
+        labeller.lock().expect("labeller").restore_memory(&memory);
         // Until the source reads a line, it is at the saved position: a scrape or a stop
         // before that must save this position again, not none (which restarts per start_at).
         ingest
@@ -118,7 +121,10 @@ impl App {
                 ingest.processed.clone(),
                 restored,
                 config.metrics.cardinality_limit,
-                Some(checkpoint.clone()),
+                Some(Checkpoints {
+                    writer: checkpoint.clone(),
+                    labeller: labeller.clone(),
+                }),
             ))),
             (None, Some(push)) => {
                 // OTLP only: the push checkpoints after each delivery round, and the counts
@@ -134,6 +140,8 @@ impl App {
                 push.continue_with(Arc::new(PushCheckpoint {
                     processed: ingest.processed.clone(),
                     checkpoint: checkpoint.clone(),
+                    labeller: labeller.clone(),
+                    memories: Default::default(),
                     recall: config.state.recall,
                 }));
                 tracing::info!(
@@ -377,13 +385,15 @@ impl App {
             tracing::error!("the state is not saved: a restart continues from the last checkpoint");
         } else if let Some(scraper) = &scraper {
             // Every line read is recorded: save the position with what no scrape delivered.
-            let (position, counts) = scraper.final_state().await;
+            let (position, counts, memory) = scraper.final_state().await;
             let n = counts.len();
             let saved = {
                 let checkpoint = checkpoint.clone();
-                tokio::task::spawn_blocking(move || checkpoint.save_now(u64::MAX, position, counts))
-                    .await
-                    .unwrap_or(false)
+                tokio::task::spawn_blocking(move || {
+                    checkpoint.save_now(u64::MAX, position, counts, memory)
+                })
+                .await
+                .unwrap_or(false)
             };
             if saved {
                 tracing::info!(
@@ -509,8 +519,9 @@ fn journal_directory(
         .or_else(|| env("DOCKER").map(|_| defaults::CONTAINER_JOURNAL_DIRECTORY.into()))
 }
 
-/// Read the state file: within the recall window, the position to resume from and the
-/// counts to show in the first scrape; otherwise nothing (and say why).
+/// Read the state file: within the recall window, the position to resume from, the counts
+/// to show in the first scrape and the attribution memory at that position; otherwise
+/// nothing (and say why).
 fn restore(
     config: &Config,
     dir: &std::path::Path,
@@ -519,6 +530,7 @@ fn restore(
 ) -> (
     Option<Position>,
     std::collections::HashMap<crate::telemetry::collect::SeriesKey, u64>,
+    Vec<SavedMemory>,
 ) {
     let recall = Duration::from_secs(config.state.recall);
     // Where the source starts instead, said in the log.
@@ -527,16 +539,17 @@ fn restore(
         StartAt::Beginning => "reaction.logs.start_at: beginning",
     };
     match state::load(dir, source) {
-        Ok(None) => (None, Default::default()),
+        Ok(None) => (None, Default::default(), Vec::new()),
         Ok(Some(s)) if s.age() <= recall => {
             let counts: std::collections::HashMap<_, _> = s.series().into_iter().collect();
             tracing::info!(
                 saved_seconds_ago = s.age().as_secs(),
                 series = counts.len(),
+                remembered_filters = s.memory.len(),
                 position = ?s.position,
                 "continuing from the saved state"
             );
-            (s.position, counts)
+            (s.position, counts, s.memory)
         }
         Ok(Some(s)) => {
             tracing::warn!(
@@ -550,7 +563,7 @@ fn restore(
                 position: "the saved state (too old)",
                 fallback: policy,
             });
-            (None, Default::default())
+            (None, Default::default(), Vec::new())
         }
         Err(e) => {
             internal.emit(StateFileFailed { error: &e });
@@ -558,7 +571,7 @@ fn restore(
                 position: "the saved state (unreadable)",
                 fallback: policy,
             });
-            (None, Default::default())
+            (None, Default::default(), Vec::new())
         }
     }
 }

@@ -207,6 +207,14 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
         std::mem::take(&mut self.evicted)
     }
 
+    /// Move the young generation to the old one (whose entries are dropped, uncounted):
+    /// restoring a saved map puts its old generation back first, then retires it.
+    pub(crate) fn retire(&mut self) {
+        self.old.clear();
+        std::mem::swap(&mut self.young, &mut self.old);
+        self.young_weight = 0;
+    }
+
     /// The young generation's values.
     pub(crate) fn young_values(&self) -> impl Iterator<Item = &V> {
         self.young.iter().map(|s| &s.value)

@@ -26,6 +26,7 @@ use crate::ingest::Processed;
 use crate::internal::counts::Reader;
 use crate::internal::events::{CardinalityOverflow, ScrapeUndelivered};
 use crate::internal::Internal;
+use crate::label::{Labeller, MemorySnapshot};
 use crate::metric::{Legacy, Metric, OVERFLOW_KEY};
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
@@ -109,6 +110,8 @@ struct Ledger {
     carry: Carry,
     /// Position of the latest collect: every event up to it is delivered or outstanding.
     position: Option<Position>,
+    /// The attribution memory at the latest collect (so at `position`).
+    memory: Option<Arc<MemorySnapshot>>,
     /// Numbers the checkpoints.
     seq: u64,
 }
@@ -126,17 +129,30 @@ impl Ledger {
 /// A checkpoint's number, position and outstanding counts. Under the ledger's lock only
 /// the carry is copied (the pages in flight are shared): the merge runs outside it, so
 /// scrapes do not wait for it.
-fn snapshot(ledger: &Mutex<Ledger>) -> (u64, Option<Position>, Vec<SavedCount>) {
-    let (seq, position, mut all, pages) = {
+fn snapshot(
+    ledger: &Mutex<Ledger>,
+) -> (
+    u64,
+    Option<Position>,
+    Vec<SavedCount>,
+    Option<Arc<MemorySnapshot>>,
+) {
+    let (seq, position, mut all, pages, memory) = {
         let mut l = lock(ledger);
         l.seq += 1;
         let pages: Vec<Arc<Sums>> = l.in_flight.values().cloned().collect();
-        (l.seq, l.position.clone(), l.carry.counts.clone(), pages)
+        (
+            l.seq,
+            l.position.clone(),
+            l.carry.counts.clone(),
+            pages,
+            l.memory.clone(),
+        )
     };
     for c in pages {
         merge_sums(&mut all, c.iter().cloned());
     }
-    (seq, position, saved_counts(all.iter()))
+    (seq, position, saved_counts(all.iter()), memory)
 }
 
 /// Answers `/metrics`: one scrape at a time, with the counts of undelivered responses
@@ -149,6 +165,9 @@ pub struct Scraper {
     processed: Processed,
     ledger: Arc<Mutex<Ledger>>,
     checkpoint: Option<Arc<Checkpointer>>,
+    /// Whose attribution memory a checkpoint saves, taken at each collect (with a
+    /// checkpoint only).
+    labeller: Option<Arc<Mutex<Labeller>>>,
     /// What the scrapes keep between them, behind the lock that serializes their collects.
     kept: tokio::sync::Mutex<Kept>,
 }
@@ -160,6 +179,12 @@ struct Kept {
     totals: HashMap<SeriesKey, f64>,
     /// The gauges of the last collect, shown again by a scrape that cannot collect.
     gauges: HashMap<SeriesKey, f64>,
+}
+
+/// Where a scraper's checkpoints go, and whose attribution memory they save.
+pub(crate) struct Checkpoints {
+    pub(crate) writer: Arc<Checkpointer>,
+    pub(crate) labeller: Arc<Mutex<Labeller>>,
 }
 
 /// A page and the counts it carries.
@@ -232,11 +257,15 @@ impl Scraper {
         processed: Processed,
         restored: Counts,
         limit: usize,
-        checkpoint: Option<Arc<Checkpointer>>,
+        checkpoints: Option<Checkpoints>,
     ) -> Scraper {
         let mut carry = Carry::new(limit);
         let overflowed = carry.add(restored);
         overflowed_events(&internal, overflowed);
+        let (checkpoint, labeller) = match checkpoints {
+            Some(c) => (Some(c.writer), Some(c.labeller)),
+            None => (None, None),
+        };
         Scraper {
             reader,
             status,
@@ -248,9 +277,11 @@ impl Scraper {
                 in_flight: HashMap::new(),
                 carry,
                 position: None,
+                memory: None,
                 seq: 0,
             })),
             checkpoint,
+            labeller,
             kept: tokio::sync::Mutex::new(Kept::default()),
         }
     }
@@ -263,14 +294,18 @@ impl Scraper {
         // Not under the scrape lock: concurrent scrapes share one `reaction show`.
         self.status.refresh().await;
         let mut kept = self.kept.lock().await;
-        let (collected, position) = {
+        let (collected, position, memory) = {
             let batches = self.processed.lock().await;
             if batches.mid_batch.is_some() {
                 // The pipeline waits for reaction's configuration in the middle of a batch:
                 // what it recorded of it goes with the next scrape.
-                (None, None)
+                (None, None, None)
             } else {
-                (Some(self.collect()), batches.position.clone())
+                (
+                    Some(self.collect()),
+                    batches.position.clone(),
+                    self.memory(),
+                )
             }
         };
         abandoned.0 = None;
@@ -297,8 +332,11 @@ impl Scraper {
             let id = ledger.next_id;
             ledger.next_id += 1;
             ledger.in_flight.insert(id, counts.clone());
+            // The memory goes with the position it was taken at (a batch without a position,
+            // possible from journald, leaves both as they were).
             if position.is_some() {
                 ledger.position = position;
+                ledger.memory = memory;
             }
             (id, counts)
         };
@@ -332,6 +370,19 @@ impl Scraper {
             format,
             delivery,
         }
+    }
+
+    /// The attribution memory now, if a checkpoint will save it: called with the pipeline
+    /// between two batches, like the collect, so that it is the memory at the position.
+    fn memory(&self) -> Option<Arc<MemorySnapshot>> {
+        self.checkpoint.as_ref()?;
+        let labeller = self.labeller.as_ref()?;
+        // A panic while the labeller was locked stops the ingest (and the process): the
+        // memory is read as it is.
+        let labeller = labeller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(Arc::new(labeller.memory_snapshot()))
     }
 
     fn collect(&self) -> Collected {
@@ -374,21 +425,29 @@ impl Scraper {
     }
 
     /// At shutdown, once the source is stopped and the pipeline drained: collect what no
-    /// scrape took, and return the final position with every undelivered count.
-    pub(crate) async fn final_state(&self) -> (Option<Position>, Vec<SavedCount>) {
+    /// scrape took, and return the final position with every undelivered count and the
+    /// attribution memory there.
+    pub(crate) async fn final_state(&self) -> FinalState {
         let mut kept = self.kept.lock().await;
-        let (collected, position) = {
+        let (collected, position, memory) = {
             let batches = self.processed.lock().await;
-            (self.collect(), batches.position.clone())
+            (self.collect(), batches.position.clone(), self.memory())
         };
         let (own, _) = self.split(collected, &mut kept.totals);
         let mut ledger = self.ledger();
         let overflowed = ledger.carry.add(own);
         overflowed_events(&self.internal, overflowed);
+        // The memory goes with the position it was taken at (a batch without a position,
+        // possible from journald, leaves both as they were).
         if position.is_some() {
             ledger.position = position;
+            ledger.memory = memory;
         }
-        (ledger.position.clone(), ledger.outstanding())
+        (
+            ledger.position.clone(),
+            ledger.outstanding(),
+            ledger.memory.clone(),
+        )
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -412,6 +471,14 @@ fn overflowed_events(internal: &Internal, events: u64) {
         });
     }
 }
+
+/// What the exporter saves at shutdown: the position, the counts outstanding there, the
+/// attribution memory there.
+pub(crate) type FinalState = (
+    Option<Position>,
+    Vec<SavedCount>,
+    Option<Arc<MemorySnapshot>>,
+);
 
 /// Counts a scrape dropped before it collected anything as undelivered.
 struct Abandoned<'a>(Option<&'a Internal>);

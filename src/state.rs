@@ -1,5 +1,6 @@
-//! The state file: where the source was and which counts were not yet delivered on
-//! `/metrics`, saved atomically (temporary file, fsync, rename, fsync of the directory) at
+//! The state file: where the source was, which counts were not yet delivered on
+//! `/metrics` and the attribution memory at that position (so that actions are labelled
+//! after a restart as without it), saved atomically (temporary file, fsync, rename, fsync of the directory) at
 //! each delivered scrape and at shutdown, and read back at start within the recall window.
 //!
 //! It holds IP addresses and user names, and its directory may be writable by others:
@@ -11,13 +12,17 @@
 //!   or a device is refused without blocking on it) of at most
 //!   [`defaults::STATE_FILE_MAX_BYTES`]; a state saved more than
 //!   [`defaults::STATE_CLOCK_SKEW`] in the future, or whose journal cursor is not one
-//!   journalctl prints, is refused. A refused state is logged and counted, and the source
-//!   starts per `reaction.logs.start_at`.
+//!   journalctl prints, or whose attribution memory does not hold together, is refused. A
+//!   refused state is logged and counted, and the source starts per
+//!   `reaction.logs.start_at`;
+//! - the format is versioned ([`FORMAT`]); a state file of an older format that this one
+//!   extends ([`OLDER_FORMATS`]) is read too.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -25,13 +30,18 @@ use serde::{Deserialize, Serialize};
 use crate::defaults;
 use crate::internal::events::StateFileFailed;
 use crate::internal::Internal;
+use crate::label::attribution::SavedMemory;
+use crate::label::MemorySnapshot;
 use crate::metric::Metric;
 use crate::source::journald::valid_cursor;
 use crate::source::Position;
 use crate::telemetry::collect::{Attrs, SeriesKey};
 
-/// Names this file format; anything else is refused.
-pub(crate) const FORMAT: &str = "reaction-metrics-exporter/state/1";
+/// Names this file format; anything else but [`OLDER_FORMATS`] is refused. Format 2 adds
+/// `memory`.
+pub(crate) const FORMAT: &str = "reaction-metrics-exporter/state/2";
+/// Older formats read as well: what they lack is empty (format 1: no attribution memory).
+pub(crate) const OLDER_FORMATS: [&str; 1] = ["reaction-metrics-exporter/state/1"];
 pub(crate) const FILE_NAME: &str = "reaction-metrics-exporter.state.json";
 
 /// Which input a state belongs to: a state saved for another file or unit is refused.
@@ -66,6 +76,10 @@ pub(crate) struct State {
     pub position: Option<Position>,
     /// Counts not delivered on `/metrics` yet.
     pub counts: Vec<SavedCount>,
+    /// The attribution memory of each filter at `position` (format 2; empty in format 1,
+    /// or when it did not fit under the size cap).
+    #[serde(default)]
+    pub memory: Vec<SavedMemory>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +103,16 @@ pub(crate) enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is larger than {max} bytes: its {series} undelivered series are not saved, \
-         only the position"
+        "{path} would be larger than {max} bytes: saved without the attribution memory of \
+         its {filters} filters (actions whose match was before the position lack the values \
+         their command does not show) and without {series} of its undelivered series"
     )]
     TooLarge {
         path: PathBuf,
         max: usize,
+        /// Filters whose memory was left out.
+        filters: usize,
+        /// Undelivered series left out (0: all kept).
         series: usize,
     },
 }
@@ -104,8 +122,10 @@ impl State {
         source: SourceId,
         position: Option<Position>,
         counts: Vec<SavedCount>,
+        memory: Vec<SavedMemory>,
     ) -> State {
         State {
+            memory,
             format: FORMAT.to_string(),
             saved_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -234,11 +254,14 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
         detail: e.to_string(),
     })?;
     drop(bytes);
-    if state.format != FORMAT {
+    if state.format != FORMAT && !OLDER_FORMATS.contains(&state.format.as_str()) {
         return Err(StateError::Corrupt {
             path,
             detail: format!("format {:?}, expected {FORMAT:?}", state.format),
         });
+    }
+    if let Some(e) = state.memory.iter().find_map(|m| m.check().err()) {
+        return Err(StateError::Corrupt { path, detail: e });
     }
     let position_fits = matches!(
         (&state.source, &state.position),
@@ -285,8 +308,9 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
 
 /// Replace the state of `dir` atomically. A state larger than
 /// [`defaults::STATE_FILE_MAX_BYTES`] (which [`load`] would refuse) is saved without its
-/// counts, so that the position is kept; that is reported as [`StateError::TooLarge`]
-/// after the save.
+/// attribution memory, then if need be without its counts, so that the position is kept
+/// (and the counts before the memory: a lost label is better than a lost count); that is
+/// reported as [`StateError::TooLarge`] after the save.
 pub(crate) fn save(dir: &Path, state: &State) -> Result<(), StateError> {
     save_bounded(dir, state, defaults::STATE_FILE_MAX_BYTES)
 }
@@ -305,11 +329,19 @@ fn save_bounded(dir: &Path, state: &State, max: usize) -> Result<(), StateError>
         })
     };
     let mut text = serialize(state)?;
-    let mut dropped = 0;
+    let (mut filters, mut series) = (0, 0);
+    if text.len() > max && !state.memory.is_empty() {
+        filters = state.memory.len();
+        text = serialize(&State {
+            memory: Vec::new(),
+            ..state.clone()
+        })?;
+    }
     if text.len() > max {
-        dropped = state.counts.len();
+        series = state.counts.len();
         text = serialize(&State {
             counts: Vec::new(),
+            memory: Vec::new(),
             ..state.clone()
         })?;
     }
@@ -334,11 +366,12 @@ fn save_bounded(dir: &Path, state: &State, max: usize) -> Result<(), StateError>
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    if dropped > 0 {
+    if filters > 0 || series > 0 {
         return Err(StateError::TooLarge {
             path,
             max,
-            series: dropped,
+            filters,
+            series,
         });
     }
     Ok(())
@@ -373,12 +406,14 @@ impl Checkpointer {
         &self.dir
     }
 
-    /// Save snapshot number `seq` (increasing) now, on this thread.
+    /// Save snapshot number `seq` (increasing) now, on this thread: the position, the
+    /// counts outstanding there and the attribution memory taken with the position.
     pub(crate) fn save_now(
         &self,
         seq: u64,
         position: Option<Position>,
         counts: Vec<SavedCount>,
+        memory: Option<Arc<MemorySnapshot>>,
     ) -> bool {
         // A panic while this lock was held cannot have left the number half-written: the
         // guard of a poisoned lock is used as is.
@@ -389,7 +424,8 @@ impl Checkpointer {
         if seq <= *written {
             return true;
         }
-        let state = State::new(self.source.clone(), position, counts);
+        let memory = memory.map(|m| m.to_saved()).unwrap_or_default();
+        let state = State::new(self.source.clone(), position, counts, memory);
         match save(&self.dir, &state) {
             Ok(()) => {
                 *written = seq;
@@ -430,8 +466,8 @@ impl Checkpointer {
         let run = move || {
             let mut next = Some(snapshot);
             while let Some(take) = next {
-                let (seq, position, counts) = take();
-                this.save_now(seq, position, counts);
+                let (seq, position, counts, memory) = take();
+                this.save_now(seq, position, counts, memory);
                 let mut p = this
                     .pending
                     .lock()
@@ -451,9 +487,17 @@ impl Checkpointer {
     }
 }
 
-/// Takes a checkpoint's snapshot: its number (increasing), position and counts.
-pub(crate) type Snapshot =
-    Box<dyn FnOnce() -> (u64, Option<Position>, Vec<SavedCount>) + Send + 'static>;
+/// Takes a checkpoint's snapshot: its number (increasing), position, counts, and the
+/// attribution memory at the position.
+pub(crate) type Snapshot = Box<
+    dyn FnOnce() -> (
+            u64,
+            Option<Position>,
+            Vec<SavedCount>,
+            Option<Arc<MemorySnapshot>>,
+        ) + Send
+        + 'static,
+>;
 
 /// Whether a save runs, and the request that came meanwhile.
 #[derive(Default)]
@@ -492,6 +536,7 @@ mod tests {
                 head_hash: 5,
             }),
             saved_counts([(&key, &5u64)].into_iter()),
+            vec![],
         );
         save(dir.path(), &s).unwrap();
         let back = load(dir.path(), &file_id()).unwrap().unwrap();
@@ -509,7 +554,7 @@ mod tests {
     #[test]
     fn corrupt_truncated_and_foreign_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let s = State::new(file_id(), None, vec![]);
+        let s = State::new(file_id(), None, vec![], vec![]);
         save(dir.path(), &s).unwrap();
         let text = fs::read_to_string(path(dir.path())).unwrap();
         fs::write(path(dir.path()), &text[..text.len() / 2]).unwrap();
@@ -559,7 +604,7 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o644),
         )
         .unwrap();
-        let s = State::new(file_id(), None, vec![]);
+        let s = State::new(file_id(), None, vec![], vec![]);
         save(dir.path(), &s).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(mode(&path(dir.path())), 0o600);
@@ -602,9 +647,20 @@ mod tests {
             file_id(),
             position.clone(),
             saved_counts([(&key, &1u64)].into_iter()),
+            vec![],
         );
         let e = save_bounded(dir.path(), &big, 100).unwrap_err();
-        assert!(matches!(e, StateError::TooLarge { series: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                StateError::TooLarge {
+                    series: 1,
+                    filters: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let back = load(dir.path(), &file_id()).unwrap().unwrap();
         assert_eq!((back.position, back.counts.len()), (position, 0));
         assert!(read_bounded(&p, 10)
@@ -618,7 +674,7 @@ mod tests {
     #[test]
     fn future_states_and_unusable_cursors_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = State::new(file_id(), None, vec![]);
+        let mut s = State::new(file_id(), None, vec![], vec![]);
         s.saved_at_ms += 3_600_000;
         save(dir.path(), &s).unwrap();
         let e = load(dir.path(), &file_id()).unwrap_err().to_string();
@@ -641,6 +697,7 @@ mod tests {
                     cursor: cursor.into(),
                 }),
                 vec![],
+                vec![],
             );
             save(dir.path(), &s).unwrap();
             let e = load(dir.path(), &journal).unwrap_err().to_string();
@@ -649,5 +706,71 @@ mod tests {
                 "{cursor:?}: {e}"
             );
         }
+    }
+
+    fn memory() -> Vec<SavedMemory> {
+        let mut labeller_memory = crate::label::attribution::Recent::new(100, 2, 1 << 20);
+        labeller_memory.remember(&["1.2.3.4", "root"]);
+        labeller_memory.remember(&["5.6.7.8", "admin"]);
+        vec![labeller_memory.snapshot().to_saved("ssh.failedlogin")]
+    }
+
+    /// Guards issue 10 item 1: the attribution memory is saved with the position, and a
+    /// state file of format 1 (no memory) still loads.
+    #[test]
+    fn the_memory_round_trips_and_format_1_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::new(file_id(), None, vec![], memory());
+        save(dir.path(), &s).unwrap();
+        let back = load(dir.path(), &file_id()).unwrap().unwrap();
+        assert_eq!(back.memory, s.memory);
+        assert_eq!(back.format, FORMAT);
+        // Format 1, as the previous version wrote it (no `memory` key).
+        let v1 = format!(
+            r#"{{"format":"reaction-metrics-exporter/state/1","saved_at_ms":{},"source":{{"kind":"file","path":"/var/log/reaction.log"}},"position":{{"kind":"file","dev":1,"ino":2,"offset":3,"head_len":4,"head_hash":5}},"counts":[{{"family":"reaction.filter.matches","attributes":[["filter","f"],["stream","s"]],"value":2}}]}}"#,
+            now_ms()
+        );
+        fs::write(path(dir.path()), v1).unwrap();
+        let back = load(dir.path(), &file_id()).unwrap().unwrap();
+        assert_eq!((back.counts.len(), back.memory.len()), (1, 0));
+        // A memory that does not hold together is refused with the whole state.
+        let mut bad = State::new(file_id(), None, vec![], memory());
+        bad.memory[0].maps[0].old.push(99);
+        save(dir.path(), &bad).unwrap();
+        let e = load(dir.path(), &file_id()).unwrap_err().to_string();
+        assert!(e.contains("match 99 of 2"), "{e}");
+    }
+
+    /// The memory goes first when the state would not fit: counts are worth more.
+    #[test]
+    fn over_the_cap_the_memory_is_dropped_before_the_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let key: SeriesKey = (Metric::Matches, vec![("ip".into(), "1.2.3.4".into())]);
+        let s = State::new(
+            file_id(),
+            None,
+            saved_counts([(&key, &1u64)].into_iter()),
+            memory(),
+        );
+        let with_counts = serde_json::to_vec(&State {
+            memory: vec![],
+            ..s.clone()
+        })
+        .unwrap()
+        .len();
+        let e = save_bounded(dir.path(), &s, with_counts).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StateError::TooLarge {
+                    filters: 1,
+                    series: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let back = load(dir.path(), &file_id()).unwrap().unwrap();
+        assert_eq!((back.counts.len(), back.memory.len()), (1, 0));
     }
 }

@@ -33,7 +33,19 @@ fn otlp_only(config: &str) -> String {
     config.replacen("listen:\n", "listen:\n  enabled: false\n", 1)
 }
 
-/// Match counts per (ip, user) as the receiver's user sees them. Delta: the running totals
+/// The key of `counts::events` (so of the restart workload's tally) for a point of the
+/// workload's matches or actions, with their pattern labels: actions must carry the `user`
+/// of their IP's latest match, also when an earlier exporter read it (issue 10 item 1).
+fn event_of(metric: &str, attrs: &BTreeMap<String, String>) -> Option<Labels> {
+    let action = match metric {
+        "reaction.filter.matches" => None,
+        "reaction.action.runs" => Some(attrs.get("action")?.as_str()),
+        _ => return None,
+    };
+    Some(event(action, attrs.get("ip")?, attrs.get("user")?))
+}
+
+/// Match and action counts per series as the receiver's user sees them. Delta: the running totals
 /// of a Collector's `deltatocumulative` (the stand-in of `tests/receivers`: a request in
 /// doubt re-sent identical after a timeout is not added twice, as there). Cumulative: each
 /// exporter run is one start time per series, whose latest value is what that run counted
@@ -43,21 +55,19 @@ fn received(store: &Store, cumulative: bool) -> Tally {
     if !cumulative {
         let d2c = DeltaToCumulative::of(store);
         for ((_, _, metric, attrs), (_, _, total)) in &d2c.streams {
-            if metric == "reaction.filter.matches" {
-                *out.entry(labels(&attrs["ip"], &attrs["user"])).or_default() += total;
+            if let Some(key) = event_of(metric, attrs) {
+                *out.entry(key).or_default() += total;
             }
         }
         return out;
     }
     let mut runs: BTreeMap<(Labels, u64), f64> = BTreeMap::new();
     for p in store.points() {
-        if p.metric != "reaction.filter.matches" {
+        let Some(key) = event_of(&p.metric, &p.attrs) else {
             continue;
-        }
+        };
         assert!(!p.is_delta());
-        let v = runs
-            .entry((labels(&p.attrs["ip"], &p.attrs["user"]), p.start))
-            .or_default();
+        let v = runs.entry((key, p.start)).or_default();
         *v = v.max(p.value);
     }
     for ((key, _), v) in runs {
@@ -72,9 +82,8 @@ fn request_matches(store: &Store, i: usize) -> Tally {
     let req = store.processed.lock().unwrap()[i].clone();
     let mut out = Tally::new();
     for p in points(std::slice::from_ref(&req)) {
-        if p.metric == "reaction.filter.matches" {
-            *out.entry(labels(&p.attrs["ip"], &p.attrs["user"]))
-                .or_default() += p.value;
+        if let Some(key) = event_of(&p.metric, &p.attrs) {
+            *out.entry(key).or_default() += p.value;
         }
     }
     out

@@ -3,8 +3,16 @@
 //! The command shows the values of the patterns its template uses (`<ip>`); the others come
 //! from the most recent match of the same filter that agrees with what the command shows,
 //! kept in a bounded memory.
+//!
+//! The memory survives restarts: a [`Snapshot`] of it is taken with each checkpoint's
+//! position and saved in the state file as [`SavedMemory`] (see `state`); a restart within
+//! `state.recall` restores it before reading the source again from that position, so every
+//! action is attributed as it would have been without the restart.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::bounded::{BoundedMap, Evicted, Found, Hashed};
 
@@ -37,6 +45,91 @@ pub(crate) struct Recent {
     scratch: Vec<(Hashed, Option<Found>)>,
     capacity: usize,
     budget: usize,
+}
+
+/// A filter's memory at one moment, sharing its values with the memory (cheap to take: a
+/// clone of each entry's `Arc`); saved as a [`SavedMemory`].
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// Per pattern: the tuples its map leads to, (old generation, young generation).
+    maps: Vec<(Vec<Values>, Vec<Values>)>,
+    last: Option<Values>,
+}
+
+/// A filter's memory as the state file holds it: its distinct tuples once, and per pattern
+/// the tuples its map leads to, by index (the key of an entry of pattern `i` is its tuple's
+/// value `i`), old generation first. Checked by [`SavedMemory::check`] when it is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SavedMemory {
+    /// `stream.filter`.
+    pub filter: String,
+    pub tuples: Vec<Vec<String>>,
+    pub maps: Vec<SavedMap>,
+    pub last: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SavedMap {
+    pub old: Vec<usize>,
+    pub young: Vec<usize>,
+}
+
+impl Snapshot {
+    /// As saved, for the filter `filter`.
+    pub(crate) fn to_saved(&self, filter: &str) -> SavedMemory {
+        let mut index: HashMap<*const [Arc<str>], usize> = HashMap::new();
+        let mut tuples: Vec<Vec<String>> = Vec::new();
+        let mut at = |t: &Values| -> usize {
+            *index.entry(Arc::as_ptr(t)).or_insert_with(|| {
+                tuples.push(t.iter().map(|v| v.to_string()).collect());
+                tuples.len() - 1
+            })
+        };
+        let maps = self
+            .maps
+            .iter()
+            .map(|(old, young)| SavedMap {
+                old: old.iter().map(&mut at).collect(),
+                young: young.iter().map(&mut at).collect(),
+            })
+            .collect();
+        let last = self.last.as_ref().map(&mut at);
+        SavedMemory {
+            filter: filter.to_string(),
+            tuples,
+            maps,
+            last,
+        }
+    }
+}
+
+impl SavedMemory {
+    /// Whether it can be restored: one value per pattern in every tuple, indices in range.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let n = self.maps.len();
+        if n == 0 {
+            return Err(format!("memory of {:?}: no pattern", self.filter));
+        }
+        if let Some(t) = self.tuples.iter().find(|t| t.len() != n) {
+            return Err(format!(
+                "memory of {:?}: a match of {} values for {n} patterns",
+                self.filter,
+                t.len()
+            ));
+        }
+        let len = self.tuples.len();
+        let indices = self
+            .maps
+            .iter()
+            .flat_map(|m| m.old.iter().chain(&m.young))
+            .chain(&self.last);
+        if let Some(i) = indices.into_iter().find(|i| **i >= len) {
+            return Err(format!("memory of {:?}: match {i} of {len}", self.filter));
+        }
+        Ok(())
+    }
 }
 
 /// What an entry weighs against the byte budget: the bytes of the values it keeps alive.
@@ -119,6 +212,66 @@ impl Recent {
         }
         self.last = Some(tuple.clone());
         tuple
+    }
+
+    /// What it holds now (see [`Snapshot`]).
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            maps: self
+                .by_value
+                .iter()
+                .map(|m| {
+                    (
+                        m.old_values().cloned().collect(),
+                        m.young_values().cloned().collect(),
+                    )
+                })
+                .collect(),
+            last: self.last.clone(),
+        }
+    }
+
+    /// A memory holding what `saved` (checked by [`SavedMemory::check`]) held, within this
+    /// run's bounds: the same generations, so it answers as the saved one did. Equal values
+    /// are shared again.
+    pub(crate) fn restore(capacity: usize, budget: usize, saved: &SavedMemory) -> Recent {
+        let patterns = saved.maps.len();
+        let mut r = Recent::new(capacity, patterns, budget);
+        let mut interned: HashMap<&str, Arc<str>> = HashMap::new();
+        let tuples: Vec<Values> = saved
+            .tuples
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(|v| {
+                        interned
+                            .entry(v.as_str())
+                            .or_insert_with(|| Arc::from(v.as_str()))
+                            .clone()
+                    })
+                    .collect()
+            })
+            .collect();
+        let get = |i: usize| tuples.get(i).filter(|t| t.len() == patterns);
+        for (p, (map, saved)) in r.by_value.iter_mut().zip(&saved.maps).enumerate() {
+            let put = |map: &mut BoundedMap<Arc<str>, Values>, i: usize| {
+                if let Some(t) = get(i) {
+                    let hash = map.hash(&*t[p]);
+                    map.insert_hashed(hash, t[p].clone(), t.clone(), weight(t));
+                }
+            };
+            for i in &saved.old {
+                put(map, *i);
+            }
+            map.retire();
+            for i in &saved.young {
+                put(map, *i);
+            }
+            // Not evictions of this run: the bounds may be smaller than when it was saved.
+            map.take_evicted();
+        }
+        r.last = saved.last.and_then(get).cloned();
+        r
     }
 
     /// Entries dropped since the last call, by the bound that was reached.
@@ -313,6 +466,63 @@ mod tests {
             attribute(&mut r, &[None, Some("root")]),
             (s(&["1.1.1.1", "root"]), Source::Memory)
         );
+    }
+
+    /// Everything `attribute` can answer, for a set of questions.
+    fn answers(r: &mut Recent, questions: &[Vec<Option<&str>>]) -> Vec<(Vec<String>, Source)> {
+        questions.iter().map(|q| attribute(r, q)).collect()
+    }
+
+    /// Guards issue 10 item 1: a restored memory answers as the saved one did, generations
+    /// and the last match included, also through the state file's text.
+    #[test]
+    fn a_restored_memory_answers_as_the_saved_one() {
+        let mut r = Recent::new(6, 2, BUDGET);
+        for i in 0..10 {
+            r.remember(&[format!("10.0.0.{i}"), format!("u{}", i % 3)]);
+        }
+        r.remember(&s(&["10.0.0.2", "root"]));
+        let saved = r.snapshot().to_saved("ssh.failedlogin");
+        saved.check().unwrap();
+        let text = serde_json::to_string(&saved).unwrap();
+        let back: SavedMemory = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, saved);
+        let mut restored = Recent::restore(6, BUDGET, &back);
+        let mut questions: Vec<Vec<Option<&str>>> = vec![vec![None, None]];
+        let ips: Vec<String> = (0..10).map(|i| format!("10.0.0.{i}")).collect();
+        for ip in &ips {
+            questions.push(vec![Some(ip), None]);
+        }
+        for u in ["u0", "u1", "u2", "root"] {
+            questions.push(vec![None, Some(u)]);
+        }
+        assert_eq!(
+            answers(&mut restored, &questions),
+            answers(&mut r, &questions)
+        );
+        // Values are shared again: one "root".
+        let t = restored.remember(&s(&["10.0.0.99", "root"]));
+        let u = restored.remember(&s(&["10.0.0.98", "root"]));
+        assert!(Arc::ptr_eq(&t[1], &u[1]));
+        // Smaller bounds in the new run: kept within them.
+        let smaller = Recent::restore(2, BUDGET, &back);
+        assert!(smaller.by_value.iter().all(|m| m.len() <= 2));
+    }
+
+    #[test]
+    fn a_saved_memory_that_does_not_fit_is_refused() {
+        let mut r = Recent::new(6, 2, BUDGET);
+        r.remember(&s(&["1.1.1.1", "root"]));
+        let good = r.snapshot().to_saved("f");
+        let mut bad = good.clone();
+        bad.tuples[0].pop();
+        assert!(bad.check().unwrap_err().contains("1 values for 2 patterns"));
+        let mut bad = good.clone();
+        bad.maps[1].young.push(7);
+        assert!(bad.check().unwrap_err().contains("match 7 of 1"));
+        let mut bad = good.clone();
+        bad.maps.clear();
+        assert!(bad.check().is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::telemetry::collect::{attrs as sorted_attrs, Attrs};
 pub(crate) mod attribution;
 pub(crate) mod transform;
 
-use attribution::{Recent, Values};
+use attribution::{Recent, SavedMemory, Snapshot, Values};
 use transform::{TemplateId, Templates};
 
 /// Attribute keys that are not patterns; a pattern with one of these names is renamed.
@@ -520,6 +520,30 @@ impl Labeller {
         held
     }
 
+    /// The attribution memory of every filter now, for a checkpoint: taken with the source
+    /// position it reaches, so that a restart from that position attributes as this run
+    /// would.
+    pub(crate) fn memory_snapshot(&self) -> MemorySnapshot {
+        MemorySnapshot(
+            self.memory
+                .iter()
+                .map(|(filter, recent)| (filter.clone(), recent.snapshot()))
+                .collect(),
+        )
+    }
+
+    /// Put back the attribution memory a previous run saved (checked when it was read).
+    pub(crate) fn restore_memory(&mut self, saved: &[SavedMemory]) {
+        for m in saved {
+            let recent = Recent::restore(
+                self.config.metrics.attribution_memory,
+                defaults::ATTRIBUTION_MEMORY_BYTES,
+                m,
+            );
+            self.memory.insert(m.filter.as_str().into(), recent);
+        }
+    }
+
     /// An empty memory of recent matches for a filter with `patterns` patterns.
     fn new_memory(&self, patterns: usize) -> Recent {
         Recent::new(
@@ -709,6 +733,20 @@ impl Labeller {
             sums.entry(key).or_insert((attrs, 0)).1 += e.count;
         }
         sums.into_values().collect()
+    }
+}
+
+/// The attribution memory of every filter at one moment (see
+/// [`Labeller::memory_snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemorySnapshot(Vec<(Arc<str>, Snapshot)>);
+
+impl MemorySnapshot {
+    /// As the state file holds it, by filter name.
+    pub(crate) fn to_saved(&self) -> Vec<SavedMemory> {
+        let mut v: Vec<SavedMemory> = self.0.iter().map(|(f, s)| s.to_saved(f)).collect();
+        v.sort_by(|a, b| a.filter.cmp(&b.filter));
+        v
     }
 }
 

@@ -111,6 +111,39 @@ pub fn matches(page: &str) -> Tally {
         .collect()
 }
 
+/// The match and action counts of one page, each series keyed by its labels after
+/// `("__name__", family)`: actions with their pattern labels, so that a test compares
+/// labels exactly, not only counts.
+pub fn events(page: &str) -> Tally {
+    samples(page)
+        .into_iter()
+        .filter(|((name, _), _)| name == "reaction_match_count" || name == "reaction_action_count")
+        .map(|((name, labels), v)| {
+            let mut key = vec![("__name__".to_string(), name)];
+            key.extend(labels);
+            (key, v)
+        })
+        .collect()
+}
+
+/// The key of [`events`] for an `ssh.failedlogin` match (`action` None) or action.
+pub fn event(action: Option<&str>, ip: &str, user: &str) -> Labels {
+    let family = match action {
+        Some(_) => "reaction_action_count",
+        None => "reaction_match_count",
+    };
+    let mut key = vec![
+        ("__name__", family),
+        ("stream", "ssh"),
+        ("filter", "failedlogin"),
+    ];
+    if let Some(a) = action {
+        key.push(("action", a));
+    }
+    key.extend([("ip", ip), ("user", user)]);
+    owned(&key)
+}
+
 pub fn add(into: &mut Tally, page: &Tally) {
     for (k, v) in page {
         *into.entry(k.clone()).or_default() += v;
