@@ -593,6 +593,7 @@ mod tests {
             in_flight: HashMap::new(),
             carry: Carry::new(10),
             position: None,
+            memory: None,
             seq: 0,
         }));
         let l = ledger.clone();

@@ -44,7 +44,7 @@ struct Remembered(Mutex<BoundedMap<u64, Tag>>);
 
 impl Remembered {
     fn new(capacity: usize) -> Remembered {
-        Remembered(Mutex::new(BoundedMap::new(capacity)))
+        Remembered(Mutex::new(BoundedMap::with_budget(capacity, usize::MAX)))
     }
     fn contains(&self, tag: &Tag) -> bool {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -53,7 +53,9 @@ impl Remembered {
     }
     fn insert(&self, tag: Tag) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(prefix(&tag), tag);
+        let key = prefix(&tag);
+        let hash = m.hash(&key);
+        m.insert_hashed(hash, key, tag, 0);
     }
 }
 
