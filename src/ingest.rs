@@ -166,6 +166,11 @@ impl Ingest {
             let event = match parse_line(&line.text) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
+                // A lossy line was counted as `invalid_utf8` by its source: once is enough.
+                Err(e) if line.lossy => {
+                    tracing::debug!("line not understood ({e}), already counted as invalid_utf8");
+                    continue;
+                }
                 Err(e) => {
                     let reason = match e {
                         ParseError::Unknown => Reject::Unknown,
@@ -182,14 +187,22 @@ impl Ingest {
             let can_reload = self
                 .last_reload
                 .is_none_or(|t| t.elapsed() >= defaults::STALE_RELOAD_COOLDOWN);
-            let mut labelled =
-                self.labeller()
-                    .label(line.time, &event, &self.internal, !can_reload);
+            let mut labelled = self.labeller().label(
+                line.time,
+                &event,
+                &self.internal,
+                !can_reload,
+                line.lossy,
+            );
             if labelled.stale_config {
                 self.reload_mid_batch(held).await;
-                labelled = self
-                    .labeller()
-                    .label(line.time, &event, &self.internal, true);
+                labelled = self.labeller().label(
+                    line.time,
+                    &event,
+                    &self.internal,
+                    true,
+                    line.lossy,
+                );
             }
             if let Some((family, attrs)) = labelled.record {
                 self.instruments.add(family, 1, &attrs);

@@ -301,12 +301,15 @@ impl Labeller {
 
     /// Label one event logged at `time`. With `last_try` false, an event whose names do not
     /// fit reaction's configuration is returned with `stale_config` and nothing else done.
+    /// `lossy`: the line was not valid UTF-8, and its source counted it so: a name that
+    /// does not fit is then not counted again (a line counts under one reason at most).
     pub(crate) fn label(
         &mut self,
         time: SystemTime,
         event: &Event,
         internal: &Internal,
         last_try: bool,
+        lossy: bool,
     ) -> Labelled {
         let config = self.config.clone();
         let export = &config.metrics.export;
@@ -318,11 +321,15 @@ impl Labeller {
                         out.stale_config = true;
                         return out;
                     }
-                    internal.emit(LineRejected {
-                        reason: Reject::UnknownName,
-                        line: target,
-                        detail: &"filter not in reaction's configuration",
-                    });
+                    reject(
+                        internal,
+                        lossy,
+                        LineRejected {
+                            reason: Reject::UnknownName,
+                            line: target,
+                            detail: &"filter not in reaction's configuration",
+                        },
+                    );
                     if export.matches.enabled() {
                         let (s, f) = split_first(target);
                         out.record = Some((
@@ -340,15 +347,19 @@ impl Labeller {
                         out.stale_config = true;
                         return out;
                     }
-                    internal.emit(LineRejected {
-                        reason: Reject::PatternMismatch,
-                        line: target,
-                        detail: &format_args!(
-                            "{} values for {} patterns",
-                            values.len(),
-                            info.patterns.len()
-                        ),
-                    });
+                    reject(
+                        internal,
+                        lossy,
+                        LineRejected {
+                            reason: Reject::PatternMismatch,
+                            line: target,
+                            detail: &format_args!(
+                                "{} values for {} patterns",
+                                values.len(),
+                                info.patterns.len()
+                            ),
+                        },
+                    );
                     if export.matches.enabled() {
                         out.record = Some((Metric::Matches, self.base(&info, None)));
                     }
@@ -380,11 +391,15 @@ impl Labeller {
                         out.stale_config = true;
                         return out;
                     }
-                    internal.emit(LineRejected {
-                        reason: Reject::UnknownName,
-                        line: target,
-                        detail: &"action not in reaction's configuration",
-                    });
+                    reject(
+                        internal,
+                        lossy,
+                        LineRejected {
+                            reason: Reject::UnknownName,
+                            line: target,
+                            detail: &"action not in reaction's configuration",
+                        },
+                    );
                     if self.held(time, target, internal) {
                         return out;
                     }
@@ -752,6 +767,19 @@ impl MemorySnapshot {
 
 fn kv(key: &'static str, value: &str) -> KeyValue {
     KeyValue::new(key, value.to_string())
+}
+
+/// Counts and logs `rejected`, unless the line was lossy (already counted as
+/// `invalid_utf8` by its source: a line counts under one reason at most).
+fn reject(internal: &Internal, lossy: bool, rejected: LineRejected<'_>) {
+    if lossy {
+        tracing::debug!(
+            reason = rejected.reason.as_str(),
+            "line not understood, already counted as invalid_utf8"
+        );
+    } else {
+        internal.emit(rejected);
+    }
 }
 
 /// Without reaction's configuration: the stream is up to the first dot.

@@ -120,7 +120,8 @@ impl Env {
         let event = parse_line(line)
             .unwrap_or_else(|e| panic!("{line:?}: {e}"))
             .unwrap_or_else(|| panic!("{line:?} gives no event"));
-        self.labeller.label(time, &event, &self.internal, last_try)
+        self.labeller
+            .label(time, &event, &self.internal, last_try, false)
     }
 
     /// Label a line that fits reaction's configuration: (family, attributes) or None.
@@ -694,6 +695,32 @@ fn unknown_filter_asks_for_the_config_then_is_recorded_split() {
         ),
         2
     );
+}
+
+/// Guards issue 8: a line that was not valid UTF-8 (its source counted it as
+/// `invalid_utf8`) was counted a second time under another reason. It still counts as
+/// the event it is, under one reason only.
+#[test]
+fn a_lossy_line_is_not_rejected_a_second_time() {
+    use crate::internal::counts::Reject;
+    use crate::internal::counts::Series;
+    let mut env = Env::standard();
+    for line in [
+        "INFO nope.\u{fffd}: match [\"1.2.3.4\"]",
+        "INFO ssh.failedlogin: match [\"1.2.3.4\", \"22\", \"\u{fffd}\"]",
+        "INFO nope.\u{fffd}.ban: run [\"true\"]",
+    ] {
+        let event = parse_line(line).unwrap().unwrap();
+        let out = env.labeller.label(at(0), &event, &env.internal, true, true);
+        assert!(out.record.is_some(), "{line}: still counted");
+    }
+    for reason in [Reject::UnknownName, Reject::PatternMismatch] {
+        assert_eq!(
+            env.internal.count(&Series::LinesRejected(reason)),
+            0,
+            "{reason:?}"
+        );
+    }
 }
 
 #[test]

@@ -201,14 +201,18 @@ struct Ctx<'a> {
 
 fn emit(line: &[u8], now: SystemTime, out: &mut Vec<LogLine>, ctx: &Ctx<'_>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let text = match std::str::from_utf8(line) {
-        Ok(text) => text.to_owned(),
+    let (text, lossy) = match std::str::from_utf8(line) {
+        Ok(text) => (text.to_owned(), false),
         Err(_) => {
             ctx.observer.invalid_utf8(Origin::File(ctx.path));
-            String::from_utf8_lossy(line).into_owned()
+            (String::from_utf8_lossy(line).into_owned(), true)
         }
     };
-    out.push(LogLine { time: now, text });
+    out.push(LogLine {
+        time: now,
+        text,
+        lossy,
+    });
 }
 
 /// `pread` until `buf` is full or the end of the file.

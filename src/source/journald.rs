@@ -662,6 +662,7 @@ impl Source {
             unsent.cursor = Some(cursor.to_owned());
             self.start = Start::Cursor(cursor.to_owned());
         }
+        let mut lossy = false;
         let text = match object.get("MESSAGE") {
             None | Some(Value::Null) => return,
             Some(Value::String(text)) => text.clone(),
@@ -688,6 +689,7 @@ impl Source {
                     Err(e) => {
                         self.observer
                             .invalid_utf8(Origin::Journal { unit: &self.unit });
+                        lossy = true;
                         String::from_utf8_lossy(e.as_bytes()).into_owned()
                     }
                 }
@@ -719,7 +721,7 @@ impl Source {
         if text.ends_with('\r') {
             text.pop();
         }
-        unsent.lines.push(LogLine { time, text });
+        unsent.lines.push(LogLine { time, text, lossy });
     }
 }
 

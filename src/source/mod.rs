@@ -19,6 +19,10 @@ pub struct LogLine {
     pub time: SystemTime,
     /// The line without its trailing newline (and without a trailing `\r`).
     pub text: String,
+    /// The source's bytes were not valid UTF-8: `text` has U+FFFD in place of the invalid
+    /// ones, and the source counted the line as `invalid_utf8`. It is still parsed and
+    /// counted, but not rejected a second time under another reason.
+    pub lossy: bool,
 }
 
 /// Where a source is in its input, after the last line it emitted: what a checkpoint saves.
