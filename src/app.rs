@@ -79,12 +79,7 @@ impl App {
             otlp.as_ref().map(|o| o.reader()),
             internal.clone(),
         );
-        let client = Arc::new(ReactionClient::new(ClientConfig {
-            binary: config.reaction.binary.clone(),
-            config: config.reaction.config.clone(),
-            socket: config.reaction.socket.clone(),
-            timeout: Duration::from_secs_f64(config.reaction.timeout),
-        }));
+        let client = Arc::new(ReactionClient::new(client_config(&config)));
         let labeller = Arc::new(Mutex::new(Labeller::new(config.clone())));
         let status = Arc::new(StatusRefresher::new(
             client.clone(),
@@ -458,6 +453,16 @@ fn ended(result: Result<Result<(), String>, tokio::task::JoinError>) -> String {
             format!("panicked: {message}")
         }
         Err(e) => format!("was cancelled: {e}"),
+    }
+}
+
+/// How to reach reaction (`reaction.timeout` is range-checked at load: no panic here).
+pub(crate) fn client_config(config: &Config) -> ClientConfig {
+    ClientConfig {
+        binary: config.reaction.binary.clone(),
+        config: config.reaction.config.clone(),
+        socket: config.reaction.socket.clone(),
+        timeout: Duration::from_secs_f64(config.reaction.timeout),
     }
 }
 

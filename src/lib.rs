@@ -17,7 +17,8 @@
 //! cycle): `defaults`, `fault`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
 //! [`ingest`], `state` → [`scrape`], `push_checkpoint` (OTLP-only continuity) → `server` →
-//! [`app`]; [`cli`] and [`logging`] need only [`config`].
+//! [`app`]; [`cli`] and [`logging`] need only [`config`]; [`fuzz`] (the fuzz targets and
+//! their harness) sits beside [`app`].
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod defaults;
 pub(crate) mod fault;
+pub mod fuzz;
 pub mod ingest;
 pub mod internal;
 pub(crate) mod label;

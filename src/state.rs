@@ -249,11 +249,19 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
     let Some(bytes) = read_bounded(&path, defaults::STATE_FILE_MAX_BYTES)? else {
         return Ok(None);
     };
-    let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+    decode(path, &bytes, expected).map(Some)
+}
+
+/// The checks of [`load`] on the bytes read from `path` (also a fuzz target).
+pub(crate) fn decode(
+    path: PathBuf,
+    bytes: &[u8],
+    expected: &SourceId,
+) -> Result<State, StateError> {
+    let state: State = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
         path: path.clone(),
         detail: e.to_string(),
     })?;
-    drop(bytes);
     if state.format != FORMAT && !OLDER_FORMATS.contains(&state.format.as_str()) {
         return Err(StateError::Corrupt {
             path,
@@ -292,7 +300,7 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
             path,
             detail: format!(
                 "it was saved {} s in the future (the clock went back, or it was forged)",
-                (state.saved_at_ms - now_ms()) / 1000
+                state.saved_at_ms.saturating_sub(now_ms()) / 1000
             ),
         });
     }
@@ -303,7 +311,7 @@ pub(crate) fn load(dir: &Path, expected: &SourceId) -> Result<Option<State>, Sta
             expected: Box::new(expected.clone()),
         });
     }
-    Ok(Some(state))
+    Ok(state)
 }
 
 /// Replace the state of `dir` atomically. A state larger than

@@ -27,6 +27,7 @@ mod dashboards_otel_e2e;
 mod deb;
 mod demo;
 mod file_source;
+mod fuzz;
 mod hostile;
 mod http_limits;
 mod journald;

@@ -579,10 +579,10 @@ impl Source {
     }
 
     /// Handles what `reader` read: a record (in its buffer) or an oversized one, skipped.
-    fn handle(
+    fn handle<R>(
         &mut self,
         read: Read,
-        reader: &mut Records<ChildStdout>,
+        reader: &mut Records<R>,
         unsent: &mut Unsent,
         skip: &mut Option<String>,
         records: &mut u64,
@@ -709,20 +709,68 @@ impl Source {
             .map_or_else(SystemTime::now, |usec| {
                 UNIX_EPOCH + Duration::from_micros(usec)
             });
+        // Without its line ends: a MESSAGE may end with several (`"x\r\n\n"`, found by
+        // fuzzing), and a line never ends with one.
         let mut text = text;
-        if text.ends_with('\n') {
-            text.pop();
-        }
+        text.truncate(text.trim_end_matches(['\n', '\r']).len());
         if text.len() > self.config.max_line_bytes {
             let origin = Origin::Journal { unit: &self.unit };
             self.observer.line_too_long(origin, text.len());
             return;
         }
-        if text.ends_with('\r') {
-            text.pop();
-        }
         unsent.lines.push(LogLine { time, text, lossy });
     }
+}
+
+/// What the reader makes of journalctl's whole `output` (its records cut and bounded by
+/// [`Records`], each decoded as a running source does, from the configured start): the
+/// lines, and the cursor a checkpoint would save. For the fuzz target; reading from
+/// memory never waits, so each read is polled once.
+pub(crate) fn read_output(
+    output: &[u8],
+    max_line_bytes: usize,
+    observer: Arc<dyn SourceObserver>,
+) -> (Vec<LogLine>, Option<String>) {
+    let (tx, _rx) = mpsc::channel(1);
+    let (_stop, shutdown) = watch::channel(false);
+    let config = JournaldConfig {
+        unit: "reaction.service".into(),
+        directory: None,
+        journalctl: PathBuf::from("journalctl"),
+        from_beginning: true,
+        after_cursor: None,
+        max_line_bytes,
+    };
+    let mut source = Source {
+        unit: unit_name(&config.unit),
+        start: Start::initial(&config),
+        config,
+        machine_id: None,
+        observer,
+        tx,
+        shutdown,
+        failing: false,
+    };
+    let mut reader = Records::new(output, json_record_bound(max_line_bytes));
+    let (mut unsent, mut skip, mut records) = (Unsent::default(), None, 0);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        let next = std::future::Future::poll(std::pin::pin!(reader.next()), &mut context);
+        let read = match next {
+            std::task::Poll::Ready(Ok(Read::Eof)) => match reader.last() {
+                Some(last) => {
+                    source.handle(last, &mut reader, &mut unsent, &mut skip, &mut records);
+                    break;
+                }
+                None => break,
+            },
+            std::task::Poll::Ready(Ok(read)) => read,
+            // A slice neither fails nor waits.
+            std::task::Poll::Ready(Err(_)) | std::task::Poll::Pending => break,
+        };
+        source.handle(read, &mut reader, &mut unsent, &mut skip, &mut records);
+    }
+    (unsent.lines, unsent.cursor)
 }
 
 /// The longest journalctl record that can hold a MESSAGE of `max_line_bytes`: journalctl
