@@ -187,22 +187,14 @@ impl Ingest {
             let can_reload = self
                 .last_reload
                 .is_none_or(|t| t.elapsed() >= defaults::STALE_RELOAD_COOLDOWN);
-            let mut labelled = self.labeller().label(
-                line.time,
-                &event,
-                &self.internal,
-                !can_reload,
-                line.lossy,
-            );
+            let mut labelled =
+                self.labeller()
+                    .label(line.time, &event, &self.internal, !can_reload, line.lossy);
             if labelled.stale_config {
                 self.reload_mid_batch(held).await;
-                labelled = self.labeller().label(
-                    line.time,
-                    &event,
-                    &self.internal,
-                    true,
-                    line.lossy,
-                );
+                labelled =
+                    self.labeller()
+                        .label(line.time, &event, &self.internal, true, line.lossy);
             }
             if let Some((family, attrs)) = labelled.record {
                 self.instruments.add(family, 1, &attrs);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigFormat};
 use crate::internal::Internal;
+use crate::label::attribution::{SavedMap, SavedMemory};
 use crate::parse::debug_str::{parse_list, parse_str, Separator};
 use crate::parse::{parse_line, Event, ParseError};
 use crate::reaction::parse_show;
@@ -272,6 +273,25 @@ pub(super) fn state_seeds() -> Vec<Vec<u8>> {
             head_hash: 0x1234_5678_9abc_def0,
         }),
         counts.clone(),
+        // Two patterns (ip, user), two matches: the older one behind the old generation.
+        vec![SavedMemory {
+            filter: "ssh.failedlogin".into(),
+            tuples: vec![
+                vec!["192.0.2.1".into(), "root".into()],
+                vec!["192.0.2.2".into(), "admin".into()],
+            ],
+            maps: vec![
+                SavedMap {
+                    old: vec![0],
+                    young: vec![1],
+                },
+                SavedMap {
+                    old: vec![0],
+                    young: vec![1],
+                },
+            ],
+            last: Some(1),
+        }],
     );
     let journal = State::new(
         SourceId::Journal {
@@ -282,8 +302,9 @@ pub(super) fn state_seeds() -> Vec<Vec<u8>> {
             cursor: "s=0123456789abcdef0123456789abcdef;i=1a;b=0123456789abcdef0123456789abcdef;m=1f;t=5f0a;x=ab".into(),
         }),
         counts,
+        Vec::new(),
     );
-    let empty = State::new(expected_source(), None, Vec::new());
+    let empty = State::new(expected_source(), None, Vec::new(), Vec::new());
     [file, journal, empty]
         .iter()
         .map(|s| serde_json::to_vec_pretty(s).expect("a state serializes"))
