@@ -18,6 +18,7 @@ use crate::internal::{Counter, Internal};
 use crate::label::attribution::SavedMemory;
 use crate::label::Labeller;
 use crate::notify::{self, Notifier};
+use crate::otel_endpoint::OtelEndpoint;
 use crate::push_checkpoint::PushCheckpoint;
 use crate::reaction::{ClientConfig, ReactionClient};
 use crate::scrape::{Checkpoints, Scraper};
@@ -26,7 +27,8 @@ use crate::source::journald::{run as run_journald, JournaldConfig};
 use crate::source::{Position, SourceObserver};
 use crate::state::{self, Checkpointer, SourceId};
 use crate::status::StatusRefresher;
-use crate::telemetry::{otlp, Telemetry};
+use crate::telemetry::cumulative::Cumulative;
+use crate::telemetry::{otlp, SharedReader, Telemetry};
 use crate::web::WebHandle;
 
 /// Everything `start` runs, built from a configuration.
@@ -51,6 +53,8 @@ pub struct App {
     /// The web configuration (TLS, basic auth, headers) in force; `reload` puts another in
     /// force (a reload of the whole configuration calls it).
     pub(crate) web: WebHandle,
+    /// `/metrics/otel` and its reader, when on.
+    otel_endpoint: Option<(Arc<OtelEndpoint>, Arc<Cumulative>)>,
 }
 
 impl App {
@@ -72,11 +76,15 @@ impl App {
         let refresh_every = otlp.as_ref().map(|o| o.interval());
         let web = WebHandle::new(config.listen.web_config.as_deref(), internal.clone())
             .context("listen.web_config")?;
-        let telemetry = Telemetry::new(
+        // Only with the HTTP server on: nothing else reads it.
+        let cumulative_reader =
+            (serving && config.metrics.otel_endpoint.enabled).then(SharedReader::delta);
+        let telemetry = Telemetry::new_with(
             config.metrics.cardinality_limit,
             resource,
             serving,
             otlp.as_ref().map(|o| o.reader()),
+            cumulative_reader.clone(),
             internal.clone(),
         );
         let client = Arc::new(ReactionClient::new(client_config(&config)));
@@ -87,6 +95,22 @@ impl App {
             telemetry.gauges.clone(),
             internal.clone(),
         ));
+        let otel_endpoint = cumulative_reader.map(|reader| {
+            // The attributes name patterns by their label names (`1ip` is `_1ip`).
+            let keep = (config.metrics.otel_endpoint.patterns.iter())
+                .map(|p| crate::label::label_name(p))
+                .collect();
+            let cumulative = Arc::new(Cumulative::new(
+                reader,
+                keep,
+                config.metrics.cardinality_limit,
+                internal.clone(),
+            ));
+            (
+                Arc::new(OtelEndpoint::new(cumulative.clone(), status.clone())),
+                cumulative,
+            )
+        });
         let mut ingest = Ingest::new(
             labeller.clone(),
             telemetry.instruments.clone(),
@@ -164,6 +188,7 @@ impl App {
             status_refresh: refresh_every.map(|every| (status, every)),
             otlp,
             web,
+            otel_endpoint,
         })
     }
 
@@ -186,7 +211,15 @@ impl App {
             status_refresh,
             otlp,
             web,
+            otel_endpoint,
         } = self;
+        let folding = otel_endpoint.as_ref().map(|(_, cumulative)| {
+            tokio::spawn(
+                cumulative
+                    .clone()
+                    .fold_every(defaults::OTEL_ENDPOINT_FOLD_INTERVAL),
+            )
+        });
         let pushing = otlp.as_ref().map(otlp::OtlpPush::start);
         let refresher = status_refresh.map(|(status, every)| {
             tokio::spawn(async move {
@@ -274,7 +307,10 @@ impl App {
                 };
                 let server = tokio::spawn(crate::web::serve(
                     listener,
-                    crate::server::router(scraper.clone()),
+                    crate::server::router(
+                        scraper.clone(),
+                        otel_endpoint.as_ref().map(|(endpoint, _)| endpoint.clone()),
+                    ),
                     web,
                     limits,
                     internal.clone(),
@@ -360,6 +396,9 @@ impl App {
         let _ = http_stop_tx.send(());
         if let Some(r) = refresher {
             r.abort();
+        }
+        if let Some(f) = folding {
+            f.abort();
         }
         if let (false, Some(server)) = (server_done, server) {
             match tokio::time::timeout(defaults::HTTP_STOP_WAIT, server).await {

@@ -598,6 +598,32 @@ pub struct Metrics {
     /// cut at a character boundary and ends with `…` (counted, see README).
     #[serde(deserialize_with = "checked::max_label_value_length")]
     pub max_label_value_length: usize,
+    /// New: the `/metrics/otel` endpoint (cumulative counters named as an OpenTelemetry
+    /// Collector's Prometheus exporter names them).
+    pub otel_endpoint: OtelEndpoint,
+}
+
+/// `metrics.otel_endpoint`: the second endpoint, `/metrics/otel` (README, "Which endpoint
+/// do I scrape").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelEndpoint {
+    /// Whether `/metrics/otel` is served (and its reader collects).
+    pub enabled: bool,
+    /// Pattern attributes it keeps (e.g. `[ip]`); the others are dropped, so that its
+    /// series, which never expire, stay few. Each instrument is still capped at
+    /// `metrics.cardinality_limit` series, past which events go to the overflow series.
+    #[serde(deserialize_with = "checked::pattern_names")]
+    pub patterns: Vec<String>,
+}
+
+impl Default for OtelEndpoint {
+    fn default() -> Self {
+        OtelEndpoint {
+            enabled: defaults::OTEL_ENDPOINT_ENABLED,
+            patterns: Vec::new(),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -609,6 +635,7 @@ impl Default for Metrics {
             cardinality_limit: defaults::CARDINALITY_LIMIT,
             attribution_memory: defaults::ATTRIBUTION_MEMORY,
             max_label_value_length: defaults::MAX_LABEL_VALUE_LENGTH,
+            otel_endpoint: OtelEndpoint::default(),
         }
     }
 }

@@ -138,6 +138,16 @@ pub(crate) const STATE_RECALL_SECONDS: u64 = 900;
 /// The largest `state.recall`: a week covers any planned stop; counts older than that would
 /// land in one scrape as if they had just happened.
 pub(crate) const MAX_STATE_RECALL_SECONDS: u64 = 7 * 86_400;
+/// `metrics.otel_endpoint.enabled`: on, as its cost is small (README, "Which endpoint do I
+/// scrape", has the measurements).
+pub(crate) const OTEL_ENDPOINT_ENABLED: bool = true;
+/// The path of the cumulative endpoint (fixed, so that dashboards and scrape jobs can rely
+/// on it).
+pub(crate) const OTEL_ENDPOINT_PATH: &str = "/metrics/otel";
+/// How often the cumulative endpoint's reader adds what the SDK collected into its totals
+/// when no scrape does it: the reader collects deltas, whose per-IP series must not pile up
+/// in the SDK while nobody scrapes.
+pub(crate) const OTEL_ENDPOINT_FOLD_INTERVAL: Duration = Duration::from_secs(10);
 /// The state directory in a container (`DOCKER` set), as the Python exporter had it.
 pub(crate) const CONTAINER_STATE_DIRECTORY: &str = "/data";
 

@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: [`source`] (file tailer, journald) → [`parse`] → `label` (names,
 //! pattern labels, transforms, attribution, hold) → [`telemetry`] instruments → readers
-//! ([`scrape`] for `/metrics`, served by `server`; `telemetry::otlp` for the push).
+//! ([`scrape`] for `/metrics` and [`otel_endpoint`] for `/metrics/otel`, served by `server`;
+//! `telemetry::otlp` for the push).
 //! [`ingest`] is where a batch of lines becomes metrics; [`app`] wires it all, [`cli`] and
 //! [`logging`] serve `main`; [`notify`] tells systemd (readiness, status, watchdog).
 //!
@@ -16,9 +17,9 @@
 //! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
 //! cycle): `defaults`, `fault`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
-//! [`ingest`], `state` → [`scrape`], `push_checkpoint` (OTLP-only continuity) → `server` →
-//! [`app`]; [`cli`] and [`logging`] need only [`config`]; [`fuzz`] (the fuzz targets and
-//! their harness) sits beside [`app`].
+//! [`ingest`], `state` → [`scrape`], [`otel_endpoint`], `push_checkpoint` (OTLP-only
+//! continuity) → `server` → [`app`]; [`cli`] and [`logging`] need only [`config`];
+//! [`fuzz`] (the fuzz targets and their harness) sits beside [`app`].
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -35,6 +36,7 @@ pub(crate) mod label;
 pub mod logging;
 pub mod metric;
 pub mod notify;
+pub mod otel_endpoint;
 pub mod parse;
 pub(crate) mod push_checkpoint;
 pub(crate) mod reaction;

@@ -12,21 +12,29 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{Html, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
+use crate::otel_endpoint::OtelEndpoint;
 use crate::scrape::{Delivery, PageBody, Scraper};
 use crate::telemetry::render::ExpositionFormat;
 use crate::web::gzip::{accepts_gzip, Gzip};
 
-pub(crate) fn router(scraper: Arc<Scraper>) -> Router {
-    Router::new()
+pub(crate) fn router(scraper: Arc<Scraper>, otel: Option<Arc<OtelEndpoint>>) -> Router {
+    let router = Router::new()
         .route("/", get(index))
-        .route("/metrics", get(metrics))
-        .with_state(scraper)
+        .route("/metrics", get(metrics));
+    let router = match otel {
+        Some(otel) => router.route(
+            crate::defaults::OTEL_ENDPOINT_PATH,
+            get(move |headers: HeaderMap| otel_metrics(otel, headers)),
+        ),
+        None => router,
+    };
+    router.with_state(scraper)
 }
 
 async fn index() -> Html<String> {
@@ -36,6 +44,16 @@ async fn index() -> Html<String> {
          <p><a href=\"/metrics\">Metrics</a></p></body></html>\n",
         crate::telemetry::VERSION
     ))
+}
+
+/// `/metrics/otel`: the cumulative page, in the negotiated format.
+async fn otel_metrics(otel: Arc<OtelEndpoint>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = ExpositionFormat::from_accept(accept);
+    match otel.scrape(format).await {
+        Some(page) => ([(header::CONTENT_TYPE, format.content_type())], page).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn metrics(

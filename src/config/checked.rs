@@ -230,6 +230,24 @@ pub(super) fn recall<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     int(d, 0, defaults::MAX_STATE_RECALL_SECONDS, "seconds")
 }
 
+/// `metrics.otel_endpoint.patterns`: reaction pattern names, each non-empty and listed
+/// once (`null` is the empty list).
+pub(super) fn pattern_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::Deserialize;
+    let names = Option::<Vec<String>>::deserialize(d)?.unwrap_or_default();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() || n.contains('\0') {
+            return Err(de::Error::custom(format!(
+                "{n:?} is not a pattern name (empty, or with a NUL byte)"
+            )));
+        }
+        if names[..i].contains(n) {
+            return Err(de::Error::custom(format!("{n:?} is listed twice")));
+        }
+    }
+    Ok(names)
+}
+
 /// A text without NUL byte: a unit name or a path (`T` is `String` or `PathBuf`).
 struct NoNul<T>(PhantomData<T>);
 
@@ -306,5 +324,14 @@ mod tests {
             .unwrap_err()
             .contains("NUL byte"));
         assert_eq!(json!(optional_unit, "null"), Ok(None));
+        assert_eq!(json!(pattern_names, "null"), Ok(vec![]));
+        assert_eq!(
+            json!(pattern_names, r#"["ip"]"#),
+            Ok(vec!["ip".to_string()])
+        );
+        assert!(json!(pattern_names, r#"["ip", "ip"]"#)
+            .unwrap_err()
+            .contains("listed twice"));
+        assert!(json!(pattern_names, r#"[""]"#).is_err());
     }
 }

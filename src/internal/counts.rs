@@ -126,6 +126,8 @@ pub(crate) enum Reader {
     Prometheus,
     /// The OTLP push exporter.
     Otlp,
+    /// The reader of `/metrics/otel`.
+    Cumulative,
 }
 
 impl Reader {
@@ -133,6 +135,7 @@ impl Reader {
         match self {
             Reader::Prometheus => "prometheus",
             Reader::Otlp => "otlp",
+            Reader::Cumulative => "cumulative",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One `SdkMeterProvider` holding every instrument, and the readers that take from it:
-//! a delta pull reader for `/metrics` (legacy "since the last scrape" semantics), and the
-//! OTLP push's reader when it is on (`otlp`).
+//! a delta pull reader for `/metrics` (legacy "since the last scrape" semantics), the
+//! OTLP push's reader when it is on (`otlp`), and the reader of `/metrics/otel` when it is
+//! on ([`cumulative`], rendered by [`render_otel`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,11 @@ use opentelemetry_sdk::Resource;
 use crate::internal::Internal;
 
 pub mod collect;
+pub mod cumulative;
 pub(crate) mod instruments;
 pub(crate) mod otlp;
 pub mod render;
+pub mod render_otel;
 
 pub(crate) use instruments::GaugeState;
 pub use instruments::Instruments;
@@ -32,6 +35,17 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A `ManualReader` that can be shared: the provider owns one handle, the scraper another.
 #[derive(Debug, Clone)]
 pub struct SharedReader(pub(crate) Arc<ManualReader>);
+
+impl SharedReader {
+    /// A new manual reader of delta temporality.
+    pub(crate) fn delta() -> SharedReader {
+        SharedReader(Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Delta)
+                .build(),
+        ))
+    }
+}
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: std::sync::Weak<Pipeline>) {
@@ -65,11 +79,24 @@ pub struct Telemetry {
 impl Telemetry {
     /// Build the provider with the delta pull reader if `pull` and, when given, the OTLP
     /// reader. `cardinality_limit` applies to every instrument, per reader.
+    #[cfg(test)]
     pub(crate) fn new(
         cardinality_limit: usize,
         resource: Resource,
         pull: bool,
         otlp: Option<SharedReader>,
+        internal: Arc<Internal>,
+    ) -> Telemetry {
+        Telemetry::new_with(cardinality_limit, resource, pull, otlp, None, internal)
+    }
+
+    /// As [`Telemetry::new`], with the reader of `/metrics/otel` too when given.
+    pub(crate) fn new_with(
+        cardinality_limit: usize,
+        resource: Resource,
+        pull: bool,
+        otlp: Option<SharedReader>,
+        cumulative: Option<SharedReader>,
         internal: Arc<Internal>,
     ) -> Telemetry {
         let pull_reader = pull.then(|| {
@@ -83,7 +110,7 @@ impl Telemetry {
         if let Some(reader) = &pull_reader {
             builder = builder.with_reader(reader.clone());
         }
-        if let Some(reader) = otlp {
+        for reader in otlp.into_iter().chain(cumulative) {
             builder = builder.with_reader(reader);
         }
         let provider = builder
