@@ -59,8 +59,13 @@ fn check_scrape_job(rel: &str) {
         .get("scrape_configs")
         .and_then(Value::as_sequence)
         .unwrap_or_else(|| panic!("{rel}: no scrape_configs"));
-    assert_eq!(jobs.len(), 1, "{rel}: one job, the exporter's");
-    let job = &jobs[0];
+    for job in jobs {
+        check_job(rel, &doc, job);
+    }
+}
+
+/// One job of [`check_scrape_job`].
+fn check_job(rel: &str, doc: &Value, job: &Value) {
     let name = job.get("job_name").and_then(Value::as_str).unwrap_or("");
     assert!(
         name.starts_with("reaction"),
@@ -95,6 +100,27 @@ fn prometheus_yml_passes_promtool() {
     let (ok, out) = promtool_check(&file);
     assert!(ok, "promtool check config prometheus.yml failed:\n{out}");
     check_scrape_job("prometheus.yml");
+    // A job per endpoint: the legacy /metrics and the cumulative /metrics/otel (the path
+    // the exporter serves it on, tests/otel_endpoint.rs), with the same targets.
+    let doc = yaml("prometheus.yml");
+    let jobs = doc["scrape_configs"].as_sequence().unwrap();
+    let paths: Vec<&str> = jobs
+        .iter()
+        .map(|j| {
+            j.get("metrics_path")
+                .and_then(Value::as_str)
+                .unwrap_or("/metrics")
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        ["/metrics", "/metrics/otel"],
+        "prometheus.yml: the jobs' paths"
+    );
+    assert_eq!(
+        jobs[0]["static_configs"], jobs[1]["static_configs"],
+        "prometheus.yml: both jobs scrape the same exporters"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("broken.yml");

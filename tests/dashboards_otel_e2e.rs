@@ -43,6 +43,12 @@
 //! lifetimes) to the step and the push and scrape delays. The variables' `label_values`
 //! queries run through `/api/v1/label/.../values`.
 //!
+//! The same queries then run, with the same expectations, on a second real Prometheus that
+//! scrapes the exporters' own `/metrics/otel` endpoint (cumulative counters with the
+//! Collector's names, issue 11; `metrics.otel_endpoint.patterns: [ip]` for the IP panels),
+//! `instance` set to the host's name by the scrape job's target labels: the dashboard works
+//! on it unchanged, and the OTLP push (the stand-in's data) is exact beside it.
+//!
 //! A missing `prometheus` fails the test with the package to install. Everything listens
 //! on 127.0.0.1; every process is killed at the end, also on failure (Drop).
 
@@ -78,6 +84,8 @@ use workload::*;
 const HOSTS: [&str; 2] = ["host1", "host2"];
 /// The scrape job of the stand-in (the one commented in collector-configs/prometheus.yml).
 const JOB: &str = "reaction-otlp";
+/// The scrape job of `/metrics/otel` (the `reaction-otel` job of collector-configs/prometheus.yml).
+const ENDPOINT_JOB: &str = "reaction-otel";
 const DASHBOARD: &str = "dashboards/reaction-otel.json";
 /// Upper bound of the time from a log line to its sample in Prometheus: the exporter's
 /// poll (0.2 s), one push interval (1 s), one scrape interval (1 s), and some slack.
@@ -867,19 +875,36 @@ impl Drop for Proc {
 
 struct Prometheus {
     addr: String,
+    /// The job of [`Prometheus::last_scrape`].
+    job: String,
     proc: Proc,
 }
 
 impl Prometheus {
     /// Scraping the stand-in's page every second, keeping its job and instance labels.
     fn start(dir: &Path, target: &str) -> Prometheus {
+        Prometheus::start_with(
+            dir,
+            JOB,
+            &format!(
+                "  - job_name: {JOB}\n    honor_labels: true\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+    }
+
+    /// Scraping every second with `scrape_configs` (YAML, indented as under the key),
+    /// `job` being the one whose scrapes [`Prometheus::last_scrape`] sees; its files in
+    /// `dir/<job>`.
+    fn start_with(dir: &Path, job: &str, scrape_configs: &str) -> Prometheus {
+        let dir = &dir.join(job);
+        std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: {SCRAPE}s\n  scrape_timeout: {SCRAPE}s\n  \
-                 evaluation_interval: {SCRAPE}s\nscrape_configs:\n  - job_name: {JOB}\n    \
-                 honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
+                 evaluation_interval: {SCRAPE}s\nscrape_configs:\n{scrape_configs}"
             ),
         )
         .unwrap();
@@ -901,6 +926,7 @@ impl Prometheus {
             .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
         let mut p = Prometheus {
             addr,
+            job: job.to_string(),
             proc: Proc { child, log },
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -943,10 +969,11 @@ impl Prometheus {
         )
     }
 
-    /// The time of the latest successful scrape of the stand-in.
+    /// The time of the latest successful scrape of every target of its job (the oldest of
+    /// their latest scrapes).
     fn last_scrape(&self) -> Option<f64> {
         let r = self.query(
-            &format!("timestamp(up{{job=\"{JOB}\"}} == 1)"),
+            &format!("min(timestamp(up{{job=\"{}\"}} == 1))", self.job),
             now().ceil() as i64 + 1,
         );
         r["data"]["result"]
@@ -956,161 +983,17 @@ impl Prometheus {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The test
-
-#[test]
-fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
-    let begun = Instant::now();
-    // Fail early, with the package to install, when Prometheus is missing.
-    tool("prometheus", "prometheus");
-
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stand = StandIn::default();
-    let (grpc, page_addr) = start_stand_in(&rt, &stand);
-    let prometheus = Prometheus::start(dir, &page_addr);
-
-    // Two hosts: a log file, a reaction CLI fixture and an exporter pushing to the
-    // stand-in each.
-    let mut hosts = BTreeMap::new();
-    for host in HOSTS {
-        let hd = dir.join(host);
-        std::fs::create_dir_all(&hd).unwrap();
-        let r = Reaction::new(&hd, &reaction_config());
-        if host == "host1" {
-            r.set_state(show_state());
-        }
-        let log = hd.join("reaction.log");
-        append(&log, "");
-        let config = file_config(
-            &log,
-            &r,
-            &format!(
-                "otlp:\n  endpoint: http://{grpc}\n  interval: 1\n  timeout: 2\n  \
-                 temporality: cumulative\n  instance_id: {host}\n"
-            ),
-        );
-        let exporter = Exporter::start(&hd, &config);
-        hosts.insert(host, (log, r, exporter));
-    }
-    let stand_value = |name: &str, having: &[(&str, &str)]| -> Option<f64> {
-        stand.0.lock().unwrap().value(name, having)
-    };
-    // Both exporters have pushed, and Prometheus has scraped it.
-    let t_ready = common::wait_for(Duration::from_secs(30), "the first pushes", || {
-        HOSTS
-            .iter()
-            .all(|h| stand_value("reaction_up", &[("instance", h)]).is_some())
-            .then(now)
-    });
-    common::wait_for(Duration::from_secs(30), "a first scrape", || {
-        prometheus.last_scrape().filter(|t| *t > t_ready)
-    });
-
-    // The workload, in three phases 3 s apart; host2's reaction is down at the end.
-    let t_start = now();
-    let mut world = World {
-        recs: Vec::new(),
-        last_line: 0.0,
-    };
-    for (i, phase) in phases().iter().enumerate() {
-        if i > 0 {
-            std::thread::sleep(Duration::from_secs(3));
-        }
-        for host in HOSTS {
-            let text: String = phase
-                .iter()
-                .filter(|(h, _)| *h == host)
-                .map(|(_, ev)| lines(ev))
-                .collect();
-            let t = now();
-            append(&hosts[host].0, &text);
-            for (h, ev) in phase.iter().filter(|(h, _)| *h == host) {
-                world.recs.push(rec(h, ev, t));
-            }
-        }
-    }
-    hosts["host2"].1.set_up(false);
-    for (ip, _user, n) in PENDING {
-        let ev = Ev::Action("ssh", "failedlogin", "unban", ip);
-        let mut r = rec("host1", &ev, t_start);
-        r.fam = Fam::Pending;
-        r.n = n as f64;
-        world.recs.push(r);
-    }
-    world.last_line = now();
-    for host in HOSTS {
-        append(&hosts[host].0, LAST_LINE);
-    }
-    let mut counted = BTreeMap::new();
-    for host in HOSTS {
-        hosts[host]
-            .2
-            .wait_log(LAST_LINE_WARNING, Duration::from_secs(30));
-        counted.insert(host, (now() * 1e9) as u64);
-    }
-
-    // Everything is on the page once each exporter has pushed a collection made after it
-    // counted its last line, and reaction's status has settled; in Prometheus after the
-    // next scrape.
-    let t_complete = common::wait_for(Duration::from_secs(30), "the last pushes", || {
-        let page = stand.0.lock().unwrap();
-        let done = HOSTS.iter().all(|h| {
-            page.latest.get(*h).is_some_and(|t| *t > counted[h])
-                && page.value("reaction_up", &[("instance", h)]) == Some(up_at_end(h))
-        });
-        done.then(now)
-    });
-    let last = common::wait_for(
-        Duration::from_secs(30),
-        "a scrape after the workload",
-        || prometheus.last_scrape().filter(|t| *t > t_complete),
-    );
-    let from = (t_start as i64 / ALIGN) * ALIGN;
-    let to = ((last + 1.0) as i64 / ALIGN + 1) * ALIGN;
-    while now() < to as f64 + 1.5 {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let workload_done = begun.elapsed();
-
+/// Every query of the dashboard on `prometheus` (whose data comes from `source`), for every
+/// selection of the variables and step: (queries evaluated, failures).
+fn evaluate_dashboard(
+    prometheus: &Prometheus,
+    source: &str,
+    world: &World,
+    from: i64,
+    to: i64,
+) -> (usize, Vec<String>) {
     let mut failures: Vec<String> = Vec::new();
     let mut evaluated = 0usize;
-
-    // The stand-in took everything, and named it as otel/registry documents.
-    {
-        let page = stand.0.lock().unwrap();
-        failures.extend(page.errors.iter().map(|e| format!("the stand-in: {e}")));
-        let documented = registry_names();
-        for (otlp, prom) in &page.names {
-            if documented.get(otlp) != Some(prom) {
-                failures.push(format!(
-                    "the stand-in names {otlp} `{prom}`, otel/registry says {:?}",
-                    documented.get(otlp)
-                ));
-            }
-        }
-        for family in [
-            "reaction.filter.matches",
-            "reaction.action.runs",
-            "reaction.action.pending",
-            "reaction.command.runs",
-            "reaction.stream.events",
-            "reaction.up",
-            "reaction.exporter.last_event.time",
-        ] {
-            if !page.names.contains_key(family) {
-                failures.push(format!("the stand-in never received {family}"));
-            }
-        }
-    }
-
-    // ------------------------------------------------------------------ the dashboard
     let dashboard = load_json(DASHBOARD);
     let mut done: HashSet<(String, bool, i64)> = HashSet::new();
     for combo in combos() {
@@ -1150,7 +1033,7 @@ fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
                     failures.push(format!("{what}\n    returned no data"));
                     continue;
                 }
-                let expect = expectation(&q.panel, &q.ref_id, &world, &combo, step, to);
+                let expect = expectation(&q.panel, &q.ref_id, world, &combo, step, to);
                 if let Err(diff) = check(&result, &expect) {
                     failures.push(format!("{what}\n    {diff}"));
                 }
@@ -1212,11 +1095,209 @@ fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
         }
     }
 
-    let logs = prometheus.proc.logs();
-    assert!(
-        !logs.contains("panic"),
-        "Prometheus logged a panic:\n{logs}"
+    for f in failures.iter_mut() {
+        f.insert_str(0, &format!("[{source}] "));
+    }
+    (evaluated, failures)
+}
+
+// ---------------------------------------------------------------------------------------
+// The test
+
+#[test]
+fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
+    let begun = Instant::now();
+    // Fail early, with the package to install, when Prometheus is missing.
+    tool("prometheus", "prometheus");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stand = StandIn::default();
+    let (grpc, page_addr) = start_stand_in(&rt, &stand);
+    let prometheus = Prometheus::start(dir, &page_addr);
+
+    // Two hosts: a log file, a reaction CLI fixture and an exporter pushing to the
+    // stand-in each.
+    let mut hosts = BTreeMap::new();
+    for host in HOSTS {
+        let hd = dir.join(host);
+        std::fs::create_dir_all(&hd).unwrap();
+        let r = Reaction::new(&hd, &reaction_config());
+        if host == "host1" {
+            r.set_state(show_state());
+        }
+        let log = hd.join("reaction.log");
+        append(&log, "");
+        // `/metrics/otel` keeps the `ip` pattern label, which the dashboard's IP panels use.
+        let config = file_config(
+            &log,
+            &r,
+            &format!(
+                "metrics:\n  otel_endpoint:\n    patterns: [ip]\n\
+                 otlp:\n  endpoint: http://{grpc}\n  interval: 1\n  timeout: 2\n  \
+                 temporality: cumulative\n  instance_id: {host}\n"
+            ),
+        );
+        let exporter = Exporter::start(&hd, &config);
+        hosts.insert(host, (log, r, exporter));
+    }
+    // A second Prometheus scrapes the exporters' `/metrics/otel` directly, as the
+    // `reaction-otel` job of collector-configs/prometheus.yml does, `instance` set to the
+    // host's name (as that job's relabelling does).
+    let mut endpoint_job = format!(
+        "  - job_name: {ENDPOINT_JOB}\n    metrics_path: /metrics/otel\n    static_configs:\n"
     );
+    for host in HOSTS {
+        let _ = write!(
+            endpoint_job,
+            "      - targets: ['{}']\n        labels:\n          instance: {host}\n",
+            hosts[host].2.addr
+        );
+    }
+    let endpoint_prometheus = Prometheus::start_with(dir, ENDPOINT_JOB, &endpoint_job);
+    let stand_value = |name: &str, having: &[(&str, &str)]| -> Option<f64> {
+        stand.0.lock().unwrap().value(name, having)
+    };
+    // Both exporters have pushed, and Prometheus has scraped it.
+    let t_ready = common::wait_for(Duration::from_secs(30), "the first pushes", || {
+        HOSTS
+            .iter()
+            .all(|h| stand_value("reaction_up", &[("instance", h)]).is_some())
+            .then(now)
+    });
+    for p in [&prometheus, &endpoint_prometheus] {
+        common::wait_for(Duration::from_secs(30), "a first scrape", || {
+            p.last_scrape().filter(|t| *t > t_ready)
+        });
+    }
+
+    // The workload, in three phases 3 s apart; host2's reaction is down at the end.
+    let t_start = now();
+    let mut world = World {
+        recs: Vec::new(),
+        last_line: 0.0,
+    };
+    for (i, phase) in phases().iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        for host in HOSTS {
+            let text: String = phase
+                .iter()
+                .filter(|(h, _)| *h == host)
+                .map(|(_, ev)| lines(ev))
+                .collect();
+            let t = now();
+            append(&hosts[host].0, &text);
+            for (h, ev) in phase.iter().filter(|(h, _)| *h == host) {
+                world.recs.push(rec(h, ev, t));
+            }
+        }
+    }
+    hosts["host2"].1.set_up(false);
+    for (ip, _user, n) in PENDING {
+        let ev = Ev::Action("ssh", "failedlogin", "unban", ip);
+        let mut r = rec("host1", &ev, t_start);
+        r.fam = Fam::Pending;
+        r.n = n as f64;
+        world.recs.push(r);
+    }
+    world.last_line = now();
+    for host in HOSTS {
+        append(&hosts[host].0, LAST_LINE);
+    }
+    let mut counted = BTreeMap::new();
+    for host in HOSTS {
+        hosts[host]
+            .2
+            .wait_log(LAST_LINE_WARNING, Duration::from_secs(30));
+        counted.insert(host, (now() * 1e9) as u64);
+    }
+
+    // Everything is on the page once each exporter has pushed a collection made after it
+    // counted its last line, and reaction's status has settled; in Prometheus after the
+    // next scrape.
+    let t_complete = common::wait_for(Duration::from_secs(30), "the last pushes", || {
+        let page = stand.0.lock().unwrap();
+        let done = HOSTS.iter().all(|h| {
+            page.latest.get(*h).is_some_and(|t| *t > counted[h])
+                && page.value("reaction_up", &[("instance", h)]) == Some(up_at_end(h))
+        });
+        done.then(now)
+    });
+    // `/metrics/otel` has everything at the first scrape after that (each scrape asks
+    // reaction's status and folds what was counted).
+    let last = [&prometheus, &endpoint_prometheus]
+        .iter()
+        .map(|p| {
+            common::wait_for(
+                Duration::from_secs(30),
+                "a scrape after the workload",
+                || p.last_scrape().filter(|t| *t > t_complete),
+            )
+        })
+        .fold(0.0, f64::max);
+    let from = (t_start as i64 / ALIGN) * ALIGN;
+    let to = ((last + 1.0) as i64 / ALIGN + 1) * ALIGN;
+    while now() < to as f64 + 1.5 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let workload_done = begun.elapsed();
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut evaluated = 0usize;
+
+    // The stand-in took everything, and named it as otel/registry documents.
+    {
+        let page = stand.0.lock().unwrap();
+        failures.extend(page.errors.iter().map(|e| format!("the stand-in: {e}")));
+        let documented = registry_names();
+        for (otlp, prom) in &page.names {
+            if documented.get(otlp) != Some(prom) {
+                failures.push(format!(
+                    "the stand-in names {otlp} `{prom}`, otel/registry says {:?}",
+                    documented.get(otlp)
+                ));
+            }
+        }
+        for family in [
+            "reaction.filter.matches",
+            "reaction.action.runs",
+            "reaction.action.pending",
+            "reaction.command.runs",
+            "reaction.stream.events",
+            "reaction.up",
+            "reaction.exporter.last_event.time",
+        ] {
+            if !page.names.contains_key(family) {
+                failures.push(format!("the stand-in never received {family}"));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ the dashboard
+    // On both: behind the Collector stand-in, and scraping /metrics/otel.
+    for (p, source) in [
+        (&prometheus, "the Collector stand-in"),
+        (&endpoint_prometheus, "/metrics/otel"),
+    ] {
+        let (n, f) = evaluate_dashboard(p, source, &world, from, to);
+        evaluated += n;
+        failures.extend(f);
+    }
+
+    for p in [&prometheus, &endpoint_prometheus] {
+        let logs = p.proc.logs();
+        assert!(
+            !logs.contains("panic"),
+            "Prometheus logged a panic:\n{logs}"
+        );
+    }
     eprintln!(
         "dashboards_otel_e2e: range {from}..{to} ({} s), {evaluated} queries, workload and scrapes {:.1} s, total {:.1} s",
         to - from,
@@ -1233,5 +1314,6 @@ fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
     }
     drop(hosts);
     drop(prometheus);
+    drop(endpoint_prometheus);
     rt.shutdown_timeout(Duration::from_secs(5));
 }

@@ -37,6 +37,7 @@ mod logging;
 mod metrics_endpoint;
 mod no_loss;
 mod notify;
+mod otel_endpoint;
 mod otlp;
 mod otlp_direct;
 mod otlp_faults;
