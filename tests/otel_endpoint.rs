@@ -355,7 +355,7 @@ fn formats_names_parsers_and_restart() {
         .keys()
         .any(|(n, _)| n == "reaction_exporter_last_event_time_seconds"));
     // No job/instance labels (Prometheus sets them), no scope labels.
-    for ((name, labels), _) in &s {
+    for (name, labels) in s.keys() {
         for (k, _) in labels {
             assert!(
                 !["job", "instance"].contains(&k.as_str()) && !k.starts_with("otel_scope"),
@@ -669,8 +669,7 @@ fn two_prometheus_servers_and_a_legacy_scraper_are_all_exact() {
         let scrapes = p.scrapes(JOB);
         let start = *scrapes
             .iter()
-            .filter(|t| (**t as f64) < t_run * 1000.0)
-            .last()
+            .rfind(|t| (**t as f64) < t_run * 1000.0)
             .expect("a scrape before the run");
         let end = *scrapes.last().unwrap();
         let at = end as f64 / 1000.0;
