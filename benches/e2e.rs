@@ -28,6 +28,9 @@
 //! - `E2E_BIN`: another exporter binary (a profiling build, an older commit);
 //! - `E2E_EXPORTER_ENV="K=V K2=V2"`: environment for the exporter only (e.g.
 //!   `MALLOC_ARENA_MAX=2`, or `LD_PRELOAD=` an allocator), not for cargo or this bench;
+//! - `E2E_OTEL=off|on|ip`: `metrics.otel_endpoint` off, on, or on keeping the `ip` pattern
+//!   (unset: the exporter's default); when on, `/metrics/otel` is scraped once after the
+//!   measured `/metrics` scrape and its size, time and the RSS after it are printed;
 //! - `E2E_KEEP=DIR`: write the workloads (logs and configurations) under DIR and keep them,
 //!   to run the binary by hand under `perf`, `heaptrack` or valgrind. Nothing is kept
 //!   otherwise.
@@ -347,11 +350,18 @@ metrics:
   export:
     internals: true
   cardinality_limit: {}
-state:
-  directory: {d}
 ",
         w.limit
     );
+    // `metrics.otel_endpoint` (`/metrics/otel`): the exporter's default unless E2E_OTEL
+    // says `off`, `on` or `ip` (on, keeping the `ip` pattern).
+    match std::env::var("E2E_OTEL").unwrap_or_default().as_str() {
+        "off" => s.push_str("  otel_endpoint:\n    enabled: false\n"),
+        "on" => s.push_str("  otel_endpoint:\n    enabled: true\n"),
+        "ip" => s.push_str("  otel_endpoint:\n    enabled: true\n    patterns: [ip]\n"),
+        _ => {}
+    }
+    let _ = writeln!(s, "state:\n  directory: {d}");
     if let Some(endpoint) = otlp {
         // One export at the end (SIGTERM): the OTLP reader holds every series until then.
         let _ = write!(s, "otlp:\n  endpoint: {endpoint}\n  interval: 3600\n");
@@ -559,12 +569,17 @@ impl Exporter {
 
 /// `GET /metrics` (text format), `Connection: close`: the body.
 fn scrape(addr: &str) -> Result<String, String> {
+    get(addr, "/metrics")
+}
+
+/// `GET path` (text format), `Connection: close`: the body.
+fn get(addr: &str, path: &str) -> Result<String, String> {
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
@@ -860,6 +875,23 @@ fn run(w: &Workload, dir: &Path, knobs: &Knobs) -> Result<Row, String> {
     let c2 = cpu_ticks(pid).unwrap_or(c1);
     std::thread::sleep(knobs.settle);
     let after_settled = rss(pid);
+    // `/metrics/otel`, when on: one scrape after the measured one, reported beside it.
+    if std::env::var("E2E_OTEL").as_deref() != Ok("off") {
+        let t = Instant::now();
+        let c = cpu_ticks(pid).unwrap_or(c2);
+        match get(&e.addr, "/metrics/otel") {
+            Ok(page) => eprintln!(
+                "[{}] /metrics/otel: {} bytes, {} lines, {:.0} ms ({:.2} CPU s), RSS after {} MiB",
+                w.id,
+                page.len(),
+                page.lines().count(),
+                t.elapsed().as_secs_f64() * 1e3,
+                (cpu_ticks(pid).unwrap_or(c) - c) as f64 / clock_ticks(),
+                mib(rss(pid)),
+            ),
+            Err(err) => eprintln!("[{}] /metrics/otel: {err}", w.id),
+        }
+    }
 
     // Everything read and counted?
     let f = page_facts(&body);

@@ -145,9 +145,10 @@ pub(crate) const OTEL_ENDPOINT_ENABLED: bool = true;
 /// on it).
 pub(crate) const OTEL_ENDPOINT_PATH: &str = "/metrics/otel";
 /// How often the cumulative endpoint's reader adds what the SDK collected into its totals
-/// when no scrape does it: the reader collects deltas, whose per-IP series must not pile up
-/// in the SDK while nobody scrapes.
-pub(crate) const OTEL_ENDPOINT_FOLD_INTERVAL: Duration = Duration::from_secs(10);
+/// when no scrape does it: the reader collects deltas, whose per-IP series pile up in the
+/// SDK until then (measured: folds every 10 s held hundreds of MiB more while a 1M-line
+/// backlog was read; the cost of a fold is that of the series it finds).
+pub(crate) const OTEL_ENDPOINT_FOLD_INTERVAL: Duration = Duration::from_secs(2);
 /// The state directory in a container (`DOCKER` set), as the Python exporter had it.
 pub(crate) const CONTAINER_STATE_DIRECTORY: &str = "/data";
 

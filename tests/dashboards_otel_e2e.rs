@@ -1138,7 +1138,7 @@ fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
             &log,
             &r,
             &format!(
-                "metrics:\n  otel_endpoint:\n    patterns: [ip]\n\
+                "metrics:\n  otel_endpoint:\n    enabled: true\n    patterns: [ip]\n\
                  otlp:\n  endpoint: http://{grpc}\n  interval: 1\n  timeout: 2\n  \
                  temporality: cumulative\n  instance_id: {host}\n"
             ),

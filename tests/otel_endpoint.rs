@@ -262,7 +262,7 @@ fn formats_names_parsers_and_restart() {
     let config = file_config(
         &log,
         &r,
-        "metrics:\n  otel_endpoint:\n    patterns: [ip, user]\n",
+        "metrics:\n  otel_endpoint:\n    enabled: true\n    patterns: [ip, user]\n",
     );
     let t0 = now();
     let exp = Exporter::start(dir.path(), &config);
@@ -485,8 +485,11 @@ fn two_prometheus_servers_and_a_legacy_scraper_are_all_exact() {
     r.set_state(workload::show_state());
     let log = dir.path().join("reaction.log");
     append(&log, "");
-    // The defaults: no pattern label on /metrics/otel.
-    let exp = Exporter::start(dir.path(), &file_config(&log, &r, ""));
+    // No pattern label on /metrics/otel (the default `patterns`).
+    let exp = Exporter::start(
+        dir.path(),
+        &file_config(&log, &r, "metrics:\n  otel_endpoint:\n    enabled: true\n"),
+    );
     let job = scrape_job(JOB, &[(&exp.addr, "host1")]);
     let proms = [
         Prometheus::start(dir.path(), "prometheus-a", &job),

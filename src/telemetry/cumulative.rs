@@ -22,10 +22,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
 
-use super::collect::{Attrs, Collected, SeriesKey};
+use super::collect::{Attrs, SeriesKey};
 use super::SharedReader;
 use crate::internal::counts::Reader;
 use crate::internal::events::CardinalityOverflow;
@@ -99,9 +100,8 @@ impl Cumulative {
             resource.sort_unstable();
             totals.resource = resource;
         }
-        let collected = Collected::from_resource_metrics(&rm);
+        let overflowed = self.add(&mut totals, &rm);
         drop(rm);
-        let overflowed = self.add(&mut totals, collected);
         if overflowed > 0 {
             self.internal.emit(CardinalityOverflow {
                 reader: Reader::Cumulative,
@@ -111,22 +111,50 @@ impl Cumulative {
         f(&totals)
     }
 
-    /// Add a collection; returns the events that went to an overflow series.
-    fn add(&self, totals: &mut Totals, c: Collected) -> u64 {
+    /// Add a collection; returns the events that went to an overflow series. Straight
+    /// from the SDK's data, each point reduced to its kept attributes before anything is
+    /// copied: a fold of many IP series allocates only for the few series they fold into.
+    fn add(&self, totals: &mut Totals, rm: &ResourceMetrics) -> u64 {
         let mut overflowed = 0;
-        for ((m, attrs), v) in c.sums {
-            let key = self.project(m, attrs);
-            if self.add_one(totals, key, v, |t| &mut t.ints) {
-                overflowed += v;
-            }
-        }
-        for ((m, attrs), v) in c.sums_f64 {
-            let key = self.project(m, attrs);
-            self.add_one(totals, key, v, |t| &mut t.floats);
-        }
+        // Every collection runs every gauge's callback: what it did not see is gone.
         totals.gauges.clear();
-        for ((m, attrs), v) in c.gauges {
-            *totals.gauges.entry(self.project(m, attrs)).or_default() += v;
+        for scope in rm.scope_metrics() {
+            for metric in scope.metrics() {
+                let Some(m) = Metric::from_otel_name(metric.name()) else {
+                    continue;
+                };
+                match metric.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                        for p in s.data_points().filter(|p| p.value() > 0) {
+                            let key = self.project(m, p.attributes());
+                            if self.add_one(totals, key, p.value(), |t| &mut t.ints) {
+                                overflowed += p.value();
+                            }
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Sum(s)) => {
+                        for p in s.data_points() {
+                            let key = self.project(m, p.attributes());
+                            self.add_one(totals, key, p.value(), |t| &mut t.floats);
+                        }
+                    }
+                    AggregatedMetrics::U64(MetricData::Gauge(g)) => {
+                        for p in g.data_points() {
+                            let key = self.project(m, p.attributes());
+                            *totals.gauges.entry(key).or_default() += p.value() as f64;
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Gauge(g)) => {
+                        for p in g.data_points() {
+                            let key = self.project(m, p.attributes());
+                            *totals.gauges.entry(key).or_default() += p.value();
+                        }
+                    }
+                    other => {
+                        tracing::debug!(name = metric.name(), ?other, "unexpected metric data");
+                    }
+                }
+            }
         }
         overflowed
     }
@@ -166,13 +194,19 @@ impl Cumulative {
 
     /// The series of a point on this endpoint: a metric with pattern attributes keeps its
     /// fixed ones, the kept patterns and the overflow marker; the others keep everything.
-    fn project(&self, m: Metric, mut attrs: Attrs) -> SeriesKey {
+    fn project<'a>(&self, m: Metric, kvs: impl Iterator<Item = &'a KeyValue>) -> SeriesKey {
         let spec = m.spec();
-        if spec.patterns {
-            attrs.retain(|(k, _)| {
-                spec.attributes.contains(&k.as_str()) || k == OVERFLOW_KEY || self.keep.contains(k)
-            });
-        }
+        let mut attrs: Attrs = kvs
+            .filter(|kv| {
+                let k = kv.key.as_str();
+                !spec.patterns
+                    || spec.attributes.contains(&k)
+                    || k == OVERFLOW_KEY
+                    || self.keep.iter().any(|p| p == k)
+            })
+            .map(|kv| (kv.key.as_str().to_string(), kv.value.as_str().into_owned()))
+            .collect();
+        attrs.sort_unstable();
         (m, attrs)
     }
 
@@ -211,7 +245,6 @@ fn is_overflow(attrs: &Attrs) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::KeyValue;
     use opentelemetry_sdk::Resource;
 
     use crate::telemetry::Telemetry;
