@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use crate::ingest::Processed;
 use crate::internal::counts::Reader;
@@ -387,10 +386,18 @@ impl Scraper {
 
     fn collect(&self) -> Collected {
         let mut rm = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut rm) {
-            tracing::error!("collecting metrics failed: {e}");
-        }
-        Collected::from_resource_metrics(&rm)
+        let observed = match self.reader.collect_own(&mut rm) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("collecting metrics failed: {e}");
+                Default::default()
+            }
+        };
+        let mut c = Collected::from_resource_metrics(&rm);
+        // Not what another reader's collection observed (see `telemetry::observed`).
+        c.gauges
+            .retain(|(m, attrs), _| observed.keeps_attrs(*m, attrs));
+        c
     }
 
     /// Legacy delta families on one side; the exporter's own counters added to their

@@ -109,7 +109,12 @@ fn reset(s: TcpStream) {
 fn five_scrapes_during_a_2s_show_are_answered_within_4s() {
     let dir = tempfile::tempdir().unwrap();
     let reaction = Reaction::new(dir.path(), &reaction_config());
-    let e = start(dir.path(), &reaction, 5.0, "");
+    let e = start(
+        dir.path(),
+        &reaction,
+        5.0,
+        "  otel_endpoint:\n    enabled: false\n",
+    );
     reaction.set_state(serde_json::json!({"delay": {"show": 2.0}}));
     let shows_before = reaction.calls("show");
     let start = Instant::now();
@@ -123,7 +128,16 @@ fn five_scrapes_during_a_2s_show_are_answered_within_4s() {
         .into_iter()
         .map(|t| {
             let (took, body) = t.join().unwrap();
-            assert_eq!(status(&body).1, "1", "reaction answered");
+            assert_eq!(
+                status(&body).1,
+                "1",
+                "reaction answered after {took:?}\n{}\n{}",
+                body.lines()
+                    .filter(|l| l.contains("status"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                e.logs()
+            );
             took
         })
         .collect();
@@ -316,7 +330,12 @@ fn a_count_past_u64_max_saturates() {
     let log = dir.path().join("reaction.log");
     append(&log, "");
     write_state(dir.path(), &log, &[("192.0.2.7".into(), u64::MAX)]);
-    let e = start(dir.path(), &reaction, 5.0, "");
+    let e = start(
+        dir.path(),
+        &reaction,
+        5.0,
+        "  otel_endpoint:\n    enabled: false\n",
+    );
     append(
         &log,
         &format!(

@@ -24,9 +24,9 @@ use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use super::collect::{Attrs, SeriesKey};
+use super::observed::Observed;
 use super::SharedReader;
 use crate::internal::counts::Reader;
 use crate::internal::events::CardinalityOverflow;
@@ -88,9 +88,13 @@ impl Cumulative {
     pub fn fold_then<R>(&self, f: impl FnOnce(&Totals) -> R) -> R {
         let mut totals = self.totals.lock().expect("cumulative totals");
         let mut rm = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut rm) {
-            tracing::error!("collecting metrics for /metrics/otel failed: {e}");
-        }
+        let observed = match self.reader.collect_own(&mut rm) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("collecting metrics for /metrics/otel failed: {e}");
+                Default::default()
+            }
+        };
         if totals.resource.is_empty() {
             let mut resource: Attrs = rm
                 .resource()
@@ -100,7 +104,7 @@ impl Cumulative {
             resource.sort_unstable();
             totals.resource = resource;
         }
-        let overflowed = self.add(&mut totals, &rm);
+        let overflowed = self.add(&mut totals, &rm, &observed);
         drop(rm);
         if overflowed > 0 {
             self.internal.emit(CardinalityOverflow {
@@ -114,7 +118,7 @@ impl Cumulative {
     /// Add a collection; returns the events that went to an overflow series. Straight
     /// from the SDK's data, each point reduced to its kept attributes before anything is
     /// copied: a fold of many IP series allocates only for the few series they fold into.
-    fn add(&self, totals: &mut Totals, rm: &ResourceMetrics) -> u64 {
+    fn add(&self, totals: &mut Totals, rm: &ResourceMetrics, observed: &Observed) -> u64 {
         let mut overflowed = 0;
         // Every collection runs every gauge's callback: what it did not see is gone.
         totals.gauges.clear();
@@ -139,7 +143,12 @@ impl Cumulative {
                         }
                     }
                     AggregatedMetrics::U64(MetricData::Gauge(g)) => {
-                        for p in g.data_points() {
+                        // Not what another reader's collection observed (see
+                        // `telemetry::observed`).
+                        for p in g
+                            .data_points()
+                            .filter(|p| observed.keeps(m, p.attributes()))
+                        {
                             let key = self.project(m, p.attributes());
                             *totals.gauges.entry(key).or_default() += p.value() as f64;
                         }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use opentelemetry::metrics::{AsyncInstrument, Counter, Meter};
 use opentelemetry::KeyValue;
 
+use super::observed;
 use crate::internal::{Counter as InternalCounter, Internal};
 use crate::metric::{Kind, Metric, ObservedF64, ObservedU64};
 
@@ -38,13 +39,15 @@ pub(crate) struct GaugeState {
 }
 
 impl GaugeState {
-    /// Report what `observed` reads.
-    fn observe_u64(&self, observed: ObservedU64, o: &dyn AsyncInstrument<u64>) {
+    /// Report what `observed` reads, noting each series for this collection (see
+    /// `telemetry::observed`: the SDK also records it into the other readers).
+    fn observe_u64(&self, metric: Metric, observed: ObservedU64, o: &dyn AsyncInstrument<u64>) {
         match observed {
             ObservedU64::PendingActions => {
                 let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 for (attrs, n) in pending.iter() {
                     o.observe(*n, attrs);
+                    observed::note(metric, attrs);
                 }
             }
             ObservedU64::ReactionStatus => {
@@ -53,7 +56,9 @@ impl GaugeState {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                o.observe(u64::from(s.up), &[KeyValue::new("version", s.version)]);
+                let attrs = [KeyValue::new("version", s.version)];
+                o.observe(u64::from(s.up), &attrs);
+                observed::note(metric, &attrs);
             }
         }
     }
@@ -136,7 +141,8 @@ impl Instruments {
                     observable!(u64_observable_counter, move |o| observe_internal(&i, c, o))
                 }
                 Kind::ObservableGauge(observed) => {
-                    observable!(u64_observable_gauge, move |o| g.observe_u64(observed, o))
+                    observable!(u64_observable_gauge, move |o| g
+                        .observe_u64(metric, observed, o))
                 }
                 Kind::ObservableGaugeF64(observed) => {
                     observable!(f64_observable_gauge, move |o| observe_f64(&i, observed, o))

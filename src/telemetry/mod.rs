@@ -20,6 +20,7 @@ use crate::internal::Internal;
 pub mod collect;
 pub mod cumulative;
 pub(crate) mod instruments;
+pub(crate) mod observed;
 pub(crate) mod otlp;
 pub mod render;
 pub mod render_otel;
@@ -44,6 +45,17 @@ impl SharedReader {
                 .with_temporality(Temporality::Delta)
                 .build(),
         ))
+    }
+}
+
+impl SharedReader {
+    /// Collect into `rm`, with the gauge series this collection itself observed (the only
+    /// ones of the state gauges to keep: `observed`).
+    pub(crate) fn collect_own(
+        &self,
+        rm: &mut ResourceMetrics,
+    ) -> Result<observed::Observed, opentelemetry_sdk::error::OTelSdkError> {
+        observed::collect(&self.0, rm)
     }
 }
 

@@ -13,7 +13,9 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMe
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::Resource;
 
-use super::Telemetry;
+use super::collect::Collected;
+use super::instruments::ReactionStatus;
+use super::{SharedReader, Telemetry};
 use crate::internal::counts::{Reader, Reject};
 use crate::internal::events;
 use crate::internal::{Counter, Internal};
@@ -257,4 +259,66 @@ fn describe(data: &AggregatedMetrics) -> (bool, Vec<BTreeSet<String>>) {
         AggregatedMetrics::U64(d) => of!(d),
         AggregatedMetrics::I64(d) => of!(d),
     }
+}
+
+/// Regression (found when `/metrics/otel`'s reader came in): opentelemetry_sdk records
+/// what an observable callback observes into every reader, so another reader's collection
+/// left its series in this reader's gauges, and a series gone since (here reaction's
+/// version `N/A` before it was known, a pending action executed) came back in this
+/// reader's next collection: a scrape showed `reaction_status_info{version="N/A",
+/// status="0"}` after a successful `reaction show`. Each collection keeps only what it
+/// observed itself (`telemetry::observed`).
+#[test]
+fn a_collection_keeps_only_the_gauge_series_it_observed_itself() {
+    let internal = Arc::new(Internal::new());
+    let other = SharedReader::delta();
+    let telemetry = Telemetry::new_with(
+        2000,
+        Resource::builder().build(),
+        true,
+        None,
+        Some(other.clone()),
+        internal,
+    );
+    let pending = |ip: &str| {
+        vec![
+            KeyValue::new("stream", "ssh"),
+            KeyValue::new("filter", "failedlogin"),
+            KeyValue::new("action", "ban"),
+            KeyValue::new("ip", ip.to_string()),
+        ]
+    };
+    *telemetry.gauges.pending.lock().unwrap() = vec![(pending("192.0.2.1"), 1)];
+    // The other reader collects: its callbacks observe into every reader.
+    let mut rm = ResourceMetrics::default();
+    other.collect_own(&mut rm).unwrap();
+    // Then reaction answers: the version is known, the pending action is executed.
+    *telemetry.gauges.pending.lock().unwrap() = vec![(pending("192.0.2.2"), 1)];
+    *telemetry.gauges.reaction.lock().unwrap() = ReactionStatus {
+        version: "2.2.0".into(),
+        up: true,
+    };
+    let reader = telemetry.pull_reader.as_ref().unwrap();
+    let mut rm = ResourceMetrics::default();
+    let observed = reader.collect_own(&mut rm).unwrap();
+    let raw = Collected::from_resource_metrics(&rm);
+    let stale = |c: &Collected| {
+        c.gauges.keys().any(|(m, attrs)| {
+            attrs.iter().any(|(_, v)| v == "N/A" || v == "192.0.2.1")
+                && matches!(m, Metric::Up | Metric::PendingActions)
+        })
+    };
+    assert!(
+        stale(&raw),
+        "the SDK no longer leaks observations across readers: {:?}; telemetry::observed \
+         can go",
+        raw.gauges
+    );
+    let mut kept = raw.clone();
+    kept.gauges
+        .retain(|(m, attrs), _| observed.keeps_attrs(*m, attrs));
+    assert!(!stale(&kept), "{:?}", kept.gauges);
+    let series = |m: Metric| kept.gauges.keys().filter(|(k, _)| *k == m).count();
+    assert_eq!(series(Metric::PendingActions), 1, "{:?}", kept.gauges);
+    assert_eq!(series(Metric::Up), 1, "{:?}", kept.gauges);
 }

@@ -23,12 +23,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, DataPointFlags, Gauge, Metric, NumberDataPoint, ScopeMetrics,
 };
 
 use super::buffer::{point_key, PointKey};
+use crate::telemetry::observed::{is_state_gauge, Observed};
 
 /// A series last seen: its attributes and whether its values are integers.
 #[derive(Debug, Clone)]
@@ -50,6 +51,48 @@ pub(crate) struct VanishedGauges {
             HashMap<PointKey, Seen>,
         ),
     >,
+}
+
+/// Keep, of the state gauges in `req`, only the series this collection observed itself:
+/// the SDK also records into this reader what the other readers' collections observe (see
+/// `telemetry::observed`), and a series gone since would be exported again, then ended
+/// again by [`VanishedGauges::mark`], at every other reader's collection.
+pub(crate) fn retain_observed(req: &mut ExportMetricsServiceRequest, observed: &Observed) {
+    for rm in &mut req.resource_metrics {
+        for sm in &mut rm.scope_metrics {
+            for m in &mut sm.metrics {
+                let Some(metric) = crate::metric::Metric::from_otel_name(&m.name) else {
+                    continue;
+                };
+                if !is_state_gauge(metric) {
+                    continue;
+                }
+                let Some(Data::Gauge(g)) = &mut m.data else {
+                    continue;
+                };
+                g.data_points
+                    .retain(|p| observed.keeps_attrs(metric, &string_attrs(&p.attributes)));
+            }
+        }
+    }
+}
+
+/// Attributes as (key, value) strings sorted by key, as `telemetry::collect::attrs` makes
+/// them (ours are all strings).
+fn string_attrs(kvs: &[KeyValue]) -> Vec<(String, String)> {
+    let mut a: Vec<(String, String)> = kvs
+        .iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect();
+    a.sort_unstable();
+    a
 }
 
 impl VanishedGauges {

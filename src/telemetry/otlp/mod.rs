@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::ManualReader;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -308,20 +307,24 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rm = ResourceMetrics::default();
-        let mut result = Ok(());
+        let mut result = Ok(Default::default());
         let position = match self.continuity.get() {
-            Some(c) => c.between_batches(&mut || result = self.reader.collect(&mut rm)),
+            Some(c) => c.between_batches(&mut || result = self.reader.collect_own(&mut rm)),
             None => {
-                result = self.reader.collect(&mut rm);
+                result = self.reader.collect_own(&mut rm);
                 None
             }
         };
-        if let Err(e) = result {
-            tracing::error!("OTLP: collecting metrics failed: {e}");
-            return;
-        }
+        let observed = match result {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("OTLP: collecting metrics failed: {e}");
+                return;
+            }
+        };
         let mut req = ExportMetricsServiceRequest::from(&rm);
         drop(rm);
+        gauges::retain_observed(&mut req, &observed);
         self.gauges.lock().expect("gauges").mark(&mut req);
         let stats = {
             let mut queue = self.queue.lock().expect("queue");
