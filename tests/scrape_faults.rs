@@ -283,7 +283,12 @@ fn undelivered_pages_carry_over_at_most_the_limit() {
         "the pages were not delivered\n{}",
         e.logs()
     );
-    assert_eq!(matches, written as f64, "every match counted once");
+    assert_eq!(
+        matches,
+        written as f64,
+        "every match counted once\n{}",
+        e.logs()
+    );
     assert!(most <= LIMIT + 1, "{most} series for a limit of {LIMIT}");
     assert!(in_overflow >= (written - LIMIT) as f64);
     assert_eq!(overflowed, in_overflow, "overflowed events counted once");
