@@ -200,8 +200,12 @@ fn a_scrape_during_a_slow_reload_is_answered_at_once() {
 /// Issue 8: "scrapes never delivered while new IPs arrive: carried-over counts reach 3× the
 /// cardinality limit". Each undelivered response now gives its counts back into a buffer
 /// capped by `metrics.cardinality_limit`: past it, into the overflow series (counted), so
-/// three undelivered pages of 20,000 new IPs each leave 20,000 series and one overflow
-/// series, every match still counted.
+/// three undelivered pages of 20,000 new IPs each never make a page of more than 20,000
+/// series and the overflow one, every match still counted once, every event put into an
+/// overflow series counted as overflowed. (How many go to the overflow series depends on
+/// the order in which the stalled pages come back relative to the next collects: seen in
+/// the full suite, a page returned after the next scrape had emptied the carry, and its
+/// series fitted again.)
 #[test]
 fn undelivered_pages_carry_over_at_most_the_limit() {
     const LIMIT: usize = 20_000;
@@ -290,7 +294,6 @@ fn undelivered_pages_carry_over_at_most_the_limit() {
         e.logs()
     );
     assert!(most <= LIMIT + 1, "{most} series for a limit of {LIMIT}");
-    assert!(in_overflow >= (written - LIMIT) as f64);
     assert_eq!(overflowed, in_overflow, "overflowed events counted once");
 }
 
