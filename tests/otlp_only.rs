@@ -279,7 +279,13 @@ async fn what_the_final_export_cannot_deliver_is_saved_and_sent_after_the_restar
         }
     };
     let e = start().await;
-    assert!(e.logs().contains(OTLP_ONLY), "{}", e.logs());
+    // Logged once the push is set up, which may be after the start is seen (a loaded
+    // machine: the check right after the start once found only the line before it).
+    let e = blocking(move || {
+        e.wait_log(OTLP_ONLY, Duration::from_secs(20));
+        e
+    })
+    .await;
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing listens on listen.port"
