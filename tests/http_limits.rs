@@ -7,7 +7,6 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -186,44 +185,6 @@ fn idle_connections_past_the_descriptor_limit_never_keep_scrapes_out() {
         + logs.matches("kind=connection_limit").count();
     assert!((1..=3).contains(&lines), "{lines} lines:\n{logs}");
     eprintln!("slowest scrape {slowest:?}; all 200 idle connections closed after {last_closed:?}");
-}
-
-/// A socket with a 4 KiB receive buffer that sends `GET /metrics` and never reads: the
-/// exporter's page stays stuck in the connection.
-fn stalled_reader(addr: &str) -> TcpStream {
-    let addr: std::net::SocketAddrV4 = addr.parse().unwrap();
-    // SAFETY: plain socket calls on a descriptor we own until from_raw_fd takes it.
-    let stream = unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0);
-        let size: libc::c_int = 4096;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &size as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*addr.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-        TcpStream::from_raw_fd(fd)
-    };
-    let mut s = stream;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n")
-        .unwrap();
-    s
 }
 
 /// Issue 8: "one client sends GET /metrics on a 100k-series page and never reads: every

@@ -6,9 +6,7 @@
 
 use crate::common;
 
-use std::io::Write;
 use std::net::TcpStream;
-use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,50 +34,6 @@ fn timed_scrape(addr: &str) -> (Duration, String) {
     let (status, _, body) = get(addr, "/metrics", Some("text/plain"));
     assert_eq!(status, 200);
     (t.elapsed(), body)
-}
-
-/// A connection to `addr` with a 4 KiB receive buffer (set before connecting, so the
-/// window stays small) that sends `GET /metrics` and never reads: the exporter can hand
-/// over only a few kB of the response before its writes block.
-fn stalled_reader(addr: &str) -> TcpStream {
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-    let std::net::SocketAddr::V4(v4) = addr else {
-        panic!("the tests listen on IPv4")
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns until it is wrapped.
-    let stream = unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0);
-        let size: libc::c_int = 4096;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &size as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect");
-        TcpStream::from_raw_fd(fd)
-    };
-    let mut s = stream;
-    s.write_all(
-        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    s
 }
 
 /// Close with a reset (SO_LINGER 0): the exporter's next write fails at once.

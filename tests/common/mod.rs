@@ -569,3 +569,44 @@ pub fn status(body: &str) -> (String, String) {
     };
     (get("version"), get("status"))
 }
+
+/// A connection to `addr` with a 4 KiB receive buffer (set before connecting, so the
+/// window stays small) that sends `GET /metrics` and never reads: the exporter can hand
+/// over only a few kB of the response before its writes block, and the page stays stuck
+/// in the connection (the stalled client of issue 8).
+pub fn stalled_reader(addr: &str) -> TcpStream {
+    let addr: std::net::SocketAddrV4 = addr.parse().expect("the tests listen on IPv4");
+    // SAFETY: plain socket calls on a descriptor this function owns until it is wrapped.
+    let mut s = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*addr.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    };
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    s
+}
