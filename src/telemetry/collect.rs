@@ -33,6 +33,17 @@ pub(crate) fn attrs<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Attrs {
     a
 }
 
+/// Attributes from (key, value) pairs, sorted by key (for tests).
+#[cfg(test)]
+pub(crate) fn attrs_of(pairs: &[(&str, &str)]) -> Attrs {
+    let mut v: Attrs = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
 impl Collected {
     /// Take everything out of one `ResourceMetrics`. Instruments not in the metric table
     /// are ignored (there are none).

@@ -287,14 +287,7 @@ mod tests {
             .collect()
     }
 
-    fn a(pairs: &[(&str, &str)]) -> Attrs {
-        let mut v: Attrs = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::telemetry::collect::attrs_of as a;
 
     #[test]
     fn totals_only_grow_drop_unkept_patterns_and_see_the_resource() {

@@ -256,14 +256,7 @@ fn value(out: &mut String, v: f64) {
 mod tests {
     use super::*;
 
-    fn a(pairs: &[(&str, &str)]) -> Attrs {
-        let mut v: Attrs = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::telemetry::collect::attrs_of as a;
 
     #[test]
     fn accept_negotiation() {

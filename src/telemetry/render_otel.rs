@@ -279,14 +279,7 @@ mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
-    fn a(pairs: &[(&str, &str)]) -> Attrs {
-        let mut v: Attrs = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::telemetry::collect::attrs_of as a;
 
     #[test]
     fn names_as_the_collector_gives_them() {
