@@ -813,60 +813,23 @@ fn every_panel_query_and_alert_on_real_prometheus_and_victoriametrics() {
                 }
             }
             // The variables' own queries.
-            for var in variables(&dashboard) {
-                let Some((sel, label)) = label_values_query(&var) else {
-                    continue;
-                };
-                let sub = Substitution {
-                    from,
-                    to,
-                    interval: SCRAPE,
-                    scrape_interval: SCRAPE,
-                    vars: &vars,
-                };
-                let sel = sub.apply(&sel);
-                let r = api_get(
-                    &db.addr,
-                    &format!("/api/v1/label/{label}/values"),
-                    &[
-                        ("match[]", sel.clone()),
-                        ("start", from.to_string()),
-                        ("end", to.to_string()),
-                    ],
-                );
-                evaluated += 1;
-                let got: BTreeSet<String> = r["data"]
-                    .as_array()
-                    .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
-                    .unwrap_or_default();
-                let want: BTreeSet<String> = match label.as_str() {
+            let (n, wrong) = check_variable_queries(
+                &db.addr,
+                &dashboard,
+                (from, to, SCRAPE),
+                &vars,
+                &format!("{file} on {}, variables {:?}", db.name(), combo.name),
+                |label| match label {
                     "instance" => HOSTS.iter().map(|h| h.to_string()).collect(),
                     l => world
-                        .select(
-                            Fam::Match,
-                            &Combo {
-                                stream: if l == "stream" {
-                                    None
-                                } else {
-                                    combo.stream.clone()
-                                },
-                                filter: None,
-                                ip: ".*",
-                                ..combo.clone()
-                            },
-                        )
+                        .select(Fam::Match, &combo.for_variable(l))
                         .into_iter()
                         .map(|r| r.get(l).to_string())
                         .collect(),
-                };
-                if got != want {
-                    failures.push(format!(
-                        "{file} on {}, variable {label} ({sel}), variables {:?}: got {got:?}, want {want:?}",
-                        db.name(),
-                        combo.name
-                    ));
-                }
-            }
+                },
+            );
+            evaluated += n;
+            failures.extend(wrong);
         }
     }
 

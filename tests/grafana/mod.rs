@@ -91,6 +91,55 @@ pub fn label_values_query(var: &Value) -> Option<(String, String)> {
     Some((sel.trim().to_string(), label.trim().to_string()))
 }
 
+/// Run the variable queries of `dashboard` (`label_values(selector, label)`) on the
+/// database at `addr` over `[from, to]`, with `vars` substituted, and compare each one's
+/// values with `want(label)`. Returns how many ran and a line per mismatch, each starting
+/// with `what`.
+pub fn check_variable_queries(
+    addr: &str,
+    dashboard: &Value,
+    (from, to, scrape): (i64, i64, i64),
+    vars: &[(&str, String)],
+    what: &str,
+    want: impl Fn(&str) -> std::collections::BTreeSet<String>,
+) -> (usize, Vec<String>) {
+    let (mut evaluated, mut failures) = (0, Vec::new());
+    for var in variables(dashboard) {
+        let Some((sel, label)) = label_values_query(&var) else {
+            continue;
+        };
+        let sub = Substitution {
+            from,
+            to,
+            interval: scrape,
+            scrape_interval: scrape,
+            vars,
+        };
+        let sel = sub.apply(&sel);
+        let r = api_get(
+            addr,
+            &format!("/api/v1/label/{label}/values"),
+            &[
+                ("match[]", sel.clone()),
+                ("start", from.to_string()),
+                ("end", to.to_string()),
+            ],
+        );
+        evaluated += 1;
+        let got: std::collections::BTreeSet<String> = r["data"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        let want = want(&label);
+        if got != want {
+            failures.push(format!(
+                "{what}, variable {label} ({sel}): got {got:?}, want {want:?}"
+            ));
+        }
+    }
+    (evaluated, failures)
+}
+
 /// Values Grafana gives its variables when it runs a query; `vars` are the template
 /// variables (`instance`, ... already formatted as regexes).
 pub struct Substitution<'a> {

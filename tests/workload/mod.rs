@@ -262,6 +262,22 @@ impl Combo {
         ]
     }
 
+    /// The selection a variable's own query (`label_values`) sees: the variables it
+    /// depends on keep their values (`filter` depends on `stream`, every other on none of
+    /// the pattern ones), the others are "All".
+    pub fn for_variable(&self, label: &str) -> Combo {
+        Combo {
+            stream: if label == "stream" {
+                None
+            } else {
+                self.stream.clone()
+            },
+            filter: None,
+            ip: ".*",
+            ..self.clone()
+        }
+    }
+
     /// Whether a label value is selected (the regex the database applies).
     pub fn keeps(&self, var: &str, value: &str) -> bool {
         let re = match var {
