@@ -533,6 +533,18 @@ mod tests {
     }
 
     /// Whether the process is gone or a zombie (killed, not yet reaped).
+    /// Wait up to 5 s for process `pid` to be gone (or a zombie), else fail.
+    async fn wait_dead(pid: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_dead(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "reaction child {pid} still running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn is_dead(pid: &str) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
@@ -565,14 +577,7 @@ mod tests {
 
         let pids = std::fs::read_to_string(fx.path("pids.log")).unwrap();
         let pid = pids.trim().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !is_dead(&pid) {
-            assert!(
-                Instant::now() < deadline,
-                "reaction child {pid} still running"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_dead(&pid).await;
     }
 
     #[tokio::test]
@@ -827,14 +832,7 @@ mod tests {
         );
         let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
         let pid = pid.trim().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !is_dead(&pid) {
-            assert!(
-                Instant::now() < deadline,
-                "reaction child {pid} still running"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_dead(&pid).await;
         // An output just under the cap is read (and parsed).
         let client = script(
             dir.path(),
