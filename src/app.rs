@@ -21,6 +21,7 @@ use crate::notify::{self, Notifier};
 use crate::otel_endpoint::OtelEndpoint;
 use crate::push_checkpoint::PushCheckpoint;
 use crate::reaction::{ClientConfig, ReactionClient};
+use crate::reload::{Reloader, Reloads};
 use crate::scrape::{Checkpoints, Scraper};
 use crate::source::file::{run as run_file, FileSourceConfig, FileTailer};
 use crate::source::journald::{run as run_journald, JournaldConfig};
@@ -193,12 +194,14 @@ impl App {
     }
 
     /// Serve on `listener` (none when `/metrics` is off) until `shutdown` resolves,
-    /// telling systemd through `notifier` (readiness, status, watchdog, stopping).
+    /// telling systemd through `notifier` (readiness, status, watchdog, reloads, stopping),
+    /// reloading the configuration at each SIGHUP of `reloads`.
     pub async fn run(
         self,
         listener: Option<tokio::net::TcpListener>,
         notifier: Notifier,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        reloads: Reloads,
     ) -> anyhow::Result<()> {
         let App {
             config,
@@ -286,7 +289,9 @@ impl App {
             }
         };
         let batches = ingest.processed.clone();
+        let labeller = ingest.labeller.clone();
         let ingest = tokio::spawn(ingest.run(rx));
+        let reload_web = web.clone();
 
         let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let mut tasks = vec![
@@ -326,6 +331,7 @@ impl App {
         // READY=1 now: the port is bound and served (when /metrics is on), the source and
         // ingest run.
         let notifier = Arc::new(notifier);
+        let batches_of_reload = batches.clone();
         let core = notify::Core { tasks, batches };
         let lines = internal.clone();
         let notifying = notify::start(notifier.clone(), core, move || {
@@ -333,6 +339,18 @@ impl App {
             lines.observe(Counter::LinesRead, &mut |n, _| read += n);
             format!("{reading}, {serving}, {read} lines read")
         });
+        let reloading = tokio::spawn(
+            Reloader {
+                running: (*config).clone(),
+                labeller,
+                processed: batches_of_reload,
+                scraper: scraper.clone(),
+                web: reload_web,
+                internal: internal.clone(),
+                notifier: notifier.clone(),
+            }
+            .run(reloads),
+        );
 
         // The core tasks run until the stop. One that ends before it (a panic: a bug) stops
         // the exporter, which then exits with an error so that systemd restarts it.
@@ -372,6 +390,8 @@ impl App {
         if let Some(n) = notifying {
             n.abort();
         }
+        // No reload while stopping (SIGHUP is still caught: it no longer kills).
+        reloading.abort();
         match &failed {
             None => {
                 notifier.stopping("stopping: reading what the source has, saving the state");

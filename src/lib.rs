@@ -40,6 +40,7 @@ pub mod otel_endpoint;
 pub mod parse;
 pub(crate) mod push_checkpoint;
 pub(crate) mod reaction;
+pub mod reload;
 pub mod scrape;
 pub(crate) mod server;
 pub mod source;

@@ -1,6 +1,6 @@
 //! The exporter's log: `tracing` events on stderr. Logging starts before the configuration
 //! is read (reading it can say something), at INFO; [`Logging::set_level`] then applies
-//! `loglevel` through a reload handle, which a configuration reload can use again later.
+//! `loglevel` through a reload handle, which a configuration reload (SIGHUP) uses again.
 //! `RUST_LOG`, when set, decides instead of `loglevel`.
 
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -39,14 +39,16 @@ impl Logging {
         }
     }
 
-    /// Log at `level` from now on (`loglevel`), unless `RUST_LOG` decides.
-    pub fn set_level(&self, level: LogLevel) {
+    /// Log at `level` from now on (`loglevel`), unless `RUST_LOG` decides: then nothing
+    /// changes and it returns false.
+    pub fn set_level(&self, level: LogLevel) -> bool {
         if self.from_env {
-            return;
+            return false;
         }
         if let Err(e) = self.filter.reload(filter(level)) {
             tracing::warn!("cannot change the log level to {}: {e}", level.as_str());
         }
+        true
     }
 }
 

@@ -6,6 +6,7 @@ use reaction_metrics_exporter::cli::{Cli, Command};
 use reaction_metrics_exporter::config::{Config, ConfigFormat};
 use reaction_metrics_exporter::logging::Logging;
 use reaction_metrics_exporter::notify::Notifier;
+use reaction_metrics_exporter::reload::{sighup, Reloads};
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = match &cli.config {
@@ -46,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         Command::Start => {
             let logging = Logging::init();
             let config = load(&cli)?;
+            let file = cli
+                .config
+                .as_ref()
+                .map_or("(none: the defaults)".to_string(), |p| {
+                    p.display().to_string()
+                });
             logging.set_level(config.loglevel);
             // Before the runtime's threads start: it takes NOTIFY_SOCKET and the watchdog
             // variables out of the environment.
@@ -57,9 +64,18 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async move {
                 let shutdown = shutdown_signal().context("cannot handle SIGTERM/SIGINT")?;
+                // Before READY=1 (and before anything is built): from now on SIGHUP reloads
+                // instead of killing the process.
+                let signal = sighup().context("cannot handle SIGHUP")?;
+                let reloads = Reloads {
+                    load: std::sync::Arc::new(move || load(&cli)),
+                    file,
+                    logging,
+                    signal,
+                };
                 let listener = bind(&config).await?;
                 let app = App::build(config).await?;
-                app.run(listener, notifier, shutdown).await
+                app.run(listener, notifier, shutdown, reloads).await
             })
         }
     }

@@ -426,6 +426,19 @@ metric_table! {
         legacy_kind: Legacy::Counter,
         internal: true,
     },
+    /// `reaction_exporter_config_reloads_total`.
+    ConfigReloads => Spec {
+        otel: "reaction.exporter.config.reloads",
+        kind: Kind::ObservableCounter(Counter::ConfigReloads),
+        unit: "{reload}",
+        description: "Configuration reloads (SIGHUP), by result: `ok` (what can change while running is in force) or `failed` (refused, the running configuration stays).",
+        attributes: &["result"],
+        patterns: false,
+        legacy: "reaction_exporter_config_reloads_total",
+        help: "Configuration reloads (SIGHUP), by result: ok (what can change while running is in force) or failed (refused, the running configuration stays).",
+        legacy_kind: Legacy::Counter,
+        internal: true,
+    },
     /// `reaction_exporter_last_event_timestamp_seconds`.
     LastEventTime => Spec {
         otel: "reaction.exporter.last_event.time",

@@ -17,6 +17,7 @@
 //! is counted once (see the README for the one narrow window).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -160,7 +161,8 @@ pub struct Scraper {
     reader: SharedReader,
     status: Arc<StatusRefresher>,
     internal: Arc<Internal>,
-    internals: bool,
+    /// `metrics.export.internals`, which a reload may change.
+    internals: AtomicBool,
     processed: Processed,
     ledger: Arc<Mutex<Ledger>>,
     checkpoint: Option<Arc<Checkpointer>>,
@@ -269,7 +271,7 @@ impl Scraper {
             reader,
             status,
             internal,
-            internals,
+            internals: AtomicBool::new(internals),
             processed,
             ledger: Arc::new(Mutex::new(Ledger {
                 next_id: 0,
@@ -283,6 +285,12 @@ impl Scraper {
             labeller,
             kept: tokio::sync::Mutex::new(Kept::default()),
         }
+    }
+
+    /// Show the exporter's own families from the next page on, or not (a reload of
+    /// `metrics.export.internals`).
+    pub(crate) fn set_internals(&self, on: bool) {
+        self.internals.store(on, Ordering::Relaxed);
     }
 
     /// Refresh reaction's status, collect, and render a page in `format`.
@@ -361,7 +369,12 @@ impl Scraper {
         for ((f, attrs), v) in totals.iter() {
             exp.push(*f, attrs, *v);
         }
-        let body = PageBody::new(render(&exp, VERSION, self.internals, format));
+        let body = PageBody::new(render(
+            &exp,
+            VERSION,
+            self.internals.load(Ordering::Relaxed),
+            format,
+        ));
         drop(exp);
         drop(counts);
         Page {

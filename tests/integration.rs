@@ -47,5 +47,6 @@ mod packaging;
 mod reaction_cli;
 mod readme;
 mod registry;
+mod reload;
 mod scrape_faults;
 mod secure_endpoint;

@@ -282,3 +282,72 @@ fn abstract_socket_and_watchdog_pid_of_another_process() {
     assert!(e.terminate().success());
     rx.wait("STOPPING=1", Duration::from_secs(5));
 }
+
+/// A reload (SIGHUP) is told as systemd's reload protocol has it: `RELOADING=1` with
+/// `MONOTONIC_USEC=` (CLOCK_MONOTONIC in µs, between two readings of that clock here), then
+/// `READY=1` once done, also when the configuration is refused.
+#[test]
+fn reload_sends_reloading_then_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let rx = Receiver::new(UnixDatagram::bind(&socket_path).unwrap());
+    let reaction = Reaction::new(dir.path(), &reaction_config());
+    let log = dir.path().join("reaction.log");
+    let config = file_config(&log, &reaction, "");
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(&config_path, &config).unwrap();
+    let e = Exporter::start_with(
+        &config_path,
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    rx.wait("READY=1", Duration::from_secs(10));
+    let monotonic = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid, writable timespec.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+            0
+        );
+        ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+    };
+    for (round, text) in [(1, config.clone()), (2, "loglevel: [".to_string())] {
+        std::fs::write(&config_path, text).unwrap();
+        let before = monotonic();
+        signal(&e.child, 1);
+        let ready = wait_for(Duration::from_secs(10), "READY=1 after the reload", || {
+            let all = rx.all();
+            let reloading: Vec<_> = all
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.text.starts_with("RELOADING=1\n"))
+                .collect();
+            let (i, _) = *reloading.get(round - 1)?;
+            all[i + 1..]
+                .iter()
+                .find(|m| m.text.starts_with("READY=1"))
+                .cloned()
+                .map(|r| (all[i].clone(), r))
+        });
+        let after = monotonic();
+        let (reloading, ready) = ready;
+        let usec: u64 = reloading
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+            .unwrap_or_else(|| panic!("{:?}", reloading.text))
+            .parse()
+            .unwrap();
+        assert!(before <= usec && usec <= after, "{before} {usec} {after}");
+        let expected = if round == 1 {
+            "STATUS=configuration reloaded"
+        } else {
+            "STATUS=configuration reload refused"
+        };
+        assert!(ready.text.contains(expected), "{:?}", ready.text);
+        assert_eq!(ready.pid, e.child.id() as i32);
+    }
+    assert!(e.terminate().success());
+}

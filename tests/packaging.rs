@@ -71,8 +71,8 @@ fn systemd_unit_verifies() {
             "{starts_it} would start (or need) another unit"
         );
     }
-    // SIGHUP is not handled yet (its default action kills the process): no reload.
-    assert!(!unit.contains("ExecReload="));
+    // `systemctl reload` sends SIGHUP, which reloads the configuration (tests/reload.rs).
+    assert!(unit.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"));
     let dir = tempfile::tempdir().unwrap();
     assert_verifies(&unit_for_this_build(dir.path()));
 }

@@ -48,6 +48,8 @@ pub enum Counter {
     OtlpRequestsDropped,
     /// HTTP connections and requests refused or cut short, by `kind`.
     HttpFailures,
+    /// Configuration reloads (SIGHUP), by `result`.
+    ConfigReloads,
 }
 
 /// The `reason` a line was rejected.
@@ -176,6 +178,24 @@ impl HttpFailure {
     }
 }
 
+/// The `result` of a configuration reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ReloadResult {
+    /// The configuration loaded and what can change while running is in force.
+    Ok,
+    /// The configuration was refused: the running one stays.
+    Failed,
+}
+
+impl ReloadResult {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Failed => "failed",
+        }
+    }
+}
+
 /// A cache bounded in entries and bytes, the `cache` of an eviction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Cache {
@@ -249,6 +269,7 @@ pub(crate) enum Series {
         reason: String,
     },
     HttpFailures(HttpFailure),
+    ConfigReloads(ReloadResult),
 }
 
 impl Series {
@@ -271,6 +292,7 @@ impl Series {
             Series::OtlpPointsDropped { .. } => Counter::OtlpPointsDropped,
             Series::OtlpRequestsDropped { .. } => Counter::OtlpRequestsDropped,
             Series::HttpFailures(_) => Counter::HttpFailures,
+            Series::ConfigReloads(_) => Counter::ConfigReloads,
         }
     }
 
@@ -297,6 +319,7 @@ impl Series {
                 vec![("reason", reason)]
             }
             Series::HttpFailures(kind) => vec![("kind", kind.as_str())],
+            Series::ConfigReloads(result) => vec![("result", result.as_str())],
         }
     }
 }

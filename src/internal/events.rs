@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::path::Path;
 
-use super::counts::{Bound, Cache, Failing, HttpFailure, OtlpFailure, Reader, Reject, Series};
+use super::counts::{
+    Bound, Cache, Failing, HttpFailure, OtlpFailure, Reader, Reject, ReloadResult, Series,
+};
 use crate::source::Origin;
 
 /// A self-monitoring event.
@@ -703,6 +705,70 @@ impl InternalEvent for WebConfigRefused<'_> {
             suppressed,
             "the changed web configuration is refused, the previous one stays in force: {}",
             self.error
+        );
+    }
+}
+
+/// A configuration reload (SIGHUP) put the new configuration in force: `changed` are the
+/// reloadable keys whose value changed (the keys kept until a restart are logged apart,
+/// [`ReloadKeyKept`]).
+pub(crate) struct ConfigReloaded<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) changed: &'a [&'a str],
+}
+
+impl InternalEvent for ConfigReloaded<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::ConfigReloads(ReloadResult::Ok), 1))
+    }
+    fn log(&self, _: u64) {
+        if self.changed.is_empty() {
+            tracing::info!(
+                file = self.file,
+                "configuration reloaded: nothing that can change while running changed"
+            );
+        } else {
+            tracing::info!(
+                file = self.file,
+                "configuration reloaded: now in force: {}",
+                self.changed.join(", ")
+            );
+        }
+    }
+}
+
+/// A configuration reload refused (unreadable file, parse, range or template error, a web
+/// configuration that does not load): the running configuration stays, all of it.
+pub(crate) struct ConfigReloadFailed<'a> {
+    pub(crate) error: &'a dyn Display,
+}
+
+impl InternalEvent for ConfigReloadFailed<'_> {
+    fn count(&self) -> Option<(Series, u64)> {
+        Some((Series::ConfigReloads(ReloadResult::Failed), 1))
+    }
+    fn log(&self, _: u64) {
+        tracing::error!(
+            "configuration reload refused, the running configuration stays: {}",
+            self.error
+        );
+    }
+}
+
+/// A key changed in the reloaded file that cannot change while the exporter runs: its
+/// running value stays until a restart. Values are not logged (`otlp.headers` may hold a
+/// token).
+pub(crate) struct ReloadKeyKept<'a> {
+    pub(crate) key: &'a str,
+}
+
+impl InternalEvent for ReloadKeyKept<'_> {
+    fn log(&self, _: u64) {
+        tracing::warn!(
+            key = self.key,
+            "key `{}` changed in the configuration file but cannot change while the exporter \
+             runs: the running value stays until a restart",
+            self.key
         );
     }
 }

@@ -209,6 +209,9 @@ pub(crate) struct Labeller {
     memory: HashMap<Arc<str>, Recent>,
     phase: Phase,
     hold_until: Option<SystemTime>,
+    /// reaction's configuration in use, to label with another exporter configuration
+    /// (a reload) without asking reaction again.
+    reaction: Option<ReactionConfig>,
 }
 
 impl Labeller {
@@ -221,6 +224,19 @@ impl Labeller {
             memory: HashMap::new(),
             phase: Phase::Unknown,
             hold_until: None,
+            reaction: None,
+        }
+    }
+
+    /// Label with another exporter configuration from now on (a reload: transforms, export
+    /// switches, `hold`, the label value cap). The memory of recent matches is kept, with
+    /// its size (`metrics.attribution_memory` is not reloaded); the transforms are compiled
+    /// again, their cache starts empty.
+    pub(crate) fn set_config(&mut self, config: Arc<Config>, internal: &Internal) {
+        self.config = config;
+        self.templates = Templates::new(defaults::TEMPLATE_CACHE, defaults::TEMPLATE_CACHE_BYTES);
+        if let Some(rc) = self.reaction.take() {
+            self.set_reaction_config(&rc, internal);
         }
     }
 
@@ -228,6 +244,9 @@ impl Labeller {
     pub(crate) fn set_reaction_config(&mut self, rc: &ReactionConfig, internal: &Internal) {
         self.filters.clear();
         self.actions.clear();
+        if self.reaction.as_ref() != Some(rc) {
+            self.reaction = Some(rc.clone());
+        }
         for s in &rc.streams {
             for f in &s.filters {
                 let (names, renamed) = label_names(&f.patterns);

@@ -348,6 +348,48 @@ metrics:
     );
 }
 
+/// A reload: the next event is labelled with the new transforms and export switches, the
+/// memory of recent matches stays (an unban after the reload still gets its `user`).
+#[test]
+fn set_config_relabels_from_the_next_event_and_keeps_the_memory() {
+    let mut env = Env::standard();
+    assert_eq!(
+        env.attrs(Metric::Matches, &ssh_match("1.2.3.4", "root")),
+        expect(&[
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "1.2.3.4"),
+            ("user", "root"),
+        ])
+    );
+    let reloaded = Config::parse(
+        "metrics:\n  all:\n    ip: \"{{ ip.split('.')[0] }}.x\"\n  export:\n    actions:\n      extra: true\n    matches: false\n",
+        ConfigFormat::Yaml,
+        "test.yml",
+    )
+    .unwrap();
+    env.labeller
+        .set_config(Arc::new(reloaded), &env.internal.clone());
+    assert_eq!(
+        env.record(&ssh_match("5.6.7.8", "bob")),
+        None,
+        "matches: false"
+    );
+    let (family, attrs) = env.record(&unban("1.2.3.4")).expect("an action");
+    assert_eq!(family, Metric::ActionRuns);
+    assert!(
+        attrs.contains(&("ip".to_string(), "1.x".to_string()))
+            && attrs.contains(&("user".to_string(), "root".to_string())),
+        "{attrs:?}"
+    );
+    // Back to the defaults: the raw value again.
+    env.labeller
+        .set_config(Arc::new(Config::default()), &env.internal.clone());
+    assert!(env
+        .attrs(Metric::Matches, &ssh_match("9.9.9.9", "eve"))
+        .contains(&("ip".to_string(), "9.9.9.9".to_string())));
+}
+
 #[test]
 fn false_drops_the_label_and_for_can_drop_what_all_keeps() {
     let config = r#"

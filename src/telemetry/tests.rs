@@ -124,6 +124,7 @@ fn emit_every_series(internal: &Internal, counter: Counter) {
             peer: None,
             detail: &"test",
         }),
+        Counter::ConfigReloads => internal.emit(events::ConfigReloadFailed { error: &"test" }),
     }
 }
 
