@@ -21,7 +21,8 @@
 //!
 //! Environment:
 //! - `E2E_QUICK=1`: every workload with 10 times fewer lines (a smoke run, ~30 s);
-//! - `E2E_ONLY=a,c`: only these workloads (`a`..`e`, `fa`, `fc`);
+//! - `E2E_ONLY=a,c`: only these workloads (`a`..`e`, `fa`, `fc`, and `w`, the worst case
+//!   at the default limits, which runs only when named here);
 //! - `E2E_RUNS` (default 1): runs per workload; each figure is then the median of its runs
 //!   (column by column);
 //! - `E2E_SETTLE` (default 5): seconds to wait before the second RSS reading after the scrape;
@@ -97,7 +98,7 @@ const RAISED_LIMIT: usize = 1_000_000;
 
 /// id, what, body lines, fresh-IP probability, repetitions, cardinality limit, OTLP on.
 #[rustfmt::skip]
-const TABLE: [(&str, &str, usize, f64, usize, usize, bool); 7] = [
+const TABLE: [(&str, &str, usize, f64, usize, usize, bool); 8] = [
     ("a", "100k lines, 5,000 IPs", 100_000, 0.0, 1, DEFAULT_LIMIT, false),
     ("b", "1M lines, 5,000 IPs", 1_000_000, 0.0, 1, DEFAULT_LIMIT, false),
     ("c", "1M lines, new IPs, limit 1M", 1_000_000, FRESH, 1, RAISED_LIMIT, false),
@@ -105,7 +106,18 @@ const TABLE: [(&str, &str, usize, f64, usize, usize, bool); 7] = [
     ("e", "(a)'s lines 10 times", 100_000, 0.0, 10, DEFAULT_LIMIT, false),
     ("fa", "(a) with OTLP on", 100_000, 0.0, 1, DEFAULT_LIMIT, true),
     ("fc", "(c) with OTLP on", 1_000_000, FRESH, 1, RAISED_LIMIT, true),
+    (WORST, "worst case at the defaults", WORST_LINES, 1.0, 1, DEFAULT_LIMIT, false),
 ];
+
+/// The worst case at the default limits (run only when `E2E_ONLY` names it): every match
+/// new, both its values as long as a label value may be (`metrics.max_label_value_length`,
+/// 1024 bytes), each followed by its ban (attributed from memory, so an action series as
+/// heavy as its match), until both instruments are past `metrics.cardinality_limit`.
+const WORST: &str = "w";
+/// A match and its ban per new IP: 130,000 of each, 30 % past the 100,000-series limit.
+const WORST_LINES: usize = 260_000;
+/// `metrics.max_label_value_length`'s default.
+const MAX_LABEL_VALUE_LENGTH: usize = 1024;
 
 fn workloads(quick: bool) -> Vec<Workload> {
     let k = if quick { 10 } else { 1 };
@@ -294,14 +306,40 @@ fn body(n: usize, fresh: f64, exp: &mut Expected) -> String {
     out
 }
 
+/// The body of the worst case ([`WORST`]): `n` lines, each pair a match of a new IP with
+/// an ssh user name, both of [`MAX_LABEL_VALUE_LENGTH`] bytes, and its ban.
+fn worst_body(n: usize, exp: &mut Expected) -> String {
+    let long = |prefix: &str, i: usize| {
+        let mut v = format!("{prefix}{i:07}-");
+        while v.len() < MAX_LABEL_VALUE_LENGTH {
+            v.push(char::from(b'a' + (v.len() % 26) as u8));
+        }
+        v
+    };
+    let mut out = String::with_capacity(n / 2 * (3 * MAX_LABEL_VALUE_LENGTH + 160));
+    for i in 0..n / 2 {
+        let (address, u) = (long("ip", i), long("user", i));
+        let _ = writeln!(out, r#"INFO ssh.failedlogin: match ["{address}", "{u}"]"#);
+        let _ = writeln!(
+            out,
+            r#"INFO ssh.failedlogin.ban: run ["iptables" "-w" "-A" "reaction" "-s" "{address}" "-j" "DROP"]"#
+        );
+    }
+    exp.matches += (n / 2) as u64;
+    exp.actions += (n / 2) as u64;
+    exp.lines += (n / 2 * 2) as u64;
+    out
+}
+
 /// The whole log of a workload: reaction's start, the body (repeated), its stop.
 fn generate(w: &Workload) -> (Vec<u8>, Expected) {
     let mut once = Expected::default();
-    let body = body(
-        w.body_lines - HEADER.len() - FOOTER.len(),
-        w.fresh,
-        &mut once,
-    );
+    let n = w.body_lines - HEADER.len() - FOOTER.len();
+    let body = if w.id == WORST {
+        worst_body(n, &mut once)
+    } else {
+        body(n, w.fresh, &mut once)
+    };
     let mut out = Vec::with_capacity(body.len() * w.repeat + 1024);
     for l in HEADER.iter() {
         out.extend_from_slice(l.as_bytes());
@@ -1153,6 +1191,16 @@ fn print_targets(rows: &[Row]) {
             }
         );
     }
+    if let Some(w) = get(WORST) {
+        println!(
+            "- ({WORST}) the worst case at the default limits, the largest RSS seen: {} MiB (run peak {}, before the scrape {}, scrape peak {}, after the settle {})",
+            mib(w.run_peak.max(w.scrape_peak).max(w.scrape_peak_sampled)),
+            mib(w.run_peak),
+            mib(w.before),
+            mib(w.scrape_peak.max(w.scrape_peak_sampled)),
+            mib(w.after_settled)
+        );
+    }
     if let Some(d) = get("d") {
         println!(
             "- (d) at the default limit, the largest RSS seen: {} MiB (run peak {}, scrape peak {})",
@@ -1227,7 +1275,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut failed = false;
     for w in workloads(quick) {
-        if !only.is_empty() && !only.contains(&w.id) {
+        if (!only.is_empty() || w.id == WORST) && !only.contains(&w.id) {
             continue;
         }
         let mut runs = Vec::new();
