@@ -15,8 +15,7 @@
 //! `defaults` and `template` below it.
 //!
 //! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
-//! cycle): `defaults`, `fault`, `heap`, `template`, `bounded`, [`notify`], [`parse`],
-//! `reaction` → [`source`],
+//! cycle): `defaults`, `fault`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
 //! [`ingest`], `state` → [`scrape`], [`otel_endpoint`], `push_checkpoint` (OTLP-only
 //! continuity) → `server` → [`app`]; [`cli`] and [`logging`] need only [`config`];
@@ -31,7 +30,6 @@ pub mod config;
 pub(crate) mod defaults;
 pub(crate) mod fault;
 pub mod fuzz;
-pub(crate) mod heap;
 pub mod ingest;
 pub mod internal;
 pub(crate) mod label;

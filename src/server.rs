@@ -51,11 +51,7 @@ async fn otel_metrics(otel: Arc<OtelEndpoint>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = ExpositionFormat::from_accept(accept);
     match otel.scrape(format).await {
-        Some(page) => (
-            [(header::CONTENT_TYPE, format.content_type())],
-            Body::new(ReleaseOnDrop(http_body_util::Full::new(Bytes::from(page)))),
-        )
-            .into_response(),
+        Some(page) => ([(header::CONTENT_TYPE, format.content_type())], page).into_response(),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -80,7 +76,7 @@ async fn metrics(
     } else {
         let page = scraper.scrape(format).await;
         let body = TrackedBody::new(page.body, page.delivery, gzip);
-        (Response::new(Body::new(ReleaseOnDrop(body))), page.format)
+        (Response::new(Body::new(body)), page.format)
     };
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -181,35 +177,5 @@ impl http_body::Body for TrackedBody {
             Some(_) => SizeHint::default(),
             None => SizeHint::with_exact(self.left),
         }
-    }
-}
-
-/// A body that gives freed memory back to the system once it is dropped (sent, or the
-/// client gone): a page of many series leaves most of the heap it took free (see `heap`).
-struct ReleaseOnDrop<B>(B);
-
-impl<B: http_body::Body + Unpin> http_body::Body for ReleaseOnDrop<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.0).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
-    }
-}
-
-impl<B> Drop for ReleaseOnDrop<B> {
-    fn drop(&mut self) {
-        crate::heap::release_soon();
     }
 }
