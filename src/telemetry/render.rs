@@ -84,8 +84,19 @@ pub fn render(
     internals: bool,
     format: ExpositionFormat,
 ) -> String {
-    let series: usize = exp.families.values().map(Vec::len).sum();
-    let mut out = String::with_capacity(512 + series * 96);
+    // The page's size, or close: reserved once, so that it is never copied to grow.
+    let lines: usize = exp
+        .families
+        .iter()
+        .filter(|(m, _)| internals || !m.spec().internal)
+        .map(|(m, samples)| {
+            samples
+                .iter()
+                .map(|(attrs, _)| line_size(m.spec().legacy, attrs))
+                .sum::<usize>()
+        })
+        .sum();
+    let mut out = String::with_capacity(4096 + lines);
 
     header(&mut out, BUILD_INFO, BUILD_INFO_HELP, "gauge");
     out.push_str(BUILD_INFO);
@@ -147,42 +158,53 @@ fn family(out: &mut String, m: Metric, samples: &[(&Attrs, f64)], format: Exposi
         _ => ("gauge", fam.legacy),
     };
     header(out, family_name, fam.help, type_name);
-    // Each sample is written once into `lines`; `keys` holds its label values in label
-    // order, separated by NUL, which sorts like the tuple of values. Sorting index ranges
-    // of two flat buffers keeps a 100k-series page cheap.
-    let mut lines = String::with_capacity(samples.len() * 96);
-    let mut keys = String::with_capacity(samples.len() * 48);
-    let mut rows: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(samples.len());
+    // The samples sort by the tuple of their label values in label order. Each row holds
+    // its values as references into the attributes (a range of `values`), so nothing is
+    // copied to sort; then each line is written once, straight into the page, in order
+    // (issue 13: a copy of the lines and one of the values beside the page took as much
+    // memory again as the page).
+    let mut values: Vec<&str> = Vec::with_capacity(samples.len() * (fam.attributes.len() + 1));
+    let mut rows: Vec<(usize, usize, usize)> = Vec::with_capacity(samples.len());
     let mut labels: Vec<(&str, &str)> = Vec::with_capacity(8);
-    for (attrs, v) in samples {
+    for (i, (attrs, _)) in samples.iter().enumerate() {
         ordered(fam.attributes, attrs, &mut labels);
-        let (k0, l0) = (keys.len(), lines.len());
-        lines.push_str(fam.legacy);
+        let v0 = values.len();
+        values.extend(labels.iter().map(|(_, v)| *v));
+        rows.push((v0, values.len(), i));
+    }
+    rows.sort_unstable_by(|a, b| values[a.0..a.1].cmp(&values[b.0..b.1]));
+    for (_, _, i) in rows {
+        let (attrs, v) = samples[i];
+        ordered(fam.attributes, attrs, &mut labels);
+        out.push_str(fam.legacy);
         if !labels.is_empty() {
-            lines.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    lines.push(',');
-                    keys.push('\0');
+            out.push('{');
+            for (j, (k, val)) in labels.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
                 }
-                keys.push_str(val);
-                label_name(&mut lines, k);
-                lines.push_str("=\"");
-                escape_value(&mut lines, val);
-                lines.push('"');
+                label_name(out, k);
+                out.push_str("=\"");
+                escape_value(out, val);
+                out.push('"');
             }
-            lines.push('}');
+            out.push('}');
         }
-        lines.push(' ');
-        value(&mut lines, *v);
-        lines.push('\n');
-        rows.push((k0, keys.len(), l0, lines.len()));
+        out.push(' ');
+        value(out, v);
+        out.push('\n');
     }
-    rows.sort_unstable_by(|a, b| keys[a.0..a.1].cmp(&keys[b.0..b.1]));
-    out.reserve(lines.len());
-    for (_, _, l0, l1) in rows {
-        out.push_str(&lines[l0..l1]);
-    }
+}
+
+/// About the bytes of a sample's line (exact unless a value needs escaping or the value
+/// is longer than 30 bytes).
+fn line_size(name: &str, attrs: &Attrs) -> usize {
+    name.len()
+        + 32
+        + attrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 /// The fixed labels in their order, then the others (pattern labels) sorted by name.
