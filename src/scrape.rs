@@ -197,8 +197,9 @@ pub struct Page {
     pub delivery: Delivery,
 }
 
-/// The `/metrics` text as a stream of chunks of at most [`PageBody::CHUNK`] bytes: its
-/// length is known before the first chunk, and each chunk is made when it is asked for.
+/// A page's text (`/metrics`, `/metrics/otel`) as a stream of chunks of at most
+/// [`PageBody::CHUNK`] bytes: its length is known before the first chunk, and each chunk
+/// is made when it is asked for.
 pub struct PageBody {
     text: bytes::Bytes,
     len: u64,
@@ -209,7 +210,7 @@ impl PageBody {
     /// page unmade (and its counts carried over).
     pub const CHUNK: usize = 16 * 1024;
 
-    fn new(text: String) -> PageBody {
+    pub(crate) fn new(text: String) -> PageBody {
         let text = bytes::Bytes::from(text);
         PageBody {
             len: text.len() as u64,

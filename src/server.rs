@@ -1,8 +1,9 @@
-//! HTTP: `/metrics` (negotiated format, gzip when accepted) and a small `/` page linking
-//! it. A `/metrics` body reports its own delivery: its counts are only forgotten once the
-//! whole body, compressed or not, has been handed to the connection. A `HEAD` request gets
-//! the headers without a scrape (so it takes no counts). The connections under these
-//! routes (limits, timeouts, TLS, authentication) are `web`'s.
+//! HTTP: `/metrics` and `/metrics/otel` (negotiated format, gzip when accepted) and a small
+//! `/` page linking them. A `/metrics` body reports its own delivery: its counts are only
+//! forgotten once the whole body, compressed or not, has been handed to the connection. A
+//! `HEAD` request to either gets the headers without a scrape (so it takes no counts and
+//! folds nothing). The connections under these routes (limits, timeouts, TLS,
+//! authentication) are `web`'s.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -24,36 +25,51 @@ use crate::telemetry::render::ExpositionFormat;
 use crate::web::gzip::{accepts_gzip, Gzip};
 
 pub(crate) fn router(scraper: Arc<Scraper>, otel: Option<Arc<OtelEndpoint>>) -> Router {
+    let otel_link = otel.is_some();
     let router = Router::new()
-        .route("/", get(index))
+        .route("/", get(move || index(otel_link)))
         .route("/metrics", get(metrics));
     let router = match otel {
         Some(otel) => router.route(
             crate::defaults::OTEL_ENDPOINT_PATH,
-            get(move |headers: HeaderMap| otel_metrics(otel, headers)),
+            get(move |method: Method, headers: HeaderMap| otel_metrics(otel, method, headers)),
         ),
         None => router,
     };
     router.with_state(scraper)
 }
 
-async fn index() -> Html<String> {
+async fn index(otel: bool) -> Html<String> {
+    let otel = if otel {
+        format!(
+            "<p><a href=\"{0}\">Cumulative metrics (OpenTelemetry names)</a></p>",
+            crate::defaults::OTEL_ENDPOINT_PATH
+        )
+    } else {
+        String::new()
+    };
     Html(format!(
         "<!DOCTYPE html>\n<html><head><title>reaction metrics exporter</title></head>\
          <body><h1>reaction metrics exporter {}</h1>\
-         <p><a href=\"/metrics\">Metrics</a></p></body></html>\n",
+         <p><a href=\"/metrics\">Metrics</a></p>{otel}</body></html>\n",
         crate::telemetry::VERSION
     ))
 }
 
-/// `/metrics/otel`: the cumulative page, in the negotiated format.
-async fn otel_metrics(otel: Arc<OtelEndpoint>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = ExpositionFormat::from_accept(accept);
-    match otel.scrape(format).await {
-        Some(page) => ([(header::CONTENT_TYPE, format.content_type())], page).into_response(),
-        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+/// `/metrics/otel`: the cumulative page, in the negotiated format, gzip when accepted. Its
+/// body has no delivery to report: scraping it takes nothing.
+async fn otel_metrics(otel: Arc<OtelEndpoint>, method: Method, headers: HeaderMap) -> Response {
+    let (format, gzip) = negotiate(&headers);
+    let body = if method == Method::HEAD {
+        // As for `/metrics`: hyper sends no body for HEAD, so no fold and no render.
+        Body::empty()
+    } else {
+        match otel.scrape(format).await {
+            Some(page) => Body::new(TrackedBody::new(PageBody::new(page), None, gzip)),
+            None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    };
+    respond(body, format, gzip)
 }
 
 async fn metrics(
@@ -61,23 +77,35 @@ async fn metrics(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    let (format, gzip) = negotiate(&headers);
+    let (body, format) = if method == Method::HEAD {
+        // What a GET would answer, without scraping: hyper sends no body for HEAD, so a
+        // page made for it would never be delivered (issue 8: each HEAD request took the
+        // counts, returned them undelivered and logged a warning).
+        (Body::empty(), format)
+    } else {
+        let page = scraper.scrape(format).await;
+        let body = TrackedBody::new(page.body, Some(page.delivery), gzip);
+        (Body::new(body), page.format)
+    };
+    respond(body, format, gzip)
+}
+
+/// The format `Accept` asks for, and whether `Accept-Encoding` takes gzip.
+fn negotiate(headers: &HeaderMap) -> (ExpositionFormat, bool) {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = ExpositionFormat::from_accept(accept);
     let gzip = accepts_gzip(
         headers
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    let (mut resp, format) = if method == Method::HEAD {
-        // What a GET would answer, without scraping: hyper sends no body for HEAD, so a
-        // page made for it would never be delivered (issue 8: each HEAD request took the
-        // counts, returned them undelivered and logged a warning).
-        (Response::new(Body::empty()), format)
-    } else {
-        let page = scraper.scrape(format).await;
-        let body = TrackedBody::new(page.body, page.delivery, gzip);
-        (Response::new(Body::new(body)), page.format)
-    };
+    (ExpositionFormat::from_accept(accept), gzip)
+}
+
+/// A page's response: 200, its content type, `Vary`, and `Content-Encoding: gzip` when the
+/// body compresses.
+fn respond(body: Body, format: ExpositionFormat, gzip: bool) -> Response {
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     h.insert(
@@ -95,9 +123,9 @@ async fn metrics(
 }
 
 /// A body that pulls its chunks from the page as hyper asks for them (compressing them
-/// when `gzip`), and marks its [`Delivery`] delivered when hyper takes the last one (with
-/// gzip, the one that ends with the gzip trailer), i.e. once every byte has been handed to
-/// the connection. Dropped before that (client gone, write error, timeout), the delivery
+/// when `gzip`), and marks its [`Delivery`] (if any) delivered when hyper takes the last
+/// one (with gzip, the one that ends with the gzip trailer), i.e. once every byte has been
+/// handed to the connection. Dropped before that (client gone, write error, timeout), the delivery
 /// returns its counts. Bytes handed over but still in hyper's or the kernel's buffers when
 /// the client goes away are not seen: see README.
 struct TrackedBody {
@@ -109,12 +137,12 @@ struct TrackedBody {
 }
 
 impl TrackedBody {
-    fn new(page: PageBody, delivery: Delivery, gzip: bool) -> TrackedBody {
+    fn new(page: PageBody, delivery: Option<Delivery>, gzip: bool) -> TrackedBody {
         TrackedBody {
             left: page.len(),
             page,
             gzip: gzip.then(Gzip::new),
-            delivery: Some(delivery),
+            delivery,
         }
     }
 

@@ -40,6 +40,17 @@ fn pki_files(dir: &Path) {
 /// own families shown, its web configuration `web` written as `dir/web.yml`, given by
 /// `listen.web_config`, or by `--web.config.file` when `flag`.
 fn secured(dir: &Path, matches: usize, web: &str, flag: bool) -> Exporter {
+    secured_with(
+        dir,
+        matches,
+        web,
+        flag,
+        "metrics:\n  export:\n    internals: true\n",
+    )
+}
+
+/// [`secured`] with `metrics` as the `metrics:` section of the exporter's configuration.
+fn secured_with(dir: &Path, matches: usize, web: &str, flag: bool, metrics: &str) -> Exporter {
     let web_path = write(dir, "web.yml", web);
     let reaction = Reaction::new(dir, &reaction_config());
     let log = dir.join("reaction.log");
@@ -49,11 +60,7 @@ fn secured(dir: &Path, matches: usize, web: &str, flag: bool) -> Exporter {
     }
     text.push_str("the last line\n");
     append(&log, &text);
-    let mut config = file_config(
-        &log,
-        &reaction,
-        "metrics:\n  export:\n    internals: true\n",
-    );
+    let mut config = file_config(&log, &reaction, metrics);
     if !flag {
         config = config.replace(
             "  port: 0\n",
@@ -249,6 +256,118 @@ fn prometheus_scrapes_over_https_with_basic_auth_and_gzip() {
         text.to_ascii_lowercase().contains("content-encoding: gzip"),
         "{text}"
     );
+}
+
+/// `/metrics/otel` over HTTPS with basic auth answers as `/metrics` does: gzip when asked
+/// (the compressed page decodes to the page sent without it), `HEAD` gives the headers
+/// (content type by `Accept`, `Content-Encoding`, `Vary`) and no body, and no credentials
+/// get 401.
+#[test]
+fn the_otel_endpoint_is_secured_compressed_and_answers_head() {
+    let dir = tempfile::tempdir().unwrap();
+    pki_files(dir.path());
+    let exp = secured_with(
+        dir.path(),
+        300,
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: '{HASH}'\n"
+        ),
+        false,
+        "metrics:\n  otel_endpoint:\n    enabled: true\n",
+    );
+    let url = format!("https://{}/metrics/otel", exp.addr);
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let auth = ["--cacert", &ca, "-u", "prometheus:secret"];
+
+    let (code, status, text) = curl(&["--cacert", &ca, &url]);
+    assert_eq!((code, status), (0, 401), "{text}");
+
+    // The page without gzip, then with it (curl writes the compressed bytes as they came).
+    let (code, status, text) = curl(&[&auth[..], &[&url]].concat());
+    assert_eq!((code, status), (0, 200), "{text}");
+    let (head, plain) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+    assert_eq!(
+        total(plain, "reaction_filter_matches_total", &[]),
+        300.0,
+        "{plain}"
+    );
+    let raw = dir.path().join("page.gz");
+    let headers = dir.path().join("headers.txt");
+    let out = Command::new(tool("curl", "curl"))
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-H",
+            "Accept-Encoding: gzip",
+            "-D",
+        ])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&raw)
+        .args(auth)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let head = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(head.contains("vary: accept, accept-encoding"), "{head}");
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(&std::fs::read(&raw).unwrap()[..])
+        .read_to_string(&mut decoded)
+        .unwrap();
+    // The same page, but for the process' own gauges and CPU time, which move between
+    // two scrapes.
+    let steady = |page: &str| -> Vec<String> {
+        page.lines()
+            .filter(|l| !l.starts_with("process_"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(steady(&decoded), steady(plain));
+
+    // HEAD: the headers a GET would get, no body.
+    for (accept, content_type) in [
+        ("text/plain", "text/plain; version=0.0.4; charset=utf-8"),
+        (
+            "application/openmetrics-text;version=1.0.0",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    ] {
+        let (code, status, text) = curl(
+            &[
+                &auth[..],
+                &[
+                    "-I",
+                    "-H",
+                    &format!("Accept: {accept}"),
+                    "-H",
+                    "Accept-Encoding: gzip",
+                    &url,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!((code, status), (0, 200), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-type: {content_type}")),
+            "{head}"
+        );
+        assert!(head.contains("content-encoding: gzip"), "{head}");
+        assert!(head.contains("vary: accept, accept-encoding"), "{head}");
+        assert!(body.is_empty(), "{body}");
+    }
 }
 
 /// The refusals, with curl: no or wrong credentials get 401 with `WWW-Authenticate: Basic`
