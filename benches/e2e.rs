@@ -30,7 +30,7 @@
 //! - `E2E_EXPORTER_ENV="K=V K2=V2"`: environment for the exporter only (e.g.
 //!   `MALLOC_ARENA_MAX=2`, or `LD_PRELOAD=` an allocator), not for cargo or this bench;
 //! - `E2E_OTEL=off|on|ip`: `metrics.otel_endpoint` off, on, or on keeping the `ip` pattern
-//!   (unset: the exporter's default); when on, `/metrics/otel` is scraped once after the
+//!   (unset: the exporter's default, off); when on, `/metrics/otel` is scraped once after the
 //!   measured `/metrics` scrape and its size, time and the RSS after it are printed;
 //! - `E2E_KEEP=DIR`: write the workloads (logs and configurations) under DIR and keep them,
 //!   to run the binary by hand under `perf`, `heaptrack` or valgrind. Nothing is kept
@@ -914,7 +914,7 @@ fn run(w: &Workload, dir: &Path, knobs: &Knobs) -> Result<Row, String> {
     std::thread::sleep(knobs.settle);
     let after_settled = rss(pid);
     // `/metrics/otel`, when on: one scrape after the measured one, reported beside it.
-    if std::env::var("E2E_OTEL").as_deref() != Ok("off") {
+    if matches!(std::env::var("E2E_OTEL").as_deref(), Ok("on" | "ip")) {
         let t = Instant::now();
         let c = cpu_ticks(pid).unwrap_or(c2);
         match get(&e.addr, "/metrics/otel") {

@@ -138,9 +138,14 @@ pub(crate) const STATE_RECALL_SECONDS: u64 = 900;
 /// The largest `state.recall`: a week covers any planned stop; counts older than that would
 /// land in one scrape as if they had just happened.
 pub(crate) const MAX_STATE_RECALL_SECONDS: u64 = 7 * 86_400;
-/// `metrics.otel_endpoint.enabled`: on, as its cost is small (README, "Which endpoint do I
-/// scrape", has the measurements).
-pub(crate) const OTEL_ENDPOINT_ENABLED: bool = true;
+/// `metrics.otel_endpoint.enabled`: off, as it is not cheap. Its reader is a second reader
+/// of every instrument, into which the SDK records every event as well (another attribute
+/// set lookup per event, another map preallocated for the cardinality limit per
+/// instrument), and its folds collect those maps every 2 s: measured with `cargo bench
+/// --bench e2e` (benches/README.md), 65-70 % more CPU and 1.8-2x the RSS before the scrape
+/// on the moderate workload (1M lines, 5,000 IPs), 2x the CPU and 1.5x the RSS on 600k
+/// series. Those who scrape it (an HA pair) turn it on.
+pub(crate) const OTEL_ENDPOINT_ENABLED: bool = false;
 /// The path of the cumulative endpoint (fixed, so that dashboards and scrape jobs can rely
 /// on it).
 pub(crate) const OTEL_ENDPOINT_PATH: &str = "/metrics/otel";

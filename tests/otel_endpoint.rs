@@ -11,7 +11,7 @@
 //!   `prometheus_client` parses both formats, OpenMetrics counters carry `_created`;
 //! - every family on it is named as `otel/registry` documents (`prometheus_name`);
 //! - a restart starts its counters at 0 with a new created time;
-//! - `metrics.otel_endpoint.enabled: false` removes it.
+//! - it is off by default, and `metrics.otel_endpoint.enabled: false` removes it.
 //!
 //! `dashboards_otel_e2e` runs every query of `dashboards/reaction-otel.json` on Prometheus
 //! scraping this endpoint. Every process is killed at the end, also on failure (Drop).
@@ -460,18 +460,19 @@ fn formats_names_parsers_and_restart() {
     );
 }
 
+/// `enabled: false` removes it, and so does the default (off: it costs too much to be on
+/// for those who do not scrape it, benches/README.md).
 #[test]
-fn the_switch_turns_it_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = Reaction::new(dir.path(), &workload::reaction_config());
-    let log = dir.path().join("reaction.log");
-    append(&log, "");
-    let exp = Exporter::start(
-        dir.path(),
-        &file_config(&log, &r, "metrics:\n  otel_endpoint:\n    enabled: false\n"),
-    );
-    assert_eq!(get(&exp.addr, PATH, None).0, 404);
-    assert_eq!(get(&exp.addr, "/metrics", None).0, 200);
+fn the_switch_turns_it_off_and_it_is_off_by_default() {
+    for metrics in ["metrics:\n  otel_endpoint:\n    enabled: false\n", ""] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Reaction::new(dir.path(), &workload::reaction_config());
+        let log = dir.path().join("reaction.log");
+        append(&log, "");
+        let exp = Exporter::start(dir.path(), &file_config(&log, &r, metrics));
+        assert_eq!(get(&exp.addr, PATH, None).0, 404, "{metrics:?}");
+        assert_eq!(get(&exp.addr, "/metrics", None).0, 200);
+    }
 }
 
 /// What the legacy client added up: (family, label set) -> sum of its deltas.
