@@ -7,8 +7,9 @@
 //!   same values, and the legacy client's sum of its deltas is exact (scraping one endpoint
 //!   takes nothing from the other);
 //! - by default no pattern label (no IP) is on it; `patterns: [ip]` adds it;
-//! - its text format passes `promtool check metrics` without a remark, Python's
-//!   `prometheus_client` parses both formats, OpenMetrics counters carry `_created`;
+//! - its text format passes `promtool check metrics` without a remark, its OpenMetrics
+//!   format with the remarks of promtool's text-only parser, Python's `prometheus_client`
+//!   parses both formats, OpenMetrics counters carry `_created`;
 //! - every family on it is named as `otel/registry` documents (`prometheus_name`);
 //! - a restart starts its counters at 0 with a new created time;
 //! - it is off by default, and `metrics.otel_endpoint.enabled: false` removes it.
@@ -419,6 +420,42 @@ fn formats_names_parsers_and_restart() {
         out.status.code(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool on the OpenMetrics page: promtool 2.42 reads text 0.0.4 only, where the
+    // `info` type of `target` (OpenMetrics; the OpenTelemetry specification's "Prometheus and
+    // OpenMetrics Compatibility": target_info MUST be info-typed) is a parse error at line 1.
+    // Without that family, its only remarks are the missing HELP of each counter's `_total`
+    // and `_created` samples (read as text 0.0.4, they are untyped samples outside the
+    // `# HELP x` family), as for the OpenMetrics page of `/metrics`.
+    let (target, rest) = om.split_at(om.find("\n# TYPE ").unwrap() + 1);
+    assert_eq!(target.lines().count(), 3, "{target}");
+    let out = run_with_stdin(
+        tool("promtool", "prometheus").to_str().unwrap(),
+        &["check", "metrics"],
+        rest,
+    );
+    let mut remarks: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    remarks.sort();
+    let mut expected: Vec<String> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .flat_map(|f| {
+            [
+                format!("{f}_created no help text"),
+                format!("{f}_total no help text"),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(
+        remarks, expected,
+        "promtool on the OpenMetrics page:\n{rest}"
     );
     // prometheus_client: both formats, the same families (OpenMetrics: counters with their
     // `_created` samples, `target` as info).
