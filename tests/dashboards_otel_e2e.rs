@@ -59,8 +59,7 @@ use crate::workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -854,30 +853,11 @@ fn expectation(title: &str, ref_id: &str, w: &World, c: &Combo, step: i64, to: i
 // ---------------------------------------------------------------------------------------
 // Prometheus
 
-/// A child process killed when dropped (also when the test fails).
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Prometheus {
     addr: String,
     /// The job of [`Prometheus::last_scrape`].
     job: String,
-    proc: Proc,
+    server: tools::Prometheus,
 }
 
 impl Prometheus {
@@ -897,54 +877,17 @@ impl Prometheus {
     /// `job` being the one whose scrapes [`Prometheus::last_scrape`] sees; its files in
     /// `dir/<job>`.
     fn start_with(dir: &Path, job: &str, scrape_configs: &str) -> Prometheus {
-        let dir = &dir.join(job);
-        std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
+        let server = tools::Prometheus::start(
+            &dir.join(job),
+            &format!(
                 "global:\n  scrape_interval: {SCRAPE}s\n  scrape_timeout: {SCRAPE}s\n  \
                  evaluation_interval: {SCRAPE}s\nscrape_configs:\n{scrape_configs}"
             ),
-        )
-        .unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = dir.join("prometheus.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(tool("prometheus", "prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prometheus-data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
-        let mut p = Prometheus {
-            addr,
+        );
+        Prometheus {
+            addr: server.addr.clone(),
             job: job.to_string(),
-            proc: Proc { child, log },
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = p.proc.child.try_wait().unwrap() {
-                panic!("prometheus exited ({status}):\n{}", p.proc.logs());
-            }
-            if std::net::TcpStream::connect(&p.addr).is_ok()
-                && http(&p.addr, "GET", "/-/ready", None).0 == 200
-            {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not become ready:\n{}",
-                p.proc.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            server,
         }
     }
 
@@ -1256,7 +1199,7 @@ fn otel_dashboard_queries_on_real_prometheus_behind_a_collector_stand_in() {
     }
 
     for p in [&prometheus, &endpoint_prometheus] {
-        let logs = p.proc.logs();
+        let logs = p.server.logs();
         assert!(
             !logs.contains("panic"),
             "Prometheus logged a panic:\n{logs}"

@@ -18,8 +18,8 @@
 //! scraping this endpoint. Every process is killed at the end, also on failure (Drop).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{self, append, file_config, get, samples, Exporter, Reaction};
-use crate::grafana::{api, http, root};
-use crate::tools::{free_port, tool};
+use crate::grafana::{api, root};
+use crate::tools::{self, tool};
 use crate::workload::{self, lines, now, Ev, LAST_LINE, LAST_LINE_WARNING};
 
 const PATH: &str = "/metrics/otel";
@@ -42,66 +42,27 @@ const JOB: &str = "reaction-otel";
 // ---------------------------------------------------------------------------------------
 // Prometheus
 
-/// A Prometheus server, killed when dropped (also when the test fails).
-pub struct Prometheus {
-    pub addr: String,
-    child: Child,
-    log: PathBuf,
+/// A Prometheus server scraping every second.
+pub struct Prometheus(tools::Prometheus);
+
+impl std::ops::Deref for Prometheus {
+    type Target = tools::Prometheus;
+    fn deref(&self) -> &tools::Prometheus {
+        &self.0
+    }
 }
 
 impl Prometheus {
     /// Prometheus with `scrape_configs` (YAML lines, indented as under the key), scraping
-    /// every second, its data in `dir/<name>`.
+    /// every second, its files in `dir/<name>`.
     pub fn start(dir: &Path, name: &str, scrape_configs: &str) -> Prometheus {
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
+        Prometheus(tools::Prometheus::start(
+            &dir.join(name),
+            &format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  \
                  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"
             ),
-        )
-        .unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = dir.join("prometheus.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(tool("prometheus", "prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
-        let mut p = Prometheus { addr, child, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                panic!("prometheus exited ({status}):\n{}", p.logs());
-            }
-            if std::net::TcpStream::connect(&p.addr).is_ok()
-                && http(&p.addr, "GET", "/-/ready", None).0 == 200
-            {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not become ready:\n{}",
-                p.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        ))
     }
 
     /// An instant query at `time` (seconds, ms precision).
@@ -128,13 +89,6 @@ impl Prometheus {
             .collect();
         t.sort_unstable();
         t
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -357,12 +357,11 @@ async fn memory_through_distinct_ips(metrics_on: bool) -> (u64, u64) {
     let cfg = if metrics_on { cfg } else { otlp_only(&cfg) };
     let path = dir.path().join("config.yml");
     std::fs::write(&path, &cfg).unwrap();
-    // One malloc arena: glibc gives threads that allocate their own arenas, and memory
-    // freed in one (a collection on a blocking-pool thread) is not reused by another, so
-    // the resident memory grows with the traffic whatever the readers keep (measured here:
-    // +74 MB over the 80,000 IPs with /metrics off, against +3 MB with one arena). With one
-    // arena it follows what is live.
-    let env = [("MALLOC_ARENA_MAX", "1")];
+    // The exporter's allocator (jemalloc) gives pages freed for a second back to the
+    // system, so the least of the samples below follows what is live. (With glibc this
+    // needed MALLOC_ARENA_MAX=1: memory freed in one thread's arena was not reused by
+    // another, +74 MB over the 80,000 IPs with /metrics off.)
+    let env: [(&str, &str); 0] = [];
     let e = blocking(move || Exporter::start_with(&path, &env)).await;
     let store = rx.store.clone();
     // The receiver's requests run through deltatocumulative as they arrive (a request
@@ -426,7 +425,10 @@ async fn without_metrics_no_reader_keeps_series_nobody_collects() {
     let grown_off = last_off.saturating_sub(first_off);
     eprintln!("grown over 80,000 more IPs: /metrics on {grown_on} KiB, off {grown_off} KiB");
     assert!(
-        grown_on > 4 * grown_off.max(2048),
+        // Measured under jemalloc: on +32 MB (the reader keeps 80,000 more series), off
+        // +1.4 MB on a quiet machine and +8 MB once on a loaded one, which failed a 4x
+        // margin: 2x still tells a kept reader from none.
+        grown_on > 2 * grown_off.max(4096),
         "/metrics on grows {grown_on} KiB, off {grown_off} KiB: with /metrics on, the \
          unscraped reader must keep the series"
     );

@@ -6,11 +6,11 @@
 
 use crate::common;
 use crate::otlp::pki;
-use crate::tools::{free_port, run, tool};
+use crate::tools::{self, run, tool};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -117,46 +117,17 @@ fn failures(page: &str, kind: &str) -> f64 {
     )
 }
 
-/// A Prometheus server, killed when dropped.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A Prometheus server scraping every second.
+struct Prometheus(tools::Prometheus);
 
 impl Prometheus {
     fn start(dir: &Path, scrape_config: &str) -> Prometheus {
-        let config = write(
-            dir,
-            "prometheus.yml",
+        Prometheus(tools::Prometheus::start(
+            &dir.join("prometheus"),
             &format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{scrape_config}"
             ),
-        );
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = dir.join("prometheus.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(tool("prometheus", "prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Prometheus { child, addr, log }
+        ))
     }
 
     /// The value of an instant query that returns one sample, once it does.
@@ -164,19 +135,14 @@ impl Prometheus {
         let deadline = Instant::now() + within;
         let mut last = String::new();
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "prometheus exited ({status}): {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
+            self.0.check_running();
             let (ok, text) = run(Command::new(tool("curl", "curl")).args([
                 "-sS",
                 "--max-time",
                 "5",
                 "--data-urlencode",
                 &format!("query={expr}"),
-                &format!("http://{}/api/v1/query", self.addr),
+                &format!("http://{}/api/v1/query", self.0.addr),
             ]));
             if ok {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -191,7 +157,7 @@ impl Prometheus {
         }
         panic!(
             "{expr} never became {want}; last answer {last}\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
+            self.0.logs()
         );
     }
 }

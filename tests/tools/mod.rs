@@ -41,3 +41,74 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// A Prometheus server (the Debian package), killed when dropped (also when the test
+/// fails).
+pub struct Prometheus {
+    pub addr: String,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// Prometheus with `config` as its configuration file, its data and its log in `dir`,
+    /// returned once it answers `/-/ready` (a failure, with its log, after 30 s or if it
+    /// exits).
+    pub fn start(dir: &std::path::Path, config: &str) -> Prometheus {
+        use std::time::{Duration, Instant};
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = dir.join("prometheus.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(tool("prometheus", "prometheus"))
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
+        let mut p = Prometheus { addr, child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            p.check_running();
+            if std::net::TcpStream::connect(&p.addr).is_ok()
+                && crate::grafana::http(&p.addr, "GET", "/-/ready", None).0 == 200
+            {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not become ready:\n{}",
+                p.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What it logged.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails, with its log, if it has exited.
+    pub fn check_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("prometheus exited ({status}):\n{}", self.logs());
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
