@@ -73,9 +73,11 @@ fn a_link_planted_at_the_temporary_name_is_not_followed_and_the_state_is_private
 /// Guards issue 8: a FIFO at the state path hung the start (and SIGTERM was ignored); a
 /// path to `/dev/zero` was read for about 1 GB before failing. Both are refused at once,
 /// logged and counted; the exporter starts per `start_at`, serves, and stops on SIGTERM.
+/// So is a state file over the 64 MiB cap ("a size cap on the state file"), without
+/// being read.
 #[test]
 fn a_fifo_or_a_link_to_dev_zero_at_the_state_path_is_refused_without_blocking() {
-    for what in ["fifo", "/dev/zero"] {
+    for what in ["fifo", "/dev/zero", "over 64 MiB"] {
         let dir = tempfile::tempdir().unwrap();
         let (_r, log, config) = file_setup(dir.path());
         if what == "fifo" {
@@ -84,8 +86,12 @@ fn a_fifo_or_a_link_to_dev_zero_at_the_state_path_is_refused_without_blocking() 
                 .status()
                 .unwrap();
             assert!(status.success());
-        } else {
+        } else if what == "/dev/zero" {
             std::os::unix::fs::symlink("/dev/zero", state_path(dir.path())).unwrap();
+        } else {
+            // A sparse file: 64 MiB + 1 byte long, no disk used.
+            let f = std::fs::File::create(state_path(dir.path())).unwrap();
+            f.set_len(64 * 1024 * 1024 + 1).unwrap();
         }
         append(
             &log,
@@ -114,10 +120,10 @@ fn a_fifo_or_a_link_to_dev_zero_at_the_state_path_is_refused_without_blocking() 
             1.0,
             "{what}: {page}"
         );
-        let says = if what == "fifo" {
-            "it is a FIFO, not a regular file"
-        } else {
-            "it is a symbolic link"
+        let says = match what {
+            "fifo" => "it is a FIFO, not a regular file",
+            "/dev/zero" => "it is a symbolic link",
+            _ => "67108865 bytes, more than the 67108864 a state file may have",
         };
         let (status, logs) = e.terminate_with_logs();
         assert!(status.success(), "{what}: {logs}");
@@ -231,6 +237,75 @@ fn a_nul_byte_in_a_saved_journal_cursor_is_refused_and_the_journal_is_read() {
         cursor.starts_with("s=") && !cursor.contains('\0'),
         "{saved}"
     );
+}
+
+/// Guards issue 8's "a cursor journalctl refuses falls back (logged, counted) instead of
+/// retrying forever": a saved cursor that looks like one journalctl prints but that it
+/// refuses (`Failed to seek to cursor`) is given up at once for the time it records
+/// (`t=`): the entries from that time on are counted, the one before it is not counted
+/// again, journalctl is not restarted on the cursor, and the next state holds a real
+/// cursor.
+#[test]
+fn a_cursor_journalctl_refuses_falls_back_to_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Reaction::new(dir.path(), &reaction_config());
+    let mut journal = Journal::new(&dir.path().join("journal"));
+    let entries = [
+        journal.next(ssh_match("192.0.2.5", "before").trim_end()),
+        journal.next(ssh_match("192.0.2.6", "at").trim_end()),
+        journal.next(LAST_LINE.trim_end()),
+    ];
+    journal.write(&entries);
+    let config = journald_config(&journal.dir, &journalctl(), &r, dir.path(), INTERNALS);
+    // Syntactically a cursor (the state file takes it), but no journal's: journalctl
+    // refuses it. It records the second entry's time.
+    let refused = format!("s=not-an-id;i=2;t={:x}", entries[1].usec);
+    let state = serde_json::json!({
+        "format": "reaction-metrics-exporter/state/1",
+        "saved_at_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        "source": {"kind": "journal", "unit": UNIT, "directory": journal.dir.display().to_string()},
+        "position": {"kind": "journal", "cursor": refused},
+        "counts": []
+    });
+    std::fs::write(state_path(dir.path()), state.to_string()).unwrap();
+
+    let e = Exporter::start(dir.path(), &config);
+    e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
+    let page = e.scrape();
+    assert_eq!(
+        counter(&page, "reaction_match_count", &[("user", "at")]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(counter(&page, "reaction_match_count", &[]), 1.0, "{page}");
+    assert_eq!(
+        counter(&page, "reaction_exporter_positions_invalid_total", &[]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        counter(
+            &page,
+            "reaction_exporter_source_errors_total",
+            &[("source", "journald")]
+        ),
+        0.0,
+        "journalctl was not retried on the cursor: {page}"
+    );
+    let (status, logs) = e.terminate_with_logs();
+    assert!(status.success());
+    assert!(
+        logs.contains(&format!("saved position {refused:?} cannot be used")),
+        "{logs}"
+    );
+    assert!(logs.contains("@1700000000.001000"), "{logs}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path(dir.path())).unwrap()).unwrap();
+    let cursor = saved["position"]["cursor"].as_str().unwrap();
+    assert!(cursor.starts_with("s=") && cursor != refused, "{saved}");
 }
 
 // ---- Faults of the exporter itself ------------------------------------------------------

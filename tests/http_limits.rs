@@ -1,7 +1,7 @@
 //! Hostile HTTP clients against the real binary (issue 8's HTTP rows, with its figures):
-//! idle connections past the descriptor limit, a client that never reads its page while
-//! 50 others scrape, a flood of HEAD requests. Every bound is the README's "Limits and
-//! hostile input" table.
+//! idle connections past the descriptor limit, a trickled request head, a client that never
+//! reads its page while 50 others scrape, a flood of HEAD requests. Every bound is the
+//! README's "Limits and hostile input" table.
 
 use crate::common;
 
@@ -360,4 +360,63 @@ fn a_head_flood_takes_nothing_and_logs_little() {
     );
     let warnings = exp.logs().matches(" WARN ").count() - warnings_before;
     assert!(warnings <= 2, "{warnings} warnings:\n{}", exp.logs());
+}
+
+/// Issue 8: "idle or trickling connections: never closed (no header-read timeout)". The
+/// idle ones are above; a client that trickles an endless request head, a byte every
+/// 100 ms, is closed at `listen.header_timeout` (2 s here) counted from its first byte, not
+/// from its last: the timeout bounds the whole head. Scrapes go on meanwhile.
+#[test]
+fn a_trickled_request_head_is_cut_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = loaded(dir.path(), 3, "  header_timeout: 2\n", None, true);
+    let mut s = TcpStream::connect(&exp.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let opened = Instant::now();
+    let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trickle: ";
+    let mut sent = 0usize;
+    let mut answer = Vec::new();
+    let closed_after = loop {
+        let byte = head.get(sent).copied().unwrap_or(b'a');
+        match s.write_all(&[byte]) {
+            Ok(()) => sent += 1,
+            Err(_) => break opened.elapsed(),
+        }
+        let mut b = [0u8; 512];
+        match s.read(&mut b) {
+            Ok(0) => break opened.elapsed(),
+            Ok(n) => answer.extend_from_slice(&b[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break opened.elapsed(),
+        }
+        assert!(
+            opened.elapsed() < Duration::from_secs(30),
+            "a trickled head still open after {:?} ({sent} bytes sent)",
+            opened.elapsed()
+        );
+        if sent % 10 == 0 {
+            // Scrapes are answered while it trickles.
+            timed_scrape(&exp.addr, Duration::from_secs(10));
+        }
+    };
+    eprintln!(
+        "a head trickled a byte per 100 ms: closed after {closed_after:?}, {sent} bytes sent, \
+         answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        closed_after >= Duration::from_secs(2),
+        "closed before the timeout: {closed_after:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains(" 200 "),
+        "never answered as a request"
+    );
+    let page = exp.scrape();
+    assert_eq!(failures(&page, "header_timeout"), 1.0, "{page}");
 }

@@ -392,3 +392,60 @@ fn an_oversized_entry_is_dropped_and_counted() {
     );
     assert!(e.terminate().success());
 }
+
+/// Guards issue 8's row "journald entry with a 20 MiB MESSAGE: accepted whole (unbounded
+/// `read_until`), 20 MB label, peak 734 MiB; `max_line_length` only applies to files". Its
+/// check: "a 20 MiB journal entry with peak RSS ≤ 100 MiB". With the default
+/// `max_line_length` (64 KiB), the entry is skipped as journalctl's record is read, never
+/// kept whole: counted as `too_long`, the entries around it counted as usual.
+#[test]
+fn a_20_mib_entry_is_skipped_within_100_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, mut journal, config) = setup(dir.path(), 0, INTERNALS);
+    assert!(!config.contains("max_line_length"), "the default applies");
+    let huge = format!(
+        "INFO ssh.failedlogin: match [\"{}\", \"x\"]",
+        "9".repeat(20 * 1024 * 1024)
+    );
+    let entries = [
+        journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
+        journal.next(&huge),
+        journal.next(ssh_match("2.2.2.2", "bob").trim_end()),
+    ];
+    drop(huge);
+    journal.write(&entries);
+    let e = Exporter::start(dir.path(), &config);
+    let mut counts = Counts::default();
+    counts.until(&e, "the two matches", |c| {
+        c.total("reaction_match_count") >= 2.0
+    });
+    settles(&mut counts, &e);
+    let peak = peak_rss(e.child.id());
+    eprintln!(
+        "a 20 MiB journal entry skipped: exporter peak RSS {:.1} MiB",
+        peak as f64 / 1048576.0
+    );
+    assert_eq!(
+        counts.series("reaction_match_count"),
+        vec![
+            (owned(&match_labels("1.1.1.1", "alice")), 1.0),
+            (owned(&match_labels("2.2.2.2", "bob")), 1.0),
+        ]
+    );
+    assert_eq!(
+        value(
+            &counts.last,
+            "reaction_exporter_lines_rejected_total",
+            &[("reason", "too_long")],
+        ),
+        Some(1.0),
+        "log:\n{}",
+        e.logs()
+    );
+    assert!(
+        peak <= 100 * 1024 * 1024,
+        "peak RSS {peak} bytes > 100 MiB\n{}",
+        e.logs()
+    );
+    assert!(e.terminate().success());
+}

@@ -14,17 +14,6 @@ use common::*;
 
 const INTERNALS: &str = "metrics:\n  export:\n    internals: true\n";
 
-/// `VmHWM` (the peak resident set) of a process, bytes, as `benches/e2e.rs` reads it.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kb * 1024
-}
-
 /// Guards issue 8: 30,000 distinct 8 KB user agents made a 242 MB page and a 1.87 GB peak
 /// (label values, the attribution memory and the transform cache were bounded in entries
 /// only). The issue's check: 3,000 distinct 60 KB values (each with a ban attributed from

@@ -436,6 +436,17 @@ pub fn get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String
 }
 
 /// Poll `f` until it returns Some, or panic after `timeout`.
+/// `VmHWM` (the peak resident set) of a process, bytes, as `benches/e2e.rs` reads it.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
