@@ -395,6 +395,14 @@ impl Shared {
                     } else if !message.is_empty() {
                         tracing::debug!("OTLP: the receiver warns: {message}");
                     }
+                    // OTLP-only: a round may hold several requests (a request in doubt
+                    // re-sent before the newer ones, a split one). Saved after each, a
+                    // SIGKILL counts at most the last one twice, not the whole round (seen
+                    // under load: twice the bound of one request). The final export saves
+                    // once, at its end.
+                    if deadline.is_none() {
+                        self.checkpoint_later().await;
+                    }
                 }
                 Outcome::Refused { reason, what } => self.dropped(&reason, &what, resolved.dropped),
                 Outcome::TooLarge { what } if resolved.split => {
