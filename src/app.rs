@@ -223,7 +223,7 @@ impl App {
                     .fold_every(defaults::OTEL_ENDPOINT_FOLD_INTERVAL),
             )
         });
-        let pushing = otlp.as_ref().map(otlp::OtlpPush::start);
+        let mut pushing = otlp.as_ref().map(otlp::OtlpPush::start);
         let refresher = status_refresh.map(|(status, every)| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
@@ -362,12 +362,24 @@ impl App {
                 None => std::future::pending().await,
             }
         };
+        // No OTLP: never ends.
+        let push_ends = async {
+            match &mut pushing {
+                Some(p) => p.failed().await,
+                None => std::future::pending().await,
+            }
+        };
         let failed: Option<(CoreTask, String)> = tokio::select! {
             _ = shutdown => None,
             r = &mut source => Some((CoreTask::Source, ended(r.map(|()| Ok(()))))),
             r = &mut ingest => Some((CoreTask::Ingest, ended(r.map(|()| Ok(()))))),
             r = server_ends => Some((CoreTask::Server, ended(r.map(|r| r.map_err(|e| e.to_string()))))),
+            why = push_ends => Some((CoreTask::Push, why)),
         };
+        // A dead push has no final export (its tasks are gone): the last checkpoint stays.
+        if matches!(failed, Some((CoreTask::Push, _))) {
+            pushing = None;
+        }
         // When ingest dies, its channel closes and the source ends too, maybe first: then
         // ingest is the cause. It ends soon after the source (its channel is closed), so
         // waiting for it is bounded.
@@ -376,6 +388,7 @@ impl App {
             Some((CoreTask::Source, _)) => (true, false, false),
             Some((CoreTask::Ingest, _)) => (false, true, false),
             Some((CoreTask::Server, _)) => (false, false, true),
+            Some((CoreTask::Push, _)) => (false, false, false),
         };
         let failed = match failed {
             Some((CoreTask::Source, why)) => {
@@ -484,6 +497,8 @@ enum CoreTask {
     Source,
     Ingest,
     Server,
+    /// The OTLP push's collector or sender.
+    Push,
 }
 
 impl CoreTask {
@@ -492,6 +507,7 @@ impl CoreTask {
             CoreTask::Source => "source",
             CoreTask::Ingest => "ingest",
             CoreTask::Server => "HTTP server",
+            CoreTask::Push => "OTLP push",
         }
     }
 }

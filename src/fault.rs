@@ -5,7 +5,8 @@
 //! `REACTION_METRICS_EXPORTER_FAULT=ingest` makes the ingest task panic at its first batch
 //! while it holds the labeller's lock (poisoning it, as the `hold` overflow of issue 8 did):
 //! `tests/hostile.rs` checks that the process then exits non-zero, so that systemd's
-//! `Restart=on-failure` restarts it.
+//! `Restart=on-failure` restarts it. `=otlp` makes the OTLP push's collection panic: the
+//! push is a core task too (`a_dead_otlp_push_ends_the_process_with_an_error`).
 
 /// The variable naming the core task to fail.
 #[cfg(debug_assertions)]

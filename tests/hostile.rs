@@ -338,6 +338,32 @@ fn a_core_task_that_dies_ends_the_process_with_an_error() {
     assert!(!state_path(dir.path()).exists(), "{logs}");
 }
 
+/// Guards issue 8's "if a core task dies, the process dies" for the OTLP push: its
+/// collector ignored a panic of its collection, so one panic (a bug) stopped OTLP delivery
+/// while the process stayed up and systemd never restarted it (OTLP only: nothing was
+/// delivered any more). Now the push's collector and sender are core tasks.
+#[test]
+fn a_dead_otlp_push_ends_the_process_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, _log, config) = file_setup(dir.path());
+    // No receiver is needed: the collection panics before anything is sent.
+    let port = crate::tools::free_port();
+    let config = format!("{config}otlp:\n  endpoint: http://127.0.0.1:{port}\n  interval: 0.3\n");
+    std::fs::write(dir.path().join("config.yml"), &config).unwrap();
+    let e = Exporter::start_with(
+        &dir.path().join("config.yml"),
+        &[("REACTION_METRICS_EXPORTER_FAULT", "otlp")],
+    );
+    let (status, logs) = e
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|logs| panic!("still running after the OTLP push died:\n{logs}"));
+    assert_eq!(status.code(), Some(1), "{logs}");
+    assert!(
+        logs.contains("the OTLP push task collector panicked: injected fault"),
+        "{logs}"
+    );
+}
+
 /// Guards issue 8: `reaction show`'s output was read whole, however long. A `reaction`
 /// whose `show` prints forever now costs at most `REACTION_OUTPUT_MAX` (16 MiB): the call
 /// fails, is counted (`kind="output"`) and logged, and every scrape is still answered,

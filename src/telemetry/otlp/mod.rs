@@ -161,7 +161,11 @@ impl OtlpPush {
             loop {
                 tick.tick().await;
                 let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || s.collect()).await;
+                if let Err(e) = tokio::task::spawn_blocking(move || s.collect()).await {
+                    // A panic (a bug): the push stops, and so does the exporter (issue 8:
+                    // a dead task must not leave a process up that delivers nothing).
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
         });
         let sender = tokio::spawn(send_loop(self.shared.clone(), deadline_rx));
@@ -183,6 +187,31 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// Ends if the collector or the sender ends before [`Running::shutdown`] (a panic:
+    /// they only end by being stopped), saying how; the push is then dead, and must not be
+    /// shut down (its handles are spent).
+    pub(crate) async fn failed(&mut self) -> String {
+        let (task, result) = tokio::select! {
+            r = &mut self.collector => ("collector", r),
+            r = &mut self.sender => ("sender", r),
+        };
+        self.collector.abort();
+        self.sender.abort();
+        match result {
+            Err(e) if e.is_panic() => {
+                let message = e
+                    .into_panic()
+                    .downcast::<String>()
+                    .map(|s| *s)
+                    .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|_| "?".to_string());
+                format!("{task} panicked: {message}")
+            }
+            Err(e) => format!("{task} ended: {e}"),
+            Ok(()) => format!("{task} ended"),
+        }
+    }
+
     /// Collect one last time (every event recorded so far) and deliver everything within
     /// `wait`, counted from now: requests are given at most what is left of it, and what
     /// is not delivered then is logged and dropped (OTLP only, and if `save_state`: saved
@@ -302,6 +331,9 @@ impl Shared {
     /// collecting 100,000 series takes a while). OTLP-only, the collection happens between
     /// two batches of the pipeline, and its position is what the queue then reaches.
     fn collect(&self) {
+        if crate::fault::armed("otlp") {
+            panic!("injected fault (a test's REACTION_METRICS_EXPORTER_FAULT)");
+        }
         let _one = self
             .collecting
             .lock()
