@@ -768,50 +768,28 @@ fn every_panel_query_and_alert_on_real_prometheus_and_victoriametrics() {
         let mut done: HashSet<(String, bool, i64)> = HashSet::new();
         for combo in combos() {
             let vars = combo.vars();
-            for step in STEPS {
-                let sub = Substitution {
-                    from,
-                    to,
-                    interval: step,
-                    scrape_interval: SCRAPE,
-                    vars: &vars,
-                };
-                for q in queries(&dashboard) {
-                    let expr = sub.apply(&q.expr);
-                    let step_key = if q.instant { 0 } else { step };
-                    if !done.insert((expr.clone(), q.instant, step_key)) {
-                        continue;
-                    }
-                    let result = if q.instant {
-                        db.query(&expr, to)
-                    } else {
-                        db.query_range(&expr, from, to, step)
-                    };
-                    evaluated += 1;
-                    let what = format!(
+            let (n, wrong) = check_panel_queries(
+                &dashboard,
+                &combo,
+                (from, to),
+                &mut done,
+                |expr, step| match step {
+                    None => db.query(expr, to),
+                    Some(step) => db.query_range(expr, from, to, step),
+                },
+                |q, step| expectation(&q.panel, &q.ref_id, &world, &combo, step),
+                |q, step, expr| {
+                    format!(
                         "{file} on {}, panel {:?} ({}), variables {:?}, step {step}s:\n    {expr}",
                         db.name(),
                         q.panel,
                         q.ref_id,
                         combo.name
-                    );
-                    if result["status"] != "success" {
-                        failures.push(format!("{what}\n    error: {}", result["error"]));
-                        continue;
-                    }
-                    let empty = result["data"]["result"]
-                        .as_array()
-                        .is_none_or(|a| a.is_empty());
-                    if combo.name == "all" && empty {
-                        failures.push(format!("{what}\n    returned no data"));
-                        continue;
-                    }
-                    let expect = expectation(&q.panel, &q.ref_id, &world, &combo, step);
-                    if let Err(diff) = check(&result, &expect) {
-                        failures.push(format!("{what}\n    {diff}"));
-                    }
-                }
-            }
+                    )
+                },
+            );
+            evaluated += n;
+            failures.extend(wrong);
             // The variables' own queries.
             let (n, wrong) = check_variable_queries(
                 &db.addr,

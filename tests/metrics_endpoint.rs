@@ -2,11 +2,10 @@
 //! validity for promtool and for the Python client's parsers, content negotiation.
 
 use crate::common;
+use crate::tools::{python_parse, run_with_stdin};
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -325,20 +324,6 @@ fn rich_page(format_openmetrics: bool) -> String {
     page
 }
 
-fn run_with_stdin(program: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
@@ -401,18 +386,6 @@ fn output_passes_promtool_in_both_formats() {
     }
 }
 
-const PY_PARSE: &str = r#"
-import json, sys
-try:
-    from prometheus_client.parser import text_string_to_metric_families as text
-    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
-except ImportError as e:
-    print("MISSING: %s" % e)
-    sys.exit(3)
-parse = om if sys.argv[1] == "openmetrics" else text
-print(json.dumps([[f.name, f.type, len(f.samples)] for f in parse(sys.stdin.read())]))
-"#;
-
 #[test]
 fn output_parses_with_prometheus_client() {
     // name (as each parser names the family), type, number of samples
@@ -455,18 +428,7 @@ fn output_parses_with_prometheus_client() {
     for openmetrics in [false, true] {
         let page = rich_page(openmetrics);
         let arg = if openmetrics { "openmetrics" } else { "text" };
-        let out = run_with_stdin("python3", &["-c", PY_PARSE, arg], &page);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !stdout.starts_with("MISSING"),
-            "the Python package prometheus_client is missing: pip install prometheus_client ({stdout})"
-        );
-        assert!(
-            out.status.success(),
-            "prometheus_client's {arg} parser rejected the page: {}\n{page}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got: Vec<(String, String, u64)> = serde_json::from_str(stdout.trim()).unwrap();
+        let got = python_parse(&page, openmetrics);
         assert_eq!(got, families(), "{arg} page:\n{page}");
     }
 }

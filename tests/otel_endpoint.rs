@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ use serde_json::Value;
 
 use crate::common::{self, append, file_config, get, samples, Exporter, Reaction};
 use crate::grafana::{api, root};
-use crate::tools::{self, tool};
+use crate::tools::{self, python_parse, run_with_stdin, tool};
 use crate::workload::{self, lines, now, Ev, LAST_LINE, LAST_LINE_WARNING};
 
 const PATH: &str = "/metrics/otel";
@@ -153,53 +152,6 @@ fn families(page: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .map(|l| l.split(' ').next().unwrap().to_string())
         .collect()
-}
-
-const PY_PARSE: &str = r#"
-import json, sys
-try:
-    from prometheus_client.parser import text_string_to_metric_families as text
-    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
-except ImportError as e:
-    print("MISSING: %s" % e)
-    sys.exit(3)
-parse = om if sys.argv[1] == "openmetrics" else text
-print(json.dumps([[f.name, f.type, len(f.samples)] for f in parse(sys.stdin.read())]))
-"#;
-
-fn run_with_stdin(program: &str, args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// Python's `prometheus_client` parses `page`: (family, type, samples) as it sees them.
-fn python_parse(page: &str, openmetrics: bool) -> Vec<(String, String, u64)> {
-    let arg = if openmetrics { "openmetrics" } else { "text" };
-    let out = run_with_stdin("python3", &["-c", PY_PARSE, arg], page);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.starts_with("MISSING"),
-        "the Python package prometheus_client is missing: pip install prometheus_client ({stdout})"
-    );
-    assert!(
-        out.status.success(),
-        "prometheus_client's {arg} parser rejected the page: {}\n{page}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,14 +13,12 @@
 //! - `listen.enabled: false` without OTLP is refused at start.
 
 use crate::common;
-use crate::continuity::{stop, workload, Bench, Kind, Rng, Stop};
+use crate::continuity::{spawn_writer, stop, workload, Bench, Kind, Rng, Stop};
 use crate::counts;
 use crate::otlp::{blocking, eventually, otlp_config, otlp_section, setup, Protocol};
 use crate::receivers;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -115,23 +113,7 @@ fn restarts(
     let mut bench = Bench::new(kind, &section);
     bench.config = otlp_only(&bench.config);
     let (lines, expected) = workload(LINES);
-    let mut input = bench.input.take().unwrap();
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let writing = writing.clone();
-        let mut rng = Rng::new(&format!("{name} writer"));
-        std::thread::spawn(move || {
-            let mut i = 0;
-            while i < lines.len() {
-                let n = (rng.range(1, 50) as usize).min(lines.len() - i);
-                input.write(&lines[i..i + n]);
-                i += n;
-                std::thread::sleep(Duration::from_millis(rng.range(15, 75)));
-            }
-            writing.store(false, Ordering::Relaxed);
-            input
-        })
-    };
+    let writer = spawn_writer(&name, bench.input.take().unwrap(), lines);
     let processed = || store.processed.lock().unwrap().len();
     // Per exporter run: the requests it delivered (indices into the receiver's list).
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
@@ -145,7 +127,6 @@ fn restarts(
         runs.push(from..processed());
     }
     let input = writer.join().unwrap();
-    assert!(!writing.load(Ordering::Relaxed));
     let writing_done = started.elapsed();
 
     // The writer is done: one more exporter takes everything in.

@@ -19,6 +19,15 @@ use common::*;
 /// verifies it.
 const HASH: &str = "$2b$04$Y1gv0YPLTxQ63bjVTzi85ev7J/eF2mqRNO70DEimuzLnpMF5IWHXa";
 
+/// The web configuration most tests serve: TLS with `pki_files`' server certificate, and
+/// one user, `prometheus`, whose password is `secret`.
+fn tls_and_auth() -> String {
+    format!(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+         basic_auth_users:\n  prometheus: '{HASH}'\n"
+    )
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -169,15 +178,7 @@ impl Prometheus {
 fn prometheus_scrapes_over_https_with_basic_auth_and_gzip() {
     let dir = tempfile::tempdir().unwrap();
     pki_files(dir.path());
-    let exp = secured(
-        dir.path(),
-        300,
-        &format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
-             basic_auth_users:\n  prometheus: '{HASH}'\n"
-        ),
-        false,
-    );
+    let exp = secured(dir.path(), 300, &tls_and_auth(), false);
     assert!(exp.logs().contains("serving https://"), "{}", exp.logs());
     let mut prom = Prometheus::start(
         dir.path(),
@@ -235,10 +236,7 @@ fn the_otel_endpoint_is_secured_compressed_and_answers_head() {
     let exp = secured_with(
         dir.path(),
         300,
-        &format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
-             basic_auth_users:\n  prometheus: '{HASH}'\n"
-        ),
+        &tls_and_auth(),
         false,
         "metrics:\n  otel_endpoint:\n    enabled: true\n",
     );

@@ -36,6 +36,54 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
     )
 }
 
+/// Run `program` with `input` on its standard input, to completion.
+pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    // Written whole before reading: the pages tested fit the pipe's reader, which reads
+    // everything before it answers.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Python's `prometheus_client` (installed by `./scripts/test`) parses `page` with its
+/// OpenMetrics or its text parser: (family, type, number of samples) as it names them. A
+/// page it rejects fails the test with the parser's message.
+pub fn python_parse(page: &str, openmetrics: bool) -> Vec<(String, String, u64)> {
+    const PY_PARSE: &str = r#"
+import json, sys
+try:
+    from prometheus_client.parser import text_string_to_metric_families as text
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+except ImportError as e:
+    print("MISSING: %s" % e)
+    sys.exit(3)
+parse = om if sys.argv[1] == "openmetrics" else text
+print(json.dumps([[f.name, f.type, len(f.samples)] for f in parse(sys.stdin.read())]))
+"#;
+    let arg = if openmetrics { "openmetrics" } else { "text" };
+    let out = run_with_stdin("python3", &["-c", PY_PARSE, arg], page);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.starts_with("MISSING"),
+        "the Python package prometheus_client is missing: pip install prometheus_client ({stdout})"
+    );
+    assert!(
+        out.status.success(),
+        "prometheus_client's {arg} parser rejected the page: {}\n{page}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

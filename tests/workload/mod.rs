@@ -6,12 +6,12 @@
 //! its own phases and expectations.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::grafana::{grafana_multi, grafana_text, values_regex};
+use crate::grafana::{grafana_multi, grafana_text, queries, values_regex, Query, Substitution};
 
 pub const SCRAPE: i64 = 1;
 
@@ -429,4 +429,57 @@ pub fn check(result: &Value, expect: &Expect) -> Result<(), String> {
     } else {
         Err(format!("got {got:?}\n      want {want}"))
     }
+}
+
+/// Evaluates every panel query of `dashboard` under `combo`'s variables at each of `STEPS`
+/// over `from..=to` (`query` runs one: at `to` for an instant query, else over the range
+/// with the step it is given), skipping an expression already in `done`, and checks each
+/// result against `expect(query, step)`: (queries evaluated, failures, each prefixed with
+/// `what(query, step, expr)`). Under "all", a query that returns nothing fails too.
+pub fn check_panel_queries(
+    dashboard: &Value,
+    combo: &Combo,
+    (from, to): (i64, i64),
+    done: &mut HashSet<(String, bool, i64)>,
+    query: impl Fn(&str, Option<i64>) -> Value,
+    expect: impl Fn(&Query, i64) -> Expect,
+    what: impl Fn(&Query, i64, &str) -> String,
+) -> (usize, Vec<String>) {
+    let vars = combo.vars();
+    let mut evaluated = 0;
+    let mut failures = Vec::new();
+    for step in STEPS {
+        let sub = Substitution {
+            from,
+            to,
+            interval: step,
+            scrape_interval: SCRAPE,
+            vars: &vars,
+        };
+        for q in queries(dashboard) {
+            let expr = sub.apply(&q.expr);
+            let step_key = if q.instant { 0 } else { step };
+            if !done.insert((expr.clone(), q.instant, step_key)) {
+                continue;
+            }
+            let result = query(&expr, (!q.instant).then_some(step));
+            evaluated += 1;
+            let what = what(&q, step, &expr);
+            if result["status"] != "success" {
+                failures.push(format!("{what}\n    error: {}", result["error"]));
+                continue;
+            }
+            let empty = result["data"]["result"]
+                .as_array()
+                .is_none_or(|a| a.is_empty());
+            if combo.name == "all" && empty {
+                failures.push(format!("{what}\n    returned no data"));
+                continue;
+            }
+            if let Err(diff) = check(&result, &expect(&q, step)) {
+                failures.push(format!("{what}\n    {diff}"));
+            }
+        }
+    }
+    (evaluated, failures)
 }
