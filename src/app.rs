@@ -147,7 +147,7 @@ impl App {
                 }),
             ))),
             (None, Some(push)) => {
-                // OTLP only: the push checkpoints after each delivery round, and the counts
+                // OTLP only: the push checkpoints after each delivered request, and the counts
                 // a previous run did not deliver are recorded anew (the OTLP reader is the
                 // only one: its next export carries them).
                 for ((metric, attrs), n) in restored {

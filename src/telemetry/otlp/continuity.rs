@@ -1,13 +1,14 @@
 //! OTLP-only deployments (`listen.enabled: false`): restarts continue where the last run
 //! stopped, as the `/metrics` checkpoints make them do when it is on. Each collection of
 //! the OTLP reader happens while the pipeline is between two batches, so it reaches a
-//! known source position; after each delivery round (and each failed one, so that the
-//! position stays fresh through an outage) the position of the latest collection is saved
+//! known source position; after each request the receiver accepts (and each failed round,
+//! so that the position stays fresh through an outage) the position of the latest
+//! collection is saved
 //! with every count collected and not delivered yet ([`super::queue::Queue::undelivered`]).
 //! A restart reads the source again from that position and records the saved counts anew:
-//! nothing is lost; what can come twice is a request in doubt (sent, no answer) or a round
+//! nothing is lost; what can come twice is a request in doubt (sent, no answer) or a request
 //! delivered right before a crash and before its checkpoint was on disk, at most one
-//! export's worth.
+//! request's worth.
 //!
 //! The push reports through [`Continuity`]; the application implements it over the
 //! pipeline's position and the state file.

@@ -13,7 +13,7 @@
 //! - `buffer`: points never sent, merged per series; `queue`: what is sent next, what is
 //!   in doubt; `gauges`: final points of vanished gauge series.
 //! - `transport`: one request over gRPC or HTTP; `outcome`: what its answer means.
-//! - [`continuity`]: with `/metrics` off, a checkpoint after each delivery round.
+//! - [`continuity`]: with `/metrics` off, a checkpoint after each delivered request.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -138,7 +138,7 @@ impl OtlpPush {
     }
 
     /// Make restarts continuous without `/metrics` (see [`continuity`]): collect between
-    /// batches and checkpoint after each delivery round. Call before [`OtlpPush::start`].
+    /// batches and checkpoint after each delivered request. Call before [`OtlpPush::start`].
     pub(crate) fn continue_with(&self, continuity: Arc<dyn Continuity>) {
         if self.shared.continuity.set(continuity).is_ok() {
             self.shared.queue.lock().expect("queue").track_delivered();

@@ -1,8 +1,9 @@
 //! The resource every metric is exported with, built here rather than by the SDK's
 //! `Resource::builder()`: in opentelemetry_sdk 0.33.1 its environment detector runs last,
 //! so `OTEL_RESOURCE_ATTRIBUTES=service.name=...` beats `OTEL_SERVICE_NAME` and values are
-//! not percent-decoded, against the specification (checked by running it; see
-//! /work/notes/research-otlp.md §2 of the project's notes).
+//! not percent-decoded, against the specification (checked by running it; the test
+//! `otlp::resource_attributes_from_the_environment_and_their_precedence` holds ours to the
+//! table below).
 //!
 //! Precedence, highest first, for each attribute:
 //!
