@@ -390,14 +390,7 @@ fn restarts(kind: Kind, how: Stop) -> (f64, f64) {
             }
         }
     }
-    let beyond: Vec<_> = all
-        .iter()
-        .filter_map(|(k, got)| {
-            let twice = got - expected.get(k).copied().unwrap_or(0.0);
-            let may = allowed.get(k).copied().unwrap_or(0.0);
-            (twice > may).then(|| (k.clone(), twice, may))
-        })
-        .collect();
+    let beyond = beyond(&all, &expected, &allowed);
     let bound = sum(&allowed);
     let scrapes = seen.pages.len();
     eprintln!(

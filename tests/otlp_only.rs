@@ -158,14 +158,7 @@ fn restarts(
             }
         }
     }
-    let beyond: Vec<_> = all
-        .iter()
-        .filter_map(|(k, got)| {
-            let twice = got - expected.get(k).copied().unwrap_or(0.0);
-            let may = allowed.get(k).copied().unwrap_or(0.0);
-            (twice > may).then(|| (k.clone(), twice, may))
-        })
-        .collect();
+    let beyond = beyond(&all, &expected, &allowed);
     let bound = sum(&allowed);
     eprintln!(
         "{name}: {LINES} lines, {ROUNDS} restarts, {} requests; lost {lost}, counted twice \

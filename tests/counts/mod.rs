@@ -155,6 +155,18 @@ pub fn sum(t: &Tally) -> f64 {
     t.values().sum::<f64>() + 0.0
 }
 
+/// The series of `seen` counted twice beyond what `allowed` lets them (a documented window
+/// of double counting): (series, counted twice, allowed).
+pub fn beyond(seen: &Tally, expected: &Tally, allowed: &Tally) -> Vec<(Labels, f64, f64)> {
+    seen.iter()
+        .filter_map(|(k, got)| {
+            let twice = got - expected.get(k).copied().unwrap_or(0.0);
+            let may = allowed.get(k).copied().unwrap_or(0.0);
+            (twice > may).then(|| (k.clone(), twice, may))
+        })
+        .collect()
+}
+
 /// (lost, counted twice or more) of `seen` against `expected`.
 pub fn compare(seen: &Tally, expected: &Tally) -> (f64, f64) {
     let mut lost = 0.0;
