@@ -152,8 +152,8 @@ impl App {
                 // only one: its next export carries them).
                 for ((metric, attrs), n) in restored {
                     let attrs: Vec<opentelemetry::KeyValue> = attrs
-                        .into_iter()
-                        .map(|(k, v)| opentelemetry::KeyValue::new(k, v))
+                        .iter()
+                        .map(|(k, v)| opentelemetry::KeyValue::new(k.to_string(), v.to_string()))
                         .collect();
                     telemetry.instruments.add(metric, n, &attrs);
                 }

@@ -31,7 +31,7 @@ use crate::metric::{Legacy, Metric, OVERFLOW_KEY};
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
-use crate::telemetry::collect::{merge_sums, Collected, SeriesKey};
+use crate::telemetry::collect::{merge_sums, Attrs, Collected, SeriesKey};
 use crate::telemetry::render::{render, Exposition, ExpositionFormat};
 use crate::telemetry::{SharedReader, VERSION};
 
@@ -81,7 +81,7 @@ impl Carry {
                     key
                 } else {
                     overflowed = overflowed.saturating_add(v);
-                    (key.0, vec![(OVERFLOW_KEY.to_string(), "true".to_string())])
+                    (key.0, Attrs::overflow())
                 }
             };
             let c = self.counts.entry(key).or_default();
@@ -567,11 +567,11 @@ mod tests {
     use super::*;
 
     fn key(metric: Metric, ip: &str) -> SeriesKey {
-        (metric, vec![("ip".to_string(), ip.to_string())])
+        (metric, Attrs::from_pairs([("ip", ip)]))
     }
 
     fn overflow(metric: Metric) -> SeriesKey {
-        (metric, vec![(OVERFLOW_KEY.to_string(), "true".to_string())])
+        (metric, Attrs::overflow())
     }
 
     #[test]

@@ -149,9 +149,7 @@ impl State {
             .iter()
             .filter_map(|c| {
                 let f = Metric::from_otel_name(&c.family)?;
-                let mut attrs = c.attributes.clone();
-                attrs.sort_unstable();
-                Some(((f, attrs), c.value))
+                Some(((f, c.attributes.clone()), c.value))
             })
             .collect()
     }
@@ -529,10 +527,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key: SeriesKey = (
             Metric::Matches,
-            vec![
-                ("ip".into(), "1.2.3.4".into()),
-                ("stream".into(), "ssh".into()),
-            ],
+            Attrs::from_pairs([("ip", "1.2.3.4"), ("stream", "ssh")]),
         );
         let s = State::new(
             file_id(),
@@ -643,7 +638,7 @@ mod tests {
         assert!(e.contains("directory"), "{e}");
         fs::remove_dir(&p).unwrap();
         // Over the cap: refused from its size, and a save keeps only the position.
-        let key: SeriesKey = (Metric::Matches, vec![("ip".into(), "1.2.3.4".into())]);
+        let key: SeriesKey = (Metric::Matches, Attrs::from_pairs([("ip", "1.2.3.4")]));
         let position = Some(Position::File {
             dev: 1,
             ino: 2,
@@ -753,7 +748,7 @@ mod tests {
     #[test]
     fn over_the_cap_the_memory_is_dropped_before_the_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let key: SeriesKey = (Metric::Matches, vec![("ip".into(), "1.2.3.4".into())]);
+        let key: SeriesKey = (Metric::Matches, Attrs::from_pairs([("ip", "1.2.3.4")]));
         let s = State::new(
             file_id(),
             None,

@@ -15,6 +15,7 @@ use crate::reaction::parse_show;
 use crate::source::journald::read_output;
 use crate::source::Position;
 use crate::state::{self, SavedCount, SourceId, State};
+use crate::telemetry::collect::Attrs;
 
 /// FNV-1a 64 over what describes an answer; digits are left out, so that positions and
 /// counts do not make every answer new.
@@ -256,11 +257,11 @@ pub(super) fn state(input: &[u8]) -> u64 {
 pub(super) fn state_seeds() -> Vec<Vec<u8>> {
     let counts = vec![SavedCount {
         family: "reaction.matches".into(),
-        attributes: vec![
-            ("stream".into(), "ssh".into()),
-            ("filter".into(), "failedlogin".into()),
-            ("ip".into(), "192.0.2.1".into()),
-        ],
+        attributes: Attrs::from_pairs([
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("ip", "192.0.2.1"),
+        ]),
         value: 3,
     }];
     let file = State::new(

@@ -190,8 +190,7 @@ fn expect(v: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn count(counts: &HashMap<SeriesKey, u64>, family: Metric, attrs: &[(&str, &str)]) -> u64 {
-    let mut key = expect(attrs);
-    key.sort();
+    let key = Attrs::from_pairs(attrs.iter().copied());
     counts.get(&(family, key)).copied().unwrap_or(0)
 }
 

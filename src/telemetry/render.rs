@@ -134,8 +134,8 @@ fn status_info(out: &mut String, samples: Option<&Vec<(&Attrs, f64)>>) {
         .map(|(a, v)| {
             let version = a
                 .iter()
-                .find(|(k, _)| k == "version")
-                .map(|(_, v)| v.as_str())
+                .find(|(k, _)| *k == "version")
+                .map(|(_, v)| v)
                 .unwrap_or("N/A");
             (version, if *v > 0.0 { "1" } else { "0" })
         })
@@ -243,16 +243,13 @@ fn sort_key(labels: &[(&str, &str)], keys: &mut Vec<u8>) -> bool {
 
 /// The values of [`ordered`]'s labels, without collecting them.
 fn ordered_values<'a>(fixed: &'a [&'a str], attrs: &'a Attrs) -> impl Iterator<Item = &'a str> {
-    let named = fixed.iter().filter_map(move |name| {
-        attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    });
+    let named = fixed
+        .iter()
+        .filter_map(move |name| attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v));
     let others = attrs
         .iter()
-        .filter(move |(k, _)| !fixed.contains(&k.as_str()))
-        .map(|(_, v)| v.as_str());
+        .filter(move |(k, _)| !fixed.contains(k))
+        .map(|(_, v)| v);
     named.chain(others)
 }
 
@@ -265,8 +262,8 @@ fn ordered<'a>(fixed: &[&str], attrs: &'a Attrs, v: &mut Vec<(&'a str, &'a str)>
         }
     }
     // `attrs` is sorted by key already.
-    for (k, val) in attrs {
-        if !fixed.contains(&k.as_str()) {
+    for (k, val) in attrs.iter() {
+        if !fixed.contains(&k) {
             v.push((k, val));
         }
     }
@@ -373,7 +370,7 @@ mod tests {
             ("status", "True"),
             ("code", "0"),
         ]);
-        let none = vec![];
+        let none = Attrs::new();
         let mut e = Exposition::default();
         e.push(Metric::Up, &up, 1.0);
         e.push(Metric::Matches, &m1, 3.0);

@@ -100,18 +100,18 @@ fn label_name(out: &mut String, key: &str) {
 }
 
 /// `{k="v",...}` with the labels sorted by name (as client_golang writes them), or nothing.
-fn labels(out: &mut String, attrs: &[(String, String)]) {
-    if attrs.is_empty() {
-        return;
-    }
+fn labels<'a>(out: &mut String, attrs: impl IntoIterator<Item = (&'a str, &'a str)>) {
     let mut named: Vec<(String, &str)> = attrs
-        .iter()
+        .into_iter()
         .map(|(k, v)| {
             let mut n = String::with_capacity(k.len());
             label_name(&mut n, k);
-            (n, v.as_str())
+            (n, v)
         })
         .collect();
+    if named.is_empty() {
+        return;
+    }
     named.sort_unstable();
     out.push('{');
     for (i, (k, v)) in named.iter().enumerate() {
@@ -179,7 +179,7 @@ pub fn render(totals: &Totals, format: ExpositionFormat) -> String {
     // The resource.
     let mut target: Vec<(String, String)> = Vec::new();
     for (k, v) in &totals.resource {
-        if NOT_TARGET_LABELS.contains(&k.as_str()) {
+        if NOT_TARGET_LABELS.contains(&k) {
             continue;
         }
         // Keys that become the same label name: values joined with `;` (collector.go).
@@ -190,7 +190,7 @@ pub fn render(totals: &Totals, format: ExpositionFormat) -> String {
                 val.push(';');
                 val.push_str(v);
             }
-            None => target.push((name, v.clone())),
+            None => target.push((name, v.to_string())),
         }
     }
     header(
@@ -201,7 +201,10 @@ pub fn render(totals: &Totals, format: ExpositionFormat) -> String {
         format,
     );
     out.push_str("target_info");
-    labels(&mut out, &target);
+    labels(
+        &mut out,
+        target.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     out.push_str(" 1\n");
 
     let created = totals
@@ -316,7 +319,7 @@ mod tests {
         );
         t.ints
             .insert((Metric::Matches, a(&[("otel.metric.overflow", "true")])), 1);
-        t.floats.insert((Metric::CpuTime, vec![]), 0.25);
+        t.floats.insert((Metric::CpuTime, Attrs::new()), 0.25);
         t.gauges
             .insert((Metric::Up, a(&[("version", "2.\"2\"")])), 1.0);
         t

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use crate::metric::{Legacy, Metric};
 use crate::source::Position;
-use crate::telemetry::collect::SeriesKey;
+use crate::telemetry::collect::{Attrs, SeriesKey};
 
 use super::queue::SeriesName;
 
@@ -48,6 +48,11 @@ pub(super) fn saved(name: &str) -> bool {
 pub(super) fn series(undelivered: HashMap<SeriesName, u64>) -> Vec<(SeriesKey, u64)> {
     undelivered
         .into_iter()
-        .filter_map(|((name, attrs), v)| Some(((Metric::from_otel_name(&name)?, attrs), v)))
+        .filter_map(|((name, attrs), v)| {
+            Some((
+                (Metric::from_otel_name(&name)?, Attrs::from_pairs(attrs)),
+                v,
+            ))
+        })
         .collect()
 }

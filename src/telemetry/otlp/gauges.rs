@@ -29,6 +29,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::buffer::{point_key, PointKey};
+use crate::telemetry::collect::Attrs;
 use crate::telemetry::observed::{is_state_gauge, Observed};
 
 /// A series last seen: its attributes and whether its values are integers.
@@ -79,9 +80,8 @@ pub(crate) fn retain_observed(req: &mut ExportMetricsServiceRequest, observed: &
 
 /// Attributes as (key, value) strings sorted by key, as `telemetry::collect::attrs` makes
 /// them (ours are all strings).
-fn string_attrs(kvs: &[KeyValue]) -> Vec<(String, String)> {
-    let mut a: Vec<(String, String)> = kvs
-        .iter()
+fn string_attrs(kvs: &[KeyValue]) -> Attrs {
+    kvs.iter()
         .map(|kv| {
             let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => s.clone(),
@@ -90,9 +90,7 @@ fn string_attrs(kvs: &[KeyValue]) -> Vec<(String, String)> {
             };
             (kv.key.clone(), v)
         })
-        .collect();
-    a.sort_unstable();
-    a
+        .collect()
 }
 
 impl VanishedGauges {
