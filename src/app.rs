@@ -1,8 +1,8 @@
 //! The `start` command: wire source → pipeline → instruments → readers → HTTP, and stop in
 //! order on SIGTERM/SIGINT (source first, so every line read is counted before exit). A
-//! core task (source, ingest, HTTP server, OTLP push) that ends before the stop stops the exporter the
-//! same way, and `run` then returns an error: the process exits non-zero, and systemd's
-//! `Restart=on-failure` restarts it.
+//! core task (source, ingest, HTTP server, OTLP push) that ends before the stop stops the
+//! exporter the same way, and `run` then returns an error: the process exits non-zero, and
+//! systemd's `Restart=on-failure` restarts it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
