@@ -27,6 +27,47 @@ fn counter(page: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// A log file, the reaction fixture and the exporter's configuration (internals on).
+/// Writes a state file (format 1) for the journal in `directory` at `cursor`, saved now.
+fn write_journal_state(dir: &Path, directory: &str, cursor: &str) {
+    let state = serde_json::json!({
+        "format": "reaction-metrics-exporter/state/1",
+        "saved_at_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        "source": {"kind": "journal", "unit": UNIT, "directory": directory},
+        "position": {"kind": "journal", "cursor": cursor},
+        "counts": []
+    });
+    std::fs::write(state_path(dir), state.to_string()).unwrap();
+}
+
+/// A page after a saved journal cursor was given up: once, counted as an invalid
+/// position, and journalctl not failing (restarted) on it.
+fn assert_cursor_given_up_once(page: &str) {
+    assert_eq!(
+        counter(page, "reaction_exporter_positions_invalid_total", &[]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        counter(
+            page,
+            "reaction_exporter_source_errors_total",
+            &[("source", "journald")]
+        ),
+        0.0,
+        "journalctl was not retried on the cursor: {page}"
+    );
+}
+
+/// The cursor of the state file the exporter saved.
+fn saved_cursor(dir: &Path) -> String {
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_path(dir)).unwrap()).unwrap();
+    saved["position"]["cursor"].as_str().unwrap().to_string()
+}
+
 fn file_setup(dir: &Path) -> (Reaction, PathBuf, String) {
     let r = Reaction::new(dir, &reaction_config());
     let log = dir.join("reaction.log");
@@ -197,45 +238,24 @@ fn a_nul_byte_in_a_saved_journal_cursor_is_refused_and_the_journal_is_read() {
     ];
     journal.write(&entries);
     let config = journald_config(&journal.dir, &journalctl(), &r, dir.path(), INTERNALS);
-    let directory = journal.dir.display().to_string();
-    let state = serde_json::json!({
-        "format": "reaction-metrics-exporter/state/1",
-        "saved_at_ms": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-        "source": {"kind": "journal", "unit": UNIT, "directory": directory},
-        "position": {"kind": "journal", "cursor": "s=0123\u{0};i=1"},
-        "counts": []
-    });
-    std::fs::write(state_path(dir.path()), state.to_string()).unwrap();
+    write_journal_state(
+        dir.path(),
+        &journal.dir.display().to_string(),
+        "s=0123\u{0};i=1",
+    );
 
     let e = Exporter::start(dir.path(), &config);
     e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
     let page = e.scrape();
     assert_eq!(counter(&page, "reaction_match_count", &[]), 1.0, "{page}");
-    assert_eq!(
-        counter(&page, "reaction_exporter_positions_invalid_total", &[]),
-        1.0
-    );
-    assert_eq!(
-        counter(
-            &page,
-            "reaction_exporter_source_errors_total",
-            &[("source", "journald")]
-        ),
-        0.0,
-        "{page}"
-    );
+    assert_cursor_given_up_once(&page);
     let (status, logs) = e.terminate_with_logs();
     assert!(status.success());
     assert!(logs.contains("is not one journalctl prints"), "{logs}");
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_path(dir.path())).unwrap()).unwrap();
-    let cursor = saved["position"]["cursor"].as_str().unwrap();
+    let cursor = saved_cursor(dir.path());
     assert!(
         cursor.starts_with("s=") && !cursor.contains('\0'),
-        "{saved}"
+        "{cursor}"
     );
 }
 
@@ -260,17 +280,7 @@ fn a_cursor_journalctl_refuses_falls_back_to_its_time() {
     // Syntactically a cursor (the state file takes it), but no journal's: journalctl
     // refuses it. It records the second entry's time.
     let refused = format!("s=not-an-id;i=2;t={:x}", entries[1].usec);
-    let state = serde_json::json!({
-        "format": "reaction-metrics-exporter/state/1",
-        "saved_at_ms": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-        "source": {"kind": "journal", "unit": UNIT, "directory": journal.dir.display().to_string()},
-        "position": {"kind": "journal", "cursor": refused},
-        "counts": []
-    });
-    std::fs::write(state_path(dir.path()), state.to_string()).unwrap();
+    write_journal_state(dir.path(), &journal.dir.display().to_string(), &refused);
 
     let e = Exporter::start(dir.path(), &config);
     e.wait_log(LAST_LINE_WARNING, Duration::from_secs(20));
@@ -281,20 +291,7 @@ fn a_cursor_journalctl_refuses_falls_back_to_its_time() {
         "{page}"
     );
     assert_eq!(counter(&page, "reaction_match_count", &[]), 1.0, "{page}");
-    assert_eq!(
-        counter(&page, "reaction_exporter_positions_invalid_total", &[]),
-        1.0,
-        "{page}"
-    );
-    assert_eq!(
-        counter(
-            &page,
-            "reaction_exporter_source_errors_total",
-            &[("source", "journald")]
-        ),
-        0.0,
-        "journalctl was not retried on the cursor: {page}"
-    );
+    assert_cursor_given_up_once(&page);
     let (status, logs) = e.terminate_with_logs();
     assert!(status.success());
     assert!(
@@ -302,10 +299,8 @@ fn a_cursor_journalctl_refuses_falls_back_to_its_time() {
         "{logs}"
     );
     assert!(logs.contains("@1700000000.001000"), "{logs}");
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_path(dir.path())).unwrap()).unwrap();
-    let cursor = saved["position"]["cursor"].as_str().unwrap();
-    assert!(cursor.starts_with("s=") && cursor != refused, "{saved}");
+    let cursor = saved_cursor(dir.path());
+    assert!(cursor.starts_with("s=") && cursor != refused, "{cursor}");
 }
 
 // ---- Faults of the exporter itself ------------------------------------------------------

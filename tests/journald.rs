@@ -341,29 +341,28 @@ fn missing_journalctl_is_logged_counted_and_recovers_without_restart() {
     assert!(e.terminate().success());
 }
 
-/// Guards `reaction.logs.max_line_length` on journald (it once reached only the file
-/// tailer): an entry far longer than the limit is dropped and counted, the entries around
-/// it are counted as usual.
-#[test]
-fn an_oversized_entry_is_dropped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_r, mut journal, config) = setup(dir.path(), 0, INTERNALS);
-    let config = config.replace(
-        "    start_at: beginning\n",
-        "    start_at: beginning\n    max_line_length: 256\n",
-    );
-    assert!(config.contains("max_line_length: 256"));
+/// Writes a match, one whose IP has `digits` digits (a MESSAGE past any line limit), and
+/// another match, then starts the exporter on them: it counts the two matches, each with
+/// its labels, and the long one as a line rejected `too_long`.
+fn a_huge_match_between_two(
+    journal: &mut Journal,
+    dir: &std::path::Path,
+    config: &str,
+    digits: usize,
+) -> Exporter {
     let huge = format!(
         "INFO ssh.failedlogin: match [\"{}\", \"x\"]",
-        "9".repeat(100_000)
+        "9".repeat(digits)
     );
     let entries = [
         journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
         journal.next(&huge),
         journal.next(ssh_match("2.2.2.2", "bob").trim_end()),
     ];
+    drop(huge);
     journal.write(&entries);
-    let e = Exporter::start(dir.path(), &config);
+    drop(entries);
+    let e = Exporter::start(dir, config);
     let mut counts = Counts::default();
     counts.until(&e, "the two matches", |c| {
         c.total("reaction_match_count") >= 2.0
@@ -376,14 +375,32 @@ fn an_oversized_entry_is_dropped_and_counted() {
             (owned(&match_labels("2.2.2.2", "bob")), 1.0),
         ]
     );
-    let rejected = |reason: &str| {
+    assert_eq!(
         value(
             &counts.last,
             "reaction_exporter_lines_rejected_total",
-            &[("reason", reason)],
-        )
-    };
-    assert_eq!(rejected("too_long"), Some(1.0), "log:\n{}", e.logs());
+            &[("reason", "too_long")],
+        ),
+        Some(1.0),
+        "log:\n{}",
+        e.logs()
+    );
+    e
+}
+
+/// Guards `reaction.logs.max_line_length` on journald (it once reached only the file
+/// tailer): an entry far longer than the limit is dropped and counted, the entries around
+/// it are counted as usual.
+#[test]
+fn an_oversized_entry_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_r, mut journal, config) = setup(dir.path(), 0, INTERNALS);
+    let config = config.replace(
+        "    start_at: beginning\n",
+        "    start_at: beginning\n    max_line_length: 256\n",
+    );
+    assert!(config.contains("max_line_length: 256"));
+    let e = a_huge_match_between_two(&mut journal, dir.path(), &config, 100_000);
     assert!(
         e.logs()
             .contains("was dropped: longer than reaction.logs.max_line_length"),
@@ -403,44 +420,11 @@ fn a_20_mib_entry_is_skipped_within_100_mib() {
     let dir = tempfile::tempdir().unwrap();
     let (_r, mut journal, config) = setup(dir.path(), 0, INTERNALS);
     assert!(!config.contains("max_line_length"), "the default applies");
-    let huge = format!(
-        "INFO ssh.failedlogin: match [\"{}\", \"x\"]",
-        "9".repeat(20 * 1024 * 1024)
-    );
-    let entries = [
-        journal.next(ssh_match("1.1.1.1", "alice").trim_end()),
-        journal.next(&huge),
-        journal.next(ssh_match("2.2.2.2", "bob").trim_end()),
-    ];
-    drop(huge);
-    journal.write(&entries);
-    let e = Exporter::start(dir.path(), &config);
-    let mut counts = Counts::default();
-    counts.until(&e, "the two matches", |c| {
-        c.total("reaction_match_count") >= 2.0
-    });
-    settles(&mut counts, &e);
+    let e = a_huge_match_between_two(&mut journal, dir.path(), &config, 20 * 1024 * 1024);
     let peak = peak_rss(e.child.id());
     eprintln!(
         "a 20 MiB journal entry skipped: exporter peak RSS {:.1} MiB",
         peak as f64 / 1048576.0
-    );
-    assert_eq!(
-        counts.series("reaction_match_count"),
-        vec![
-            (owned(&match_labels("1.1.1.1", "alice")), 1.0),
-            (owned(&match_labels("2.2.2.2", "bob")), 1.0),
-        ]
-    );
-    assert_eq!(
-        value(
-            &counts.last,
-            "reaction_exporter_lines_rejected_total",
-            &[("reason", "too_long")],
-        ),
-        Some(1.0),
-        "log:\n{}",
-        e.logs()
     );
     assert!(
         peak <= 100 * 1024 * 1024,
