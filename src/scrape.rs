@@ -27,7 +27,7 @@ use crate::internal::counts::Reader;
 use crate::internal::events::{CardinalityOverflow, ScrapeUndelivered};
 use crate::internal::Internal;
 use crate::label::{Labeller, MemorySnapshot};
-use crate::metric::{Legacy, Metric, OVERFLOW_KEY};
+use crate::metric::{Legacy, Metric};
 use crate::source::Position;
 use crate::state::{saved_counts, Checkpointer, SavedCount};
 use crate::status::StatusRefresher;
@@ -72,7 +72,7 @@ impl Carry {
                 *c = c.saturating_add(v);
                 continue;
             }
-            let key = if is_overflow(&key) {
+            let key = if key.1.is_overflow() {
                 key
             } else {
                 let n = self.series.entry(key.0).or_default();
@@ -95,11 +95,6 @@ impl Carry {
         self.series.clear();
         std::mem::take(&mut self.counts)
     }
-}
-
-/// An overflow series (the SDK's, or one of ours), as opposed to a series of its own.
-fn is_overflow(key: &SeriesKey) -> bool {
-    key.1.iter().any(|(k, _)| k == OVERFLOW_KEY)
 }
 
 /// Counts collected but not delivered yet, and the position they reach.
@@ -428,7 +423,7 @@ impl Scraper {
         } = c;
         let overflowed = sums
             .iter()
-            .filter(|(k, _)| is_overflow(k))
+            .filter(|(k, _)| k.1.is_overflow())
             .fold(0u64, |n, (_, v)| n.saturating_add(*v));
         overflowed_events(&self.internal, overflowed);
         // In place: a 100k-series delta is not rehashed.

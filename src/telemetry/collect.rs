@@ -61,6 +61,12 @@ impl Attrs {
         Attrs::from_pairs([(crate::metric::OVERFLOW_KEY, "true")])
     }
 
+    /// Whether these are an overflow series' attributes (they hold `otel.metric.overflow`:
+    /// the SDK's overflow series, or one of ours).
+    pub fn is_overflow(&self) -> bool {
+        self.iter().any(|(k, _)| k == crate::metric::OVERFLOW_KEY)
+    }
+
     /// The pairs, sorted by key.
     pub fn iter(&self) -> Pairs<'_> {
         Pairs {
@@ -303,6 +309,9 @@ mod tests {
         let a = Attrs::from_pairs([("user", "root"), ("ip", "192.0.2.1")]);
         assert_eq!(a.get("user"), Some("root"));
         assert_eq!(a.get("stream"), None);
+        assert!(!a.is_overflow());
+        assert!(Attrs::overflow().is_overflow());
+        assert_eq!(Attrs::overflow().get("otel.metric.overflow"), Some("true"));
     }
 
     /// Guards the change from `Vec<(String, String)>` (issue 13): equality, hashing and

@@ -179,7 +179,7 @@ impl Cumulative {
     where
         V: std::ops::AddAssign + Default + Copy,
     {
-        let overflow = is_overflow(&key.1);
+        let overflow = key.1.is_overflow();
         if let Some(t) = map(totals).get_mut(&key) {
             *t += v;
             return overflow;
@@ -242,10 +242,6 @@ impl Default for Totals {
             series: HashMap::new(),
         }
     }
-}
-
-fn is_overflow(attrs: &Attrs) -> bool {
-    attrs.iter().any(|(k, _)| k == OVERFLOW_KEY)
 }
 
 #[cfg(test)]
