@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::reader::MetricReader;
 
 use reaction_metrics_exporter::app::App;
 use reaction_metrics_exporter::config::{Config, ConfigFormat, LogSource};
@@ -153,7 +151,7 @@ fn write_log(path: &Path, n: usize, distinct: usize) -> LogFile {
 // ---- The exporter's pieces, as App::build wires them -------------------------------------
 
 struct Rig {
-    telemetry: Telemetry,
+    telemetry: Arc<Telemetry>,
     internal: Arc<Internal>,
     status: Arc<StatusRefresher>,
     scraper: Arc<Scraper>,
@@ -438,7 +436,7 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
     reset_hwm();
     let rig = build(config.clone()).await;
     let attrs = series_attrs(k);
-    let inst = &rig.telemetry.instruments;
+    let inst = &rig.telemetry.instruments();
     let mut v: [Vec<f64>; 7] = Default::default();
     let (mut text_bytes, mut om_bytes) = (0, 0);
     for _ in 0..reps {
@@ -469,18 +467,18 @@ async fn render_bench(config: &Config, k: usize, reps: usize) -> RenderRow {
         rig.status.refresh().await;
         v[3].push(ms(t.elapsed()));
         let t = Instant::now();
-        let mut rm = ResourceMetrics::default();
-        rig.telemetry
+        let (collections, error) = rig
+            .telemetry
             .pull_reader
             .as_ref()
             .expect("the bench serves /metrics")
-            .collect(&mut rm)
-            .unwrap();
+            .collect();
+        assert!(error.is_none(), "{error:?}");
         v[4].push(ms(t.elapsed()));
         let t = Instant::now();
-        let c = Collected::from_resource_metrics(&rm);
+        let c = Collected::from_collections(&collections);
         v[5].push(ms(t.elapsed()));
-        drop(rm);
+        drop(collections);
         let mut exp = Exposition::default();
         for ((f, a), n) in &c.sums {
             exp.push(*f, a, *n as f64);

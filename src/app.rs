@@ -35,8 +35,8 @@ use crate::web::WebHandle;
 /// Everything `start` runs, built from a configuration.
 pub struct App {
     pub(crate) config: Arc<Config>,
-    /// The meter provider, its instruments and the `/metrics` reader.
-    pub telemetry: Telemetry,
+    /// The meter providers, their instruments and the `/metrics` reader.
+    pub telemetry: Arc<Telemetry>,
     /// The self-monitoring (also the sources' observer).
     pub internal: Arc<Internal>,
     /// What answers `/metrics`; none when it is off (`listen.enabled: false`).
@@ -46,9 +46,9 @@ pub struct App {
     /// Where to resume the source (from the state file, within the recall window).
     pub(crate) resume: Option<Position>,
     pub(crate) checkpoint: Arc<Checkpointer>,
-    /// With OTLP on: how often reaction's status and pending actions are refreshed for it
-    /// (scrapes refresh them too).
-    status_refresh: Option<(Arc<StatusRefresher>, Duration)>,
+    /// With OTLP on: reaction's status and pending actions are refreshed for it every
+    /// interval of the push (scrapes refresh them too).
+    status_refresh: Option<(Arc<StatusRefresher>, otlp::OtlpPush)>,
     /// The OTLP push, when on.
     otlp: Option<otlp::OtlpPush>,
     /// The web configuration (TLS, basic auth, headers) in force; `reload` puts another in
@@ -74,20 +74,19 @@ impl App {
                  OTLP endpoint, or serve /metrics)"
             );
         }
-        let refresh_every = otlp.as_ref().map(|o| o.interval());
         let web = WebHandle::new(config.listen.web_config.as_deref(), internal.clone())
             .context("listen.web_config")?;
         // Only with the HTTP server on: nothing else reads it.
         let cumulative_reader =
             (serving && config.metrics.otel_endpoint.enabled).then(SharedReader::delta);
-        let telemetry = Telemetry::new_with(
+        let telemetry = Arc::new(Telemetry::new_with(
             config.metrics.cardinality_limit,
             resource,
             serving,
             otlp.as_ref().map(|o| o.reader()),
             cumulative_reader.clone(),
             internal.clone(),
-        );
+        ));
         let client = Arc::new(ReactionClient::new(client_config(&config)));
         let labeller = Arc::new(Mutex::new(Labeller::new(config.clone())));
         let status = Arc::new(StatusRefresher::new(
@@ -114,7 +113,7 @@ impl App {
         });
         let mut ingest = Ingest::new(
             labeller.clone(),
-            telemetry.instruments.clone(),
+            telemetry.current_instruments(),
             internal.clone(),
             client,
             status.clone(),
@@ -155,7 +154,7 @@ impl App {
                         .iter()
                         .map(|(k, v)| opentelemetry::KeyValue::new(k.to_string(), v.to_string()))
                         .collect();
-                    telemetry.instruments.add(metric, n, &attrs);
+                    telemetry.instruments().add(metric, n, &attrs);
                 }
                 push.continue_with(Arc::new(PushCheckpoint {
                     processed: ingest.processed.clone(),
@@ -186,7 +185,7 @@ impl App {
             ingest,
             resume,
             checkpoint,
-            status_refresh: refresh_every.map(|every| (status, every)),
+            status_refresh: otlp.clone().map(|push| (status, push)),
             otlp,
             web,
             otel_endpoint,
@@ -224,13 +223,12 @@ impl App {
             )
         });
         let mut pushing = otlp.as_ref().map(otlp::OtlpPush::start);
-        let refresher = status_refresh.map(|(status, every)| {
+        let refresher = status_refresh.map(|(status, push)| {
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
                     status.refresh().await;
+                    // The interval in force (a reload may change it).
+                    tokio::time::sleep(push.interval()).await;
                 }
             })
         });
@@ -348,6 +346,9 @@ impl App {
                 web: reload_web,
                 internal: internal.clone(),
                 notifier: notifier.clone(),
+                telemetry: telemetry.clone(),
+                cumulative: otel_endpoint.as_ref().map(|(_, c)| c.clone()),
+                push: otlp.clone(),
             }
             .run(reloads),
         );
@@ -478,8 +479,8 @@ impl App {
             p.shutdown(defaults::FINAL_EXPORT_WAIT, save_state).await;
         }
         // Nothing left for the readers to do: both are manual.
-        let provider = telemetry.provider.clone();
-        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+        let providers = telemetry.clone();
+        match tokio::task::spawn_blocking(move || providers.shutdown()).await {
             Ok(Err(e)) => tracing::debug!("meter provider shutdown: {e}"),
             Err(e) => tracing::warn!("meter provider shutdown: {e}"),
             Ok(Ok(())) => {}

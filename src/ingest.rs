@@ -17,7 +17,7 @@ use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
 use crate::source::{Batch, LogLine, Position};
 use crate::status::StatusRefresher;
-use crate::telemetry::Instruments;
+use crate::telemetry::{current, CurrentInstruments};
 
 /// The pipeline between batches: locked by the pipeline while it records a batch (and
 /// released while it waits for reaction's configuration in the middle of one), and by a
@@ -47,7 +47,8 @@ impl InsideBatch for Batches {
 /// when it has to.
 pub struct Ingest {
     pub(crate) labeller: Arc<Mutex<Labeller>>,
-    pub(crate) instruments: Arc<Instruments>,
+    /// The instruments in force (a reload may replace them between two batches).
+    pub(crate) instruments: CurrentInstruments,
     pub(crate) internal: Arc<Internal>,
     pub(crate) client: Arc<ReactionClient>,
     /// What reaction says about itself (told when reaction restarts).
@@ -62,7 +63,7 @@ pub struct Ingest {
 impl Ingest {
     pub(crate) fn new(
         labeller: Arc<Mutex<Labeller>>,
-        instruments: Arc<Instruments>,
+        instruments: CurrentInstruments,
         internal: Arc<Internal>,
         client: Arc<ReactionClient>,
         status: Arc<StatusRefresher>,
@@ -162,6 +163,9 @@ impl Ingest {
             return;
         };
         self.internal.lines_read(batch.len() as u64, last.time);
+        // Replaced only while the pipeline's lock is free: taken again after each wait
+        // without it, so that nothing is recorded into instruments a reload retired.
+        let mut instruments = current(&self.instruments);
         for line in batch {
             let event = match parse_line(&line.text) {
                 Ok(Some(e)) => e,
@@ -192,16 +196,18 @@ impl Ingest {
                     .label(line.time, &event, &self.internal, !can_reload, line.lossy);
             if labelled.stale_config {
                 self.reload_mid_batch(held).await;
+                instruments = current(&self.instruments);
                 labelled =
                     self.labeller()
                         .label(line.time, &event, &self.internal, true, line.lossy);
             }
             if let Some((family, attrs)) = labelled.record {
-                self.instruments.add(family, 1, &attrs);
+                instruments.add(family, 1, &attrs);
             }
             if labelled.restarted {
                 self.status.reaction_restarted();
                 self.reload_mid_batch(held).await;
+                instruments = current(&self.instruments);
             }
         }
     }

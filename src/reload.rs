@@ -1,9 +1,9 @@
 //! A configuration reload (SIGHUP): what of a newly loaded configuration can be put in force
 //! while the exporter runs, and what keeps its running value until a restart.
 //!
-//! Pure over two configurations ([`plan`]); `app` applies the plan (log level, labeller,
-//! `/metrics`' self-monitoring switch, web configuration) and `internal::events` logs and
-//! counts it.
+//! Which keys change is pure over two configurations ([`plan`]); the [`Reloader`] applies
+//! the plan (log level, labeller, `/metrics`' self-monitoring switch, web configuration,
+//! the events provider, the OTLP push's settings) and `internal::events` logs and counts it.
 //!
 //! Reloaded, because each is read afresh for every event, scrape or connection, so that an
 //! event is labelled wholly by the configuration before or wholly by the one after:
@@ -13,20 +13,34 @@
 //!   batches of lines;
 //! - `listen.web_config`: the web configuration of the next connection.
 //!
+//! Reloaded by replacing what holds them, with nothing lost or counted twice:
+//! - `metrics.cardinality_limit`: a new events meter provider is built with it and put in
+//!   force between two batches (the OpenTelemetry SDK sets an instrument's limit when it
+//!   makes it); each reader's next collection takes what the old one still holds (see
+//!   `telemetry::readers`), so nothing is lost or counted twice. The carry-over of
+//!   undelivered scrapes, `/metrics/otel`'s totals and the OTLP buffer take the new limit;
+//!   series past a lowered limit stay, new ones go to the overflow series;
+//! - `otlp.*` (with the `OTEL_*` variables, read again) but the two below: the endpoint,
+//!   protocol, headers, compression, TLS files, timeout, interval and request size from
+//!   the next request on, what is queued included; the resource from the next collection.
+//!
 //! Kept until a restart (each logged, naming the key), because something built at start
 //! holds it and rebuilding it would lose or double counts:
 //! - `listen.*` but `web_config`: the bound socket and the server's limits;
 //! - `reaction.logs.*`: the source and its saved position;
 //! - `reaction.config`, `.socket`, `.binary`, `.timeout`: the reaction client;
-//! - `metrics.cardinality_limit`: set in the meter provider's views when it is built (the
-//!   OpenTelemetry SDK has no way to change a view afterwards), and in the readers' buffers;
 //! - `metrics.attribution_memory`: the size of memories already filled, and of the state
 //!   file's;
 //! - `metrics.otel_endpoint.*`: the second reader, built with the meter provider;
-//! - `otlp.*`: the push, its reader and the resource, built with the meter provider;
+//! - `otlp` turning the push on or off (its reader is built with the providers, its
+//!   tasks with the exporter), and `otlp.temporality` (a reader's temporality is fixed);
+//! - `metrics.cardinality_limit` while the OTLP push has cumulative temporality: a new
+//!   reader would restart every counter it sends at zero;
 //! - `state.*`: the state file the running exporter checkpoints to.
 
 use std::sync::{Arc, Mutex, PoisonError};
+
+use opentelemetry_sdk::metrics::Temporality;
 
 use crate::config::{Config, Listen, Metrics, Reaction, StateConfig};
 use crate::ingest::Processed;
@@ -36,6 +50,9 @@ use crate::label::Labeller;
 use crate::logging::Logging;
 use crate::notify::Notifier;
 use crate::scrape::Scraper;
+use crate::telemetry::cumulative::Cumulative;
+use crate::telemetry::otlp::{self, OtlpPush};
+use crate::telemetry::Telemetry;
 use crate::web::WebHandle;
 
 /// How `main` loads the configuration again: the same file and command-line overrides as
@@ -71,6 +88,12 @@ pub(crate) struct Reloader {
     pub(crate) web: WebHandle,
     pub(crate) internal: Arc<Internal>,
     pub(crate) notifier: Arc<Notifier>,
+    /// The providers, rebuilt by a change of the cardinality limit.
+    pub(crate) telemetry: Arc<Telemetry>,
+    /// `/metrics/otel`'s totals, when on.
+    pub(crate) cumulative: Option<Arc<Cumulative>>,
+    /// The OTLP push, when on.
+    pub(crate) push: Option<OtlpPush>,
 }
 
 impl Reloader {
@@ -104,10 +127,20 @@ impl Reloader {
                 return "configuration reload refused (see the log): running on the previous one";
             }
         };
-        let plan = plan(&self.running, loaded);
+        let mut plan = plan(&self.running, loaded);
+        // Prepared before anything is applied: a transport can still fail (a TLS file).
+        let otlp = match self.otlp(&mut plan) {
+            Ok(o) => o,
+            Err(e) => {
+                self.internal.emit(ConfigReloadFailed {
+                    error: &format!("key `otlp`: {e}"),
+                });
+                return "configuration reload refused (see the log): running on the previous one";
+            }
+        };
         if plan.changed("listen.web_config") {
-            // First, and the only step that can still fail (its file may have changed
-            // since the check at load): nothing else is applied if it does.
+            // The last step that can still fail (its file may have changed since the check
+            // at load), and the first to apply anything: nothing else is applied if it does.
             if let Err(e) = self.web.reload(plan.config.listen.web_config.as_deref()) {
                 self.internal.emit(ConfigReloadFailed {
                     error: &format!("key `listen.web_config`: {e}"),
@@ -116,7 +149,24 @@ impl Reloader {
             }
         }
         for key in &plan.kept {
-            self.internal.emit(ReloadKeyKept { key });
+            let why = plan.why.iter().find(|(k, _)| k == key).map(|(_, w)| *w);
+            self.internal.emit(ReloadKeyKept { key, why });
+        }
+        if plan.changed("metrics.cardinality_limit") {
+            self.set_cardinality_limit(plan.config.metrics.cardinality_limit)
+                .await;
+        }
+        if let (Some(push), Some(prepared)) = (&self.push, otlp) {
+            push.apply(prepared);
+        }
+        if plan.changed("otlp") {
+            let resource = resource(&plan.config);
+            if let Some(push) = &self.push {
+                push.set_resource(&resource);
+            }
+            if let Some(cumulative) = &self.cumulative {
+                cumulative.set_resource(&resource);
+            }
         }
         if labels_change(&plan) {
             let config = Arc::new(plan.config.clone());
@@ -146,6 +196,100 @@ impl Reloader {
         self.running = plan.config;
         "configuration reloaded"
     }
+
+    /// What of `otlp` can change: the push's new settings, prepared; what cannot is kept
+    /// in `plan` (turning the push on or off, its temporality), and so is a new cardinality
+    /// limit while the push has cumulative temporality.
+    fn otlp(&self, plan: &mut Plan) -> Result<Option<otlp::Prepared>, otlp::OtlpError> {
+        let running = self.push.as_ref().map(OtlpPush::temporality);
+        if running == Some(Temporality::Cumulative) {
+            plan.keep(
+                "metrics.cardinality_limit",
+                "the OTLP push has cumulative temporality (a new reader would restart its \
+                 counters at zero)",
+                |c| &mut c.metrics.cardinality_limit,
+                &self.running,
+            );
+        }
+        if !plan.changed("otlp") {
+            return Ok(None);
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        let loaded = otlp::settings::resolve(&plan.config.otlp, &env)?;
+        for w in &loaded.warnings {
+            tracing::warn!("OTLP: {w}");
+        }
+        let (push, mut settings) = match (&self.push, loaded.settings) {
+            (Some(push), Some(settings)) => (push, settings),
+            // Off and staying off: only the resource (`/metrics/otel`) changes.
+            (None, None) => return Ok(None),
+            _ => {
+                plan.keep(
+                    "otlp",
+                    "it turns the OTLP push on or off, which needs a restart",
+                    |c| &mut c.otlp,
+                    &self.running,
+                );
+                return Ok(None);
+            }
+        };
+        if settings.temporality != push.temporality() {
+            plan.keep(
+                "otlp.temporality",
+                "a reader's temporality is set when it is built",
+                |c| &mut c.otlp.temporality,
+                &self.running,
+            );
+            settings.temporality = push.temporality();
+            if plan.config.otlp == self.running.otlp {
+                // Nothing else changed in it.
+                plan.changed.retain(|k| *k != "otlp");
+                return Ok(None);
+            }
+        }
+        push.prepare(settings).map(Some)
+    }
+
+    /// Put a new events provider with `limit` in force between two batches, and the limit
+    /// in every reader's own bounds.
+    async fn set_cardinality_limit(&self, limit: usize) {
+        // Building allocates the SDK's tables for the limit: off the async threads.
+        let telemetry = self.telemetry.clone();
+        let resource = self.telemetry.resource();
+        let rebuilt =
+            match tokio::task::spawn_blocking(move || telemetry.rebuild(limit, resource)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // A panic (a bug): the running provider and limit stay.
+                    tracing::error!("metrics.cardinality_limit: building the provider failed: {e}");
+                    return;
+                }
+            };
+        {
+            let _between = self.processed.lock().await;
+            self.telemetry.put_in_force(rebuilt);
+        }
+        if let Some(scraper) = &self.scraper {
+            scraper.set_limit(limit);
+        }
+        if let Some(cumulative) = &self.cumulative {
+            cumulative.set_limit(limit);
+        }
+        if let Some(push) = &self.push {
+            push.set_limit(limit);
+        }
+    }
+}
+
+/// The resource `config` and the environment give (as at start).
+fn resource(config: &Config) -> opentelemetry_sdk::Resource {
+    let env = |k: &str| std::env::var(k).ok();
+    let (attributes, warnings) =
+        otlp::resource::attributes(&config.otlp, &env, &otlp::resource::Host::detect());
+    for w in &warnings {
+        tracing::warn!("OTLP: {w}");
+    }
+    otlp::resource::build(&attributes)
 }
 
 /// What a reload puts in force.
@@ -158,9 +302,31 @@ pub(crate) struct Plan {
     pub(crate) changed: Vec<&'static str>,
     /// Keys whose value changed in the file but cannot change while running: kept.
     pub(crate) kept: Vec<&'static str>,
+    /// Why a key is kept, when it is not that it never changes while running.
+    pub(crate) why: Vec<(&'static str, &'static str)>,
 }
 
 impl Plan {
+    /// Keep the running value of `key` (the part of a configuration `field` gives) because
+    /// of `why`, if it changed: it is no longer among the changed keys.
+    pub(crate) fn keep<T: PartialEq + Clone>(
+        &mut self,
+        key: &'static str,
+        why: &'static str,
+        field: impl Fn(&mut Config) -> &mut T,
+        running: &Config,
+    ) {
+        let before = field(&mut running.clone()).clone();
+        let now = field(&mut self.config);
+        if *now == before {
+            return;
+        }
+        *now = before;
+        self.changed.retain(|k| *k != key);
+        self.kept.push(key);
+        self.why.push((key, why));
+    }
+
     /// Whether `key` (as listed in `changed`) changed.
     pub(crate) fn changed(&self, key: &str) -> bool {
         self.changed.contains(&key)
@@ -243,19 +409,20 @@ pub(crate) fn plan(running: &Config, loaded: Config) -> Plan {
     reload!("metrics.all", metrics.all);
     reload!("metrics.for", metrics.for_);
     reload!("metrics.export", metrics.export);
-    keep!("metrics.cardinality_limit", metrics.cardinality_limit);
+    reload!("metrics.cardinality_limit", metrics.cardinality_limit);
     keep!("metrics.attribution_memory", metrics.attribution_memory);
     reload!(
         "metrics.max_label_value_length",
         metrics.max_label_value_length
     );
     keep!("metrics.otel_endpoint", metrics.otel_endpoint);
-    keep!("otlp", otlp);
+    reload!("otlp", otlp);
     keep!("state", state);
     Plan {
         config,
         changed,
         kept,
+        why: Vec::new(),
     }
 }
 
@@ -341,17 +508,21 @@ mod tests {
                 "listen.max_connections",
                 "reaction.logs",
                 "reaction.timeout",
-                "metrics.cardinality_limit",
                 "metrics.attribution_memory",
                 "metrics.otel_endpoint",
-                "otlp",
                 "state"
             ]
         );
-        assert_eq!(p.changed, ["metrics.all"]);
-        // Everything kept is the running value; the reloadable change is in.
+        assert_eq!(
+            p.changed,
+            ["metrics.all", "metrics.cardinality_limit", "otlp"],
+            "whether the OTLP part can change is decided with the running push"
+        );
+        // Everything kept is the running value; the reloadable changes are in.
         let mut expected = running.clone();
         expected.metrics.all = p.config.metrics.all.clone();
+        expected.metrics.cardinality_limit = 10;
+        expected.otlp = p.config.otlp.clone();
         assert_eq!(p.config, expected);
         assert_eq!(p.config.listen.port, 9100);
         assert_eq!(

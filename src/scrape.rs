@@ -20,8 +20,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-
 use crate::ingest::Processed;
 use crate::internal::counts::Reader;
 use crate::internal::events::{CardinalityOverflow, ScrapeUndelivered};
@@ -283,6 +281,12 @@ impl Scraper {
         }
     }
 
+    /// Carry over at most `limit` series per metric from now on (a reload of
+    /// `metrics.cardinality_limit`): series carried already stay.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.ledger().carry.limit = limit;
+    }
+
     /// Show the exporter's own families from the next page on, or not (a reload of
     /// `metrics.export.internals`).
     pub(crate) fn set_internals(&self, on: bool) {
@@ -394,19 +398,11 @@ impl Scraper {
     }
 
     fn collect(&self) -> Collected {
-        let mut rm = ResourceMetrics::default();
-        let observed = match self.reader.collect_own(&mut rm) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!("collecting metrics failed: {e}");
-                Default::default()
-            }
-        };
-        let mut c = Collected::from_resource_metrics(&rm);
-        // Not what another reader's collection observed (see `telemetry::observed`).
-        c.gauges
-            .retain(|(m, attrs), _| observed.keeps_attrs(*m, attrs));
-        c
+        let (collections, error) = self.reader.collect();
+        if let Some(e) = error {
+            tracing::error!("collecting metrics failed: {e}");
+        }
+        Collected::from_collections(&collections)
     }
 
     /// Legacy delta families on one side; the exporter's own counters added to their

@@ -289,13 +289,13 @@ fn keys_that_need_a_restart_are_logged_and_kept() {
         )
         .replace(
             "internals: true\n",
-            "internals: true\n  cardinality_limit: 50\n",
+            "internals: true\n  attribution_memory: 50\n",
         );
     assert_ne!(changed, config);
     rewrite(&e, &changed);
     reload(&e, "ok", 1.0, &pages);
     let logs = e.logs();
-    for key in ["listen.port", "reaction.logs", "metrics.cardinality_limit"] {
+    for key in ["listen.port", "reaction.logs", "metrics.attribution_memory"] {
         assert!(
             logs.lines().any(|l| l.contains(" WARN ")
                 && l.contains(&format!("key `{key}` changed in the configuration file but cannot change while the exporter runs"))),
@@ -438,4 +438,301 @@ fn web_config_reloads() {
         (status_with(&e.addr, None) == 200).then_some(())
     });
     assert!(e.terminate().success());
+}
+
+/// The total of every series of the (delta) match family counted so far, overflow series
+/// included.
+fn all_matches(pages: &Pages) -> f64 {
+    pages.all().values().sum()
+}
+
+/// Whether a series is the overflow series.
+fn is_overflow(labels: &[(String, String)]) -> bool {
+    labels
+        .iter()
+        .any(|(k, v)| k == "otel_metric_overflow" && v == "true")
+}
+
+/// `metrics.cardinality_limit` reloads (issue 10): with a limit of 2, five new IPs in one
+/// batch give two series and the overflow series; raised to 1,000 by SIGHUP while lines are
+/// written and `/metrics` is scraped without pause, twenty new IPs in one batch get a series
+/// each. Every line is counted exactly once across the reload (the old provider's readers
+/// are collected once more), and so is the exporter's own count of lines read.
+#[test]
+fn a_raised_cardinality_limit_takes_effect_and_nothing_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let reaction = Reaction::new(dir.path(), &reaction_config());
+    let log = dir.path().join("reaction.log");
+    let config = file_config(
+        &log,
+        &reaction,
+        &format!("{INTERNALS}  cardinality_limit: 2\n"),
+    );
+    let e = Exporter::start(dir.path(), &config);
+    let pages = Pages::default();
+
+    let burst = |prefix: &str, n: usize| {
+        let text: String = (0..n)
+            .map(|i| ssh_match(&format!("{prefix}.{i}"), "root"))
+            .collect();
+        append(&log, &text);
+    };
+    burst("10.0.0", 5);
+    wait_for(WAIT, "the first 5 matches", || {
+        pages.scrape(&e);
+        (all_matches(&pages) >= 5.0).then_some(())
+    });
+    let overflowed: f64 = (pages.all().iter())
+        .filter(|(labels, _)| is_overflow(labels))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(overflowed >= 3.0, "{:?}", pages.all());
+
+    // During: a writer and a scraper run while the reload happens.
+    rewrite(
+        &e,
+        &config.replace("cardinality_limit: 2\n", "cardinality_limit: 1000\n"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                append(&log, &ssh_match(&format!("10.1.0.{i}"), "root"));
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        })
+    };
+    let scraper = {
+        let (pages, stop, addr) = (pages.clone(), stop.clone(), e.addr.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _, body) = get(&addr, "/metrics", Some("text/plain"));
+                assert_eq!(status, 200, "{body}");
+                let mut sums = pages.0.lock().unwrap();
+                for ((name, labels), v) in samples(&body) {
+                    if name == "reaction_match_count" {
+                        *sums.entry(labels).or_default() += v;
+                    }
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    reload(&e, "ok", 1.0, &pages);
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    scraper.join().unwrap();
+    assert!(
+        e.logs().contains("now in force: metrics.cardinality_limit"),
+        "{}",
+        e.logs()
+    );
+
+    // After: twenty new IPs in one batch, each in its own series.
+    burst("10.2.0", 20);
+    wait_for(WAIT, "every line counted", || {
+        pages.scrape(&e);
+        (all_matches(&pages) >= 225.0).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let body = pages.scrape(&e);
+    assert_eq!(
+        all_matches(&pages),
+        225.0,
+        "nothing lost or twice: {:?}",
+        pages.all()
+    );
+    let counted = ips(&pages);
+    for i in 0..20 {
+        assert_eq!(
+            counted.get(&format!("10.2.0.{i}")),
+            Some(&1.0),
+            "{counted:?}"
+        );
+    }
+    assert!(counted.values().all(|v| *v == 1.0), "{counted:?}");
+    assert_eq!(
+        total(&body, "reaction_exporter_lines_read_total", &[]),
+        225.0,
+        "the exporter's own counters are not counted again by the new provider"
+    );
+    assert!(e.terminate().success());
+}
+
+/// `otlp.*` reloads (issue 10): SIGHUP moves the push from a gRPC receiver to an HTTP one
+/// with another service name, and raises the cardinality limit, while lines are written.
+/// Every match arrives exactly once across the two receivers (what was queued for the old
+/// one goes to the new one), the exporter's own count of lines read too (a delta sum, not
+/// sent again whole by the new provider), and every point the new receiver gets carries
+/// the new resource. Turning the push off is kept until a restart, and logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
+    use crate::otlp::{blocking, eventually, otlp_config, setup, start, Protocol};
+    use crate::receivers::{Receiver, Store};
+
+    let a = Protocol::Grpc.receiver(None, Store::default()).await;
+    let b = Receiver::http(None, Store::default(), "/v1/metrics", 64 << 20, None).await;
+    let (dir, r, log) = setup();
+    let config = otlp_config(&log, &r, &a, Protocol::Grpc, INTERNALS);
+    let e = start(&dir, config.clone(), &[]).await;
+    let (sa, sb) = (a.store.clone(), b.store.clone());
+    let matches = "reaction.filter.matches";
+    let both = move |m: &str| sa.sum(m, &[]) + sb.sum(m, &[]);
+
+    let text: String = (0..50)
+        .map(|i| ssh_match(&format!("10.0.0.{i}"), "root"))
+        .collect();
+    append(&log, &text);
+    let sa = a.store.clone();
+    eventually("50 matches at the first receiver", || {
+        sa.sum(matches, &[]) >= 50.0
+    })
+    .await;
+
+    let moved = config
+        .replace(&a.endpoint(), &b.endpoint())
+        .replace("protocol: grpc", "protocol: http/protobuf")
+        .replace("  instance_id:", "  service_name: renamed\n  instance_id:")
+        .replace(
+            "internals: true\n",
+            "internals: true\n  cardinality_limit: 1000\n",
+        );
+    assert!(moved.contains("service_name: renamed") && moved.contains("cardinality_limit"));
+    std::fs::write(&e.config_path, &moved).unwrap();
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                append(&log, &ssh_match(&format!("10.1.0.{i}"), "root"));
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&e.child, SIGHUP);
+    eventually("the reload", || e.logs().contains("now in force:")).await;
+    blocking(move || writer.join().unwrap()).await;
+    append(&log, &ssh_match("10.2.0.1", "root"));
+    let total = both.clone();
+    eventually("every match at one receiver or the other", || {
+        total(matches) >= 251.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let logs = e.logs();
+    let reloaded = logs
+        .lines()
+        .find(|l| l.contains("now in force:"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        reloaded.contains("metrics.cardinality_limit") && reloaded.contains("otlp"),
+        "{reloaded}"
+    );
+    assert_eq!(both(matches), 251.0, "each match once across the reload");
+    for i in 0..200 {
+        let ip = format!("10.1.0.{i}");
+        let n = a.store.sum(matches, &[("ip", &ip)]) + b.store.sum(matches, &[("ip", &ip)]);
+        assert_eq!(n, 1.0, "{ip}");
+    }
+    assert_eq!(
+        both("reaction.exporter.lines.read"),
+        251.0,
+        "lines read, once (a delta sum over both receivers)"
+    );
+    let at_b = b.store.points();
+    assert!(
+        at_b.iter().any(|p| p.metric == matches),
+        "the new receiver got matches"
+    );
+    assert!(
+        at_b.iter().all(|p| p.resource["service.name"] == "renamed"),
+        "the new resource on every point the new receiver got"
+    );
+    assert_eq!(b.store.sum(matches, &[("ip", "10.2.0.1")]), 1.0);
+
+    // Off: kept until a restart, and said so.
+    let off = moved.replace(&format!("  endpoint: {}\n", b.endpoint()), "");
+    assert_ne!(off, moved);
+    std::fs::write(&e.config_path, &off).unwrap();
+    signal(&e.child, SIGHUP);
+    eventually("the push kept on", || {
+        e.logs().contains(
+            "key `otlp` changed in the configuration file but it turns the OTLP push on or off",
+        )
+    })
+    .await;
+    append(&log, &ssh_match("10.3.0.1", "root"));
+    let sb = b.store.clone();
+    eventually("the push goes on", || {
+        sb.sum(matches, &[("ip", "10.3.0.1")]) == 1.0
+    })
+    .await;
+    assert!(blocking(move || e.terminate().success()).await);
+}
+
+/// With the OTLP push in cumulative temporality, a new cardinality limit is kept until a
+/// restart and the log says why (a new reader would restart the counters it sends at zero),
+/// and so is a new temporality; the rest of the reload is in force, and the push goes on
+/// as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cumulative_otlp_the_cardinality_limit_and_temporality_are_kept() {
+    use crate::otlp::{blocking, eventually, otlp_config, setup, start, Protocol};
+    use crate::receivers::Store;
+
+    let rx = Protocol::Grpc.receiver(None, Store::default()).await;
+    let (dir, r, log) = setup();
+    let config = otlp_config(
+        &log,
+        &r,
+        &rx,
+        Protocol::Grpc,
+        &format!("  temporality: cumulative\n{INTERNALS}"),
+    );
+    let e = start(&dir, config.clone(), &[]).await;
+    let changed = config
+        .replace("temporality: cumulative", "temporality: delta")
+        .replace(
+            "internals: true\n",
+            "internals: true\n  cardinality_limit: 1000\n",
+        )
+        .replace("loglevel: INFO", "loglevel: DEBUG");
+    std::fs::write(&e.config_path, &changed).unwrap();
+    signal(&e.child, SIGHUP);
+    eventually("the reload", || e.logs().contains("configuration reloaded")).await;
+    let logs = e.logs();
+    assert!(
+        logs.contains(
+            "key `metrics.cardinality_limit` changed in the configuration file but the OTLP \
+             push has cumulative temporality"
+        ),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(
+            "key `otlp.temporality` changed in the configuration file but a reader's \
+             temporality is set when it is built"
+        ),
+        "{logs}"
+    );
+    let reloaded = logs
+        .lines()
+        .find(|l| l.contains("configuration reloaded"))
+        .unwrap();
+    assert!(
+        reloaded.contains("now in force: loglevel")
+            && !reloaded.contains("otlp")
+            && !reloaded.contains("cardinality"),
+        "{reloaded}"
+    );
+    append(&log, &ssh_match("10.0.0.1", "root"));
+    let store = rx.store.clone();
+    eventually("the match, still cumulative", || {
+        store
+            .points_of("reaction.filter.matches")
+            .iter()
+            .any(|p| !p.is_delta() && p.value == 1.0)
+    })
+    .await;
+    assert!(blocking(move || e.terminate().success()).await);
 }

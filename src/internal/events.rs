@@ -760,14 +760,17 @@ impl InternalEvent for ConfigReloadFailed<'_> {
 /// token).
 pub(crate) struct ReloadKeyKept<'a> {
     pub(crate) key: &'a str,
+    /// Why, when it is not that the key never changes while running.
+    pub(crate) why: Option<&'a str>,
 }
 
 impl InternalEvent for ReloadKeyKept<'_> {
     fn log(&self, _: u64) {
+        let why = self.why.unwrap_or("cannot change while the exporter runs");
         tracing::warn!(
             key = self.key,
-            "key `{}` changed in the configuration file but cannot change while the exporter \
-             runs: the running value stays until a restart",
+            "key `{}` changed in the configuration file but {why}: the running value stays \
+             until a restart",
             self.key
         );
     }

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::Resource;
 
 use super::*;
@@ -150,14 +148,9 @@ impl Env {
 
     /// The exporter's own counters since the last call (a delta reader).
     fn own_counts(&self) -> HashMap<SeriesKey, u64> {
-        let mut rm = ResourceMetrics::default();
-        self.telemetry
-            .pull_reader
-            .as_ref()
-            .unwrap()
-            .collect(&mut rm)
-            .unwrap();
-        Collected::from_resource_metrics(&rm)
+        let (collections, error) = self.telemetry.pull_reader.as_ref().unwrap().collect();
+        assert!(error.is_none(), "{error:?}");
+        Collected::from_collections(&collections)
             .sums
             .into_iter()
             .collect()

@@ -250,6 +250,53 @@ impl Collected {
         }
         c
     }
+
+    /// Everything one collection of a [`super::SharedReader`] gave: the readers' data
+    /// added up, a retired reader's gauges left out, the state gauges kept only as its own
+    /// callbacks observed them (see `telemetry::observed`).
+    pub fn from_collections(collections: &[super::readers::Collection]) -> Collected {
+        let mut all = Collected::default();
+        // Only a retired reader shares series with another (the providers' metrics are
+        // distinct): otherwise the sums are appended as they are.
+        let overlap = collections.iter().any(|c| c.retired);
+        for one in collections {
+            let mut c = Collected::from_resource_metrics(&one.rm);
+            if one.retired {
+                c.gauges.clear();
+            } else {
+                c.gauges
+                    .retain(|(m, attrs), _| one.observed.keeps_attrs(*m, attrs));
+            }
+            all.merge(c, overlap);
+        }
+        all
+    }
+
+    /// Add `other` in: sums added (each series still once if they may `overlap`), gauges
+    /// replaced.
+    fn merge(&mut self, other: Collected, overlap: bool) {
+        let Collected {
+            sums,
+            sums_f64,
+            gauges,
+        } = other;
+        if self.sums.is_empty() {
+            self.sums = sums;
+        } else if !overlap {
+            self.sums.extend(sums);
+        } else if !sums.is_empty() {
+            // Only the providers of a reload share series: rare, so a map is fine.
+            let mut by_key: HashMap<SeriesKey, u64> = std::mem::take(&mut self.sums)
+                .into_iter()
+                .collect::<HashMap<_, _>>();
+            merge_sums(&mut by_key, sums);
+            self.sums = by_key.into_iter().collect();
+        }
+        for (k, v) in sums_f64 {
+            *self.sums_f64.entry(k).or_default() += v;
+        }
+        self.gauges.extend(gauges);
+    }
 }
 
 /// Add `from` into `into`.

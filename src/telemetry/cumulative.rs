@@ -19,6 +19,7 @@
 //! when the exporter starts, with that time as their start (`_created`) time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -56,7 +57,8 @@ pub struct Cumulative {
     /// Pattern attribute keys kept (as the attributes name them: sanitized label names).
     keep: Vec<String>,
     /// Counter series per metric before the overflow series takes the rest.
-    limit: usize,
+    /// (`metrics.cardinality_limit`, which a reload may change.)
+    limit: AtomicUsize,
     internal: Arc<Internal>,
     totals: Mutex<Totals>,
 }
@@ -73,10 +75,25 @@ impl Cumulative {
         Cumulative {
             reader,
             keep,
-            limit: limit.max(1),
+            limit: AtomicUsize::new(limit.max(1)),
             internal,
             totals: Mutex::new(Totals::default()),
         }
+    }
+
+    /// Series per metric from the next fold on (a reload): series past a lower limit stay,
+    /// new ones go to the overflow series.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit.max(1), Ordering::Relaxed);
+    }
+
+    /// Show `resource` in `target_info` from now on (a reload of the resource; the
+    /// providers keep the one they were built with).
+    pub(crate) fn set_resource(&self, resource: &opentelemetry_sdk::Resource) {
+        self.totals.lock().expect("cumulative totals").resource = resource
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
     }
 
     /// Collect the reader and add what it holds into the totals.
@@ -87,23 +104,25 @@ impl Cumulative {
     /// Fold, then run `f` on the totals (under their lock: scrapes see one state).
     pub fn fold_then<R>(&self, f: impl FnOnce(&Totals) -> R) -> R {
         let mut totals = self.totals.lock().expect("cumulative totals");
-        let mut rm = ResourceMetrics::default();
-        let observed = match self.reader.collect_own(&mut rm) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!("collecting metrics for /metrics/otel failed: {e}");
-                Default::default()
-            }
-        };
-        if totals.resource.is_empty() {
-            totals.resource = rm
-                .resource()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+        let (collections, error) = self.reader.collect();
+        if let Some(e) = error {
+            tracing::error!("collecting metrics for /metrics/otel failed: {e}");
         }
-        let overflowed = self.add(&mut totals, &rm, &observed);
-        drop(rm);
+        // The providers' resource, unless a reload set another.
+        if totals.resource.is_empty() {
+            if let Some(c) = collections.first() {
+                totals.resource = (c.rm.resource().iter())
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+            }
+        }
+        // Every collection runs every gauge's callback: what it did not see is gone.
+        totals.gauges.clear();
+        let mut overflowed = 0;
+        for c in &collections {
+            overflowed += self.add(&mut totals, &c.rm, &c.observed, c.retired);
+        }
+        drop(collections);
         if overflowed > 0 {
             self.internal.emit(CardinalityOverflow {
                 reader: Reader::Cumulative,
@@ -113,13 +132,18 @@ impl Cumulative {
         f(&totals)
     }
 
-    /// Add a collection; returns the events that went to an overflow series. Straight
-    /// from the SDK's data, each point reduced to its kept attributes before anything is
-    /// copied: a fold of many IP series allocates only for the few series they fold into.
-    fn add(&self, totals: &mut Totals, rm: &ResourceMetrics, observed: &Observed) -> u64 {
+    /// Add a collection (its sums only if `retired`); returns the events that went to an
+    /// overflow series. Straight from the SDK's data, each point reduced to its kept
+    /// attributes before anything is copied: a fold of many IP series allocates only for the
+    /// few series they fold into.
+    fn add(
+        &self,
+        totals: &mut Totals,
+        rm: &ResourceMetrics,
+        observed: &Observed,
+        retired: bool,
+    ) -> u64 {
         let mut overflowed = 0;
-        // Every collection runs every gauge's callback: what it did not see is gone.
-        totals.gauges.clear();
         for scope in rm.scope_metrics() {
             for metric in scope.metrics() {
                 let Some(m) = Metric::from_otel_name(metric.name()) else {
@@ -140,6 +164,10 @@ impl Cumulative {
                             self.add_one(totals, key, p.value(), |t| &mut t.floats);
                         }
                     }
+                    // A retired provider's gauges are not current.
+                    AggregatedMetrics::U64(MetricData::Gauge(_))
+                    | AggregatedMetrics::F64(MetricData::Gauge(_))
+                        if retired => {}
                     AggregatedMetrics::U64(MetricData::Gauge(g)) => {
                         // Not what another reader's collection observed (see
                         // `telemetry::observed`).
@@ -189,7 +217,7 @@ impl Cumulative {
             return true;
         }
         let n = totals.series.entry(key.0).or_default();
-        if *n >= self.limit {
+        if *n >= self.limit.load(Ordering::Relaxed) {
             let key = (key.0, Attrs::overflow());
             *map(totals).entry(key).or_default() += v;
             return true;
@@ -286,13 +314,13 @@ mod tests {
     fn totals_only_grow_drop_unkept_patterns_and_see_the_resource() {
         let (t, c, _) = setup(&[], 100);
         let m = |ip| kv(&[("stream", "s"), ("filter", "f"), ("ip", ip), ("user", "u")]);
-        t.instruments.add(Metric::Matches, 2, &m("1.1.1.1"));
-        t.instruments.add(Metric::Matches, 3, &m("2.2.2.2"));
+        t.instruments().add(Metric::Matches, 2, &m("1.1.1.1"));
+        t.instruments().add(Metric::Matches, 3, &m("2.2.2.2"));
         let key = (Metric::Matches, a(&[("stream", "s"), ("filter", "f")]));
         assert_eq!(c.fold_then(|t| t.ints[&key]), 5);
         // A fold with nothing new changes nothing: every scraper sees the same.
         assert_eq!(c.fold_then(|t| t.ints[&key]), 5);
-        t.instruments.add(Metric::Matches, 1, &m("3.3.3.3"));
+        t.instruments().add(Metric::Matches, 1, &m("3.3.3.3"));
         c.fold_then(|totals| {
             assert_eq!(totals.ints[&key], 6);
             assert_eq!(
@@ -313,7 +341,7 @@ mod tests {
     fn kept_patterns_stay_and_the_limit_sends_the_rest_to_overflow() {
         let (t, c, internal) = setup(&["ip"], 2);
         for (ip, n) in [("a", 1), ("b", 2), ("c", 4), ("d", 8)] {
-            t.instruments.add(
+            t.instruments().add(
                 Metric::Matches,
                 n,
                 &kv(&[("stream", "s"), ("filter", "f"), ("ip", ip), ("user", "u")]),

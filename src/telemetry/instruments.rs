@@ -9,6 +9,7 @@ use opentelemetry::metrics::{AsyncInstrument, Counter, Meter};
 use opentelemetry::KeyValue;
 
 use super::observed;
+use super::Provider;
 use crate::internal::{Counter as InternalCounter, Internal};
 use crate::metric::{Kind, Metric, ObservedF64, ObservedU64};
 
@@ -98,8 +99,10 @@ pub struct Instruments {
 }
 
 impl Instruments {
+    /// The instruments of `provider`'s metrics (see [`provider_of`]) on `meter`.
     pub(crate) fn new(
         meter: &Meter,
+        provider: Provider,
         gauges: Arc<GaugeState>,
         internal: Arc<Internal>,
     ) -> Instruments {
@@ -127,6 +130,10 @@ impl Instruments {
                 };
             }
             let mut counter = None;
+            if provider_of(f.kind) != provider {
+                counters.push(counter);
+                continue;
+            }
             match f.kind {
                 Kind::Counter => {
                     counter = Some(
@@ -168,6 +175,15 @@ impl Instruments {
             Some(c) => c.add(n, attrs),
             None => debug_assert!(false, "{} is not a counter", metric.spec().otel),
         }
+    }
+}
+
+/// Which provider holds the instruments of a kind: the exporter's own counters (running
+/// totals, observed) are in [`Provider::Own`], never rebuilt (see `telemetry::readers`).
+pub(crate) fn provider_of(kind: Kind) -> Provider {
+    match kind {
+        Kind::ObservableCounter(_) | Kind::ObservableCounterF64(_) => Provider::Own,
+        Kind::Counter | Kind::ObservableGauge(_) | Kind::ObservableGaugeF64(_) => Provider::Events,
     }
 }
 

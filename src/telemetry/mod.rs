@@ -1,18 +1,15 @@
-//! One `SdkMeterProvider` holding every instrument, and the readers that take from it:
-//! a delta pull reader for `/metrics` (legacy "since the last scrape" semantics), the
-//! OTLP push's reader when it is on (`otlp`), and the reader of `/metrics/otel` when it is
-//! on ([`cumulative`], rendered by [`render_otel`]).
+//! The instruments, in two `SdkMeterProvider`s (the exporter's own counters, built once;
+//! the event counters and the gauges, rebuilt by a reload of the cardinality limit or the
+//! resource: see [`readers`]), and the readers that take from them: a delta pull reader
+//! for `/metrics` (legacy "since the last scrape" semantics), the OTLP push's reader when
+//! it is on (`otlp`), and the reader of `/metrics/otel` when it is on ([`cumulative`],
+//! rendered by [`render_otel`]). Each reader is one [`SharedReader`] over both providers.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{
-    data::ResourceMetrics, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream,
-    Temporality,
-};
+use opentelemetry_sdk::metrics::{SdkMeterProvider, Stream};
 use opentelemetry_sdk::Resource;
 
 use crate::internal::Internal;
@@ -22,74 +19,54 @@ pub mod cumulative;
 pub(crate) mod instruments;
 pub(crate) mod observed;
 pub(crate) mod otlp;
+pub mod readers;
 pub mod render;
 pub mod render_otel;
 
 pub(crate) use instruments::GaugeState;
 pub use instruments::Instruments;
+pub(crate) use readers::Provider;
+pub use readers::SharedReader;
 
 /// The instrumentation scope of every instrument.
 pub(crate) const SCOPE: &str = "reaction-metrics-exporter";
 /// The exporter's version, in `reaction_exporter_build_info` and the OTLP resource.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A `ManualReader` that can be shared: the provider owns one handle, the scraper another.
-#[derive(Debug, Clone)]
-pub struct SharedReader(pub(crate) Arc<ManualReader>);
+/// The instruments the pipeline records into now: a reload that rebuilds the events
+/// provider replaces them (between two batches).
+pub(crate) type CurrentInstruments = Arc<Mutex<Arc<Instruments>>>;
 
-impl SharedReader {
-    /// A new manual reader of delta temporality.
-    pub(crate) fn delta() -> SharedReader {
-        SharedReader(Arc::new(
-            ManualReader::builder()
-                .with_temporality(Temporality::Delta)
-                .build(),
-        ))
-    }
-}
-
-impl SharedReader {
-    /// Collect into `rm`, with the gauge series this collection itself observed (the only
-    /// ones of the state gauges to keep: `observed`).
-    pub(crate) fn collect_own(
-        &self,
-        rm: &mut ResourceMetrics,
-    ) -> Result<observed::Observed, opentelemetry_sdk::error::OTelSdkError> {
-        observed::collect(&self.0, rm)
-    }
-}
-
-impl MetricReader for SharedReader {
-    fn register_pipeline(&self, pipeline: std::sync::Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline)
-    }
-    fn collect(&self, rm: &mut ResourceMetrics) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.collect(rm)
-    }
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-    fn temporality(&self, kind: InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
-    }
-}
-
-/// The provider, its instruments and the `/metrics` reader.
+/// The providers, their instruments and the `/metrics` reader (see [`readers`] for why
+/// there are two providers).
 pub struct Telemetry {
-    pub(crate) provider: SdkMeterProvider,
-    /// The counters the pipeline records into.
-    pub instruments: Arc<Instruments>,
+    /// The exporter's own counters: built once.
+    own: SdkMeterProvider,
+    /// Keeps the own counters' callbacks registered.
+    _own_instruments: Instruments,
+    /// The event counters and the gauges: replaced by [`Telemetry::put_in_force`].
+    events: Mutex<SdkMeterProvider>,
+    instruments: CurrentInstruments,
     pub(crate) gauges: Arc<GaugeState>,
     /// The delta reader `/metrics` collects from; none when `/metrics` is off (a reader
     /// nobody collects would keep every series it ever saw, up to the cardinality limit).
     pub pull_reader: Option<SharedReader>,
+    /// Every reader (pull, OTLP, `/metrics/otel`), for a rebuild.
+    readers: Vec<SharedReader>,
+    /// The providers' resource (a reload of it is stamped by the consumers instead).
+    resource: Resource,
+    internal: Arc<Internal>,
+}
+
+/// A new events provider and its instruments, built and not in force yet.
+pub(crate) struct Rebuilt {
+    provider: SdkMeterProvider,
+    instruments: Arc<Instruments>,
+    handles: Vec<(SharedReader, readers::Handle)>,
 }
 
 impl Telemetry {
-    /// Build the provider with the delta pull reader if `pull` and, when given, the OTLP
+    /// Build the providers with the delta pull reader if `pull` and, when given, the OTLP
     /// reader. `cardinality_limit` applies to every instrument, per reader.
     #[cfg(test)]
     pub(crate) fn new(
@@ -111,38 +88,152 @@ impl Telemetry {
         cumulative: Option<SharedReader>,
         internal: Arc<Internal>,
     ) -> Telemetry {
-        let pull_reader = pull.then(|| {
-            SharedReader(Arc::new(
-                ManualReader::builder()
-                    .with_temporality(Temporality::Delta)
-                    .build(),
-            ))
-        });
-        let mut builder = SdkMeterProvider::builder().with_resource(resource);
-        if let Some(reader) = &pull_reader {
-            builder = builder.with_reader(reader.clone());
-        }
-        for reader in otlp.into_iter().chain(cumulative) {
-            builder = builder.with_reader(reader);
-        }
-        let provider = builder
-            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
-                Stream::builder()
-                    .with_cardinality_limit(cardinality_limit)
-                    .build()
-                    .ok()
-            })
-            .build();
-        let meter = meter(&provider);
+        let pull_reader = pull.then(SharedReader::delta);
+        let readers: Vec<SharedReader> = (pull_reader.iter().cloned())
+            .chain(otlp)
+            .chain(cumulative)
+            .collect();
         let gauges = Arc::new(GaugeState::default());
-        let instruments = Arc::new(Instruments::new(&meter, gauges.clone(), internal));
+        let handles = |p| readers.iter().map(move |r| r.handle(p));
+        let own = provider(
+            own_cardinality_limit(cardinality_limit),
+            resource.clone(),
+            handles(Provider::Own),
+        );
+        let own_instruments = Instruments::new(
+            &meter(&own),
+            Provider::Own,
+            gauges.clone(),
+            internal.clone(),
+        );
+        let events = provider(
+            cardinality_limit,
+            resource.clone(),
+            handles(Provider::Events),
+        );
+        let instruments = Arc::new(Instruments::new(
+            &meter(&events),
+            Provider::Events,
+            gauges.clone(),
+            internal.clone(),
+        ));
         Telemetry {
-            provider,
-            instruments,
+            own,
+            _own_instruments: own_instruments,
+            events: Mutex::new(events),
+            instruments: Arc::new(Mutex::new(instruments)),
             gauges,
             pull_reader,
+            readers,
+            resource,
+            internal,
         }
     }
+
+    /// The resource the providers were built with.
+    pub(crate) fn resource(&self) -> Resource {
+        self.resource.clone()
+    }
+
+    /// The instruments the pipeline records into now.
+    pub fn instruments(&self) -> Arc<Instruments> {
+        current(&self.instruments)
+    }
+
+    /// The pipeline's way to the instruments in force.
+    pub(crate) fn current_instruments(&self) -> CurrentInstruments {
+        self.instruments.clone()
+    }
+
+    /// A new events provider with this limit and resource, every reader with a new reader
+    /// of it: [`Telemetry::put_in_force`] puts it in force.
+    pub(crate) fn rebuild(&self, cardinality_limit: usize, resource: Resource) -> Rebuilt {
+        let handles: Vec<_> = (self.readers.iter())
+            .map(|r| (r.clone(), r.next()))
+            .collect();
+        let provider = provider(
+            cardinality_limit,
+            resource,
+            handles.iter().map(|(_, h)| h.clone()),
+        );
+        let instruments = Arc::new(Instruments::new(
+            &meter(&provider),
+            Provider::Events,
+            self.gauges.clone(),
+            self.internal.clone(),
+        ));
+        Rebuilt {
+            provider,
+            instruments,
+            handles,
+        }
+    }
+
+    /// Record into `rebuilt` from now on; the readers it replaces are retired (their next
+    /// collection takes what they hold). Call with the pipeline between two batches, so
+    /// that no event is recorded into the old instruments after this.
+    pub(crate) fn put_in_force(&self, rebuilt: Rebuilt) {
+        let Rebuilt {
+            provider,
+            instruments,
+            handles,
+        } = rebuilt;
+        let old = std::mem::replace(
+            &mut *self.events.lock().unwrap_or_else(PoisonError::into_inner),
+            provider,
+        );
+        for (reader, handle) in handles {
+            reader.replace(handle, old.clone());
+        }
+        *self
+            .instruments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = instruments;
+    }
+
+    /// Shut both providers down (blocking): at exit, once every reader was collected.
+    pub(crate) fn shutdown(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        let events = self
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let own = self.own.shutdown();
+        events.shutdown().and(own)
+    }
+}
+
+/// The instruments in force in `slot`.
+pub(crate) fn current(slot: &CurrentInstruments) -> Arc<Instruments> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// The own counters' limit: their series are named by the exporter's code and by
+/// reaction's configuration (a pattern, a command), never by a log line, so they stay far
+/// below it; a smaller table per instrument and reader saves the memory the SDK sizes for
+/// the limit at once.
+fn own_cardinality_limit(cardinality_limit: usize) -> usize {
+    cardinality_limit.min(crate::defaults::OWN_CARDINALITY_LIMIT)
+}
+
+/// A provider with `readers`, every instrument capped at `cardinality_limit` series.
+fn provider(
+    cardinality_limit: usize,
+    resource: Resource,
+    readers: impl Iterator<Item = readers::Handle>,
+) -> SdkMeterProvider {
+    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    for reader in readers {
+        builder = builder.with_reader(reader);
+    }
+    builder
+        .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+            Stream::builder()
+                .with_cardinality_limit(cardinality_limit)
+                .build()
+                .ok()
+        })
+        .build()
 }
 
 /// The exporter's meter on a provider.

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::Resource;
 
 use super::collect::Collected;
@@ -162,7 +161,7 @@ fn collected_metrics_are_the_table() {
     };
     for &m in Metric::ALL {
         match m.spec().kind {
-            Kind::Counter => telemetry.instruments.add(m, 1, &attrs_of(m)),
+            Kind::Counter => telemetry.instruments().add(m, 1, &attrs_of(m)),
             Kind::ObservableCounter(c) => emit_every_series(&internal, c),
             Kind::ObservableGauge(_)
             | Kind::ObservableGaugeF64(_)
@@ -177,16 +176,11 @@ fn collected_metrics_are_the_table() {
         .push((attrs_of(Metric::PendingActions), 2));
     telemetry.gauges.reaction.lock().unwrap().up = true;
 
-    let mut rm = ResourceMetrics::default();
-    telemetry
-        .pull_reader
-        .as_ref()
-        .unwrap()
-        .collect(&mut rm)
-        .unwrap();
+    let (collections, error) = telemetry.pull_reader.as_ref().unwrap().collect();
+    assert!(error.is_none(), "{error:?}");
     let mut problems = Vec::new();
     let mut collected = BTreeSet::new();
-    for scope in rm.scope_metrics() {
+    for scope in collections.iter().flat_map(|c| c.rm.scope_metrics()) {
         for metric in scope.metrics() {
             let name = metric.name();
             let Some(m) = Metric::from_otel_name(name) else {
@@ -291,8 +285,7 @@ fn a_collection_keeps_only_the_gauge_series_it_observed_itself() {
     };
     *telemetry.gauges.pending.lock().unwrap() = vec![(pending("192.0.2.1"), 1)];
     // The other reader collects: its callbacks observe into every reader.
-    let mut rm = ResourceMetrics::default();
-    other.collect_own(&mut rm).unwrap();
+    let _ = other.collect();
     // Then reaction answers: the version is known, the pending action is executed.
     *telemetry.gauges.pending.lock().unwrap() = vec![(pending("192.0.2.2"), 1)];
     *telemetry.gauges.reaction.lock().unwrap() = ReactionStatus {
@@ -300,9 +293,14 @@ fn a_collection_keeps_only_the_gauge_series_it_observed_itself() {
         up: true,
     };
     let reader = telemetry.pull_reader.as_ref().unwrap();
-    let mut rm = ResourceMetrics::default();
-    let observed = reader.collect_own(&mut rm).unwrap();
-    let raw = Collected::from_resource_metrics(&rm);
+    let (collections, error) = reader.collect();
+    assert!(error.is_none(), "{error:?}");
+    // What the SDK gave, every gauge series it holds.
+    let mut raw = Collected::default();
+    for c in &collections {
+        raw.gauges
+            .extend(Collected::from_resource_metrics(&c.rm).gauges);
+    }
     let stale = |c: &Collected| {
         c.gauges.keys().any(|(m, attrs)| {
             attrs.iter().any(|(_, v)| v == "N/A" || v == "192.0.2.1")
@@ -315,11 +313,96 @@ fn a_collection_keeps_only_the_gauge_series_it_observed_itself() {
          can go",
         raw.gauges
     );
-    let mut kept = raw.clone();
-    kept.gauges
-        .retain(|(m, attrs), _| observed.keeps_attrs(*m, attrs));
+    // What a consumer keeps (`Collected::from_collections`, as a scrape does).
+    let kept = Collected::from_collections(&collections);
     assert!(!stale(&kept), "{:?}", kept.gauges);
     let series = |m: Metric| kept.gauges.keys().filter(|(k, _)| *k == m).count();
     assert_eq!(series(Metric::PendingActions), 1, "{:?}", kept.gauges);
     assert_eq!(series(Metric::Up), 1, "{:?}", kept.gauges);
+}
+
+/// Guards a reload of `metrics.cardinality_limit` (issue 10): the events provider is
+/// replaced while counts wait in the old one's readers, and a collection after takes them
+/// once, beside what the new provider holds, each series once, and the exporter's own
+/// counters (observable running totals, in the provider never rebuilt) are not counted
+/// again.
+#[test]
+fn a_rebuilt_provider_loses_and_doubles_nothing() {
+    let internal = Arc::new(Internal::new());
+    let otel = SharedReader::delta();
+    let telemetry = Telemetry::new_with(
+        2,
+        Resource::builder().build(),
+        true,
+        None,
+        Some(otel.clone()),
+        internal.clone(),
+    );
+    let ip = |v: &str| {
+        vec![
+            KeyValue::new("stream", "s"),
+            KeyValue::new("ip", v.to_string()),
+        ]
+    };
+    let record = |ips: &[&str]| {
+        let instruments = telemetry.instruments();
+        for v in ips {
+            instruments.add(Metric::Matches, 1, &ip(v));
+        }
+    };
+    let sums = |reader: &SharedReader| {
+        let (collections, error) = reader.collect();
+        assert!(error.is_none(), "{error:?}");
+        let c = Collected::from_collections(&collections);
+        let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+        for ((m, attrs), v) in c.sums {
+            let name = match m {
+                Metric::Matches if attrs.is_overflow() => "overflow".to_string(),
+                Metric::Matches => attrs.get("ip").unwrap_or("?").to_string(),
+                other => other.spec().otel.to_string(),
+            };
+            assert!(by.insert(name.clone(), v).is_none(), "{name} twice");
+        }
+        by
+    };
+    let pull = telemetry.pull_reader.clone().unwrap();
+    record(&["a", "b"]);
+    internal.lines_read(2, SystemTime::now());
+    assert_eq!(sums(&pull)["a"], 1, "a first collection");
+    let _ = sums(&otel);
+    // Past the limit of 2: `c` goes to the overflow series.
+    record(&["a", "c"]);
+    internal.lines_read(2, SystemTime::now());
+    let rebuilt = telemetry.rebuild(10, Resource::builder().build());
+    telemetry.put_in_force(rebuilt);
+    assert_eq!((pull.retired(), otel.retired()), (1, 1));
+    // After the reload: the new limit of 10 takes `c`, `d`, `e` as series of their own.
+    record(&["a", "c", "d", "e"]);
+    internal.lines_read(4, SystemTime::now());
+    let lines = "reaction.exporter.lines.read";
+    for reader in [&pull, &otel] {
+        let got = sums(reader);
+        assert_eq!(
+            reader.retired(),
+            0,
+            "retired readers are dropped once collected"
+        );
+        assert_eq!(got["a"], 2, "a before and after the reload, once: {got:?}");
+        assert_eq!(got["overflow"], 1, "c before the reload: {got:?}");
+        assert_eq!(
+            got["c"], 1,
+            "c after the reload has its own series: {got:?}"
+        );
+        assert_eq!((got["d"], got["e"]), (1, 1), "{got:?}");
+        assert_eq!(
+            got[lines], 6,
+            "lines read since the last collection, once: {got:?}"
+        );
+        // Nothing left behind.
+        let again = sums(reader);
+        assert!(
+            again.values().all(|v| *v == 0) || again.is_empty(),
+            "{again:?}"
+        );
+    }
 }

@@ -100,6 +100,12 @@ impl UnsentBuffer {
         }
     }
 
+    /// At most `limit` series per metric from now on: series past a lower one stay, new
+    /// ones go to the overflow series.
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+    }
+
     /// Merge one export (or a request that failed to send) in.
     pub(crate) fn merge(&mut self, req: ExportMetricsServiceRequest) -> MergeStats {
         let mut stats = MergeStats::default();

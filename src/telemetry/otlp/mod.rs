@@ -1,4 +1,4 @@
-//! The OTLP push: a second reader of the provider (a `ManualReader` with the configured
+//! The OTLP push: a reader of the providers (`ManualReader`s with the configured
 //! temporality), collected every `otlp.interval` by a task of ours, and a sender task that
 //! delivers over gRPC or HTTP without losing or doubling anything while the receiver is
 //! down, slow or refusing (see [`queue`]).
@@ -19,8 +19,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::ManualReader;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -78,15 +76,28 @@ struct Ledger {
     saved: u64,
 }
 
-/// The OTLP push, built and not started.
+/// New connection settings, ready to be put in force ([`OtlpPush::prepare`]).
+pub(crate) struct Prepared(Conn);
+
+/// The OTLP push, built and not started (clones are the same push).
+#[derive(Clone)]
 pub(crate) struct OtlpPush {
     shared: Arc<Shared>,
 }
 
-/// Shared by the collecting and the sending tasks.
-struct Shared {
+/// Where and how requests go: replaced whole by a reload.
+struct Conn {
     settings: Settings,
     transport: Transport,
+}
+
+/// Shared by the collecting and the sending tasks.
+struct Shared {
+    /// Read afresh by every request and every interval.
+    conn: Mutex<Arc<Conn>>,
+    /// The resource a reload put in force (the providers keep the one they were built
+    /// with): stamped on every collection from then on.
+    resource: Mutex<Option<opentelemetry_proto::tonic::resource::v1::Resource>>,
     reader: SharedReader,
     queue: Mutex<Queue>,
     /// OTLP-only: where the queued counts reach; locked inside `queue` only.
@@ -100,6 +111,8 @@ struct Shared {
     internal: Arc<Internal>,
     /// Something new to send.
     wake: Notify,
+    /// A reload put new connection settings in force.
+    reconfigured: Notify,
 }
 
 impl OtlpPush {
@@ -111,11 +124,7 @@ impl OtlpPush {
         internal: Arc<Internal>,
     ) -> Result<OtlpPush, OtlpError> {
         let transport = Transport::new(&settings)?;
-        let reader = SharedReader(Arc::new(
-            ManualReader::builder()
-                .with_temporality(settings.temporality)
-                .build(),
-        ));
+        let reader = SharedReader::new(settings.temporality);
         Ok(OtlpPush {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::new(cardinality_limit, settings.max_request_size)),
@@ -123,11 +132,15 @@ impl OtlpPush {
                 collecting: Mutex::default(),
                 continuity: OnceLock::new(),
                 gauges: Mutex::new(VanishedGauges::default()),
-                transport,
                 reader,
                 internal,
                 wake: Notify::new(),
-                settings,
+                reconfigured: Notify::new(),
+                conn: Mutex::new(Arc::new(Conn {
+                    settings,
+                    transport,
+                })),
+                resource: Mutex::new(None),
             }),
         })
     }
@@ -145,9 +158,48 @@ impl OtlpPush {
         }
     }
 
-    /// How often it exports.
+    /// How often it exports (a reload may change it).
     pub(crate) fn interval(&self) -> Duration {
-        self.shared.settings.interval
+        self.shared.conn().settings.interval
+    }
+
+    /// The temporality its reader was built with (a reload cannot change it).
+    pub(crate) fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.shared.conn().settings.temporality
+    }
+
+    /// The connection `settings` make (their temporality must be the running one), for
+    /// [`OtlpPush::apply`]; fails if their transport cannot be built (a TLS file).
+    pub(crate) fn prepare(&self, settings: Settings) -> Result<Prepared, OtlpError> {
+        let transport = Transport::new(&settings)?;
+        Ok(Prepared(Conn {
+            settings,
+            transport,
+        }))
+    }
+
+    /// Send over `prepared` from the next request on, what is queued included, and collect
+    /// at its interval from the next collection on (a reload).
+    pub(crate) fn apply(&self, prepared: Prepared) {
+        let conn = prepared.0;
+        self.shared
+            .queue
+            .lock()
+            .expect("queue")
+            .set_max_bytes(conn.settings.max_request_size);
+        *self.shared.conn.lock().expect("conn") = Arc::new(conn);
+        // A sender waiting out a backoff tries the new connection at once.
+        self.shared.reconfigured.notify_one();
+    }
+
+    /// Stamp `resource` on every collection from now on (a reload of the resource).
+    pub(crate) fn set_resource(&self, resource: &opentelemetry_sdk::Resource) {
+        *self.shared.resource.lock().expect("resource") = Some(resource.into());
+    }
+
+    /// Keep at most `limit` series per metric in the buffer from now on (a reload).
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.shared.queue.lock().expect("queue").set_limit(limit);
     }
 
     /// Start collecting every interval and sending.
@@ -155,11 +207,12 @@ impl OtlpPush {
         let (deadline, deadline_rx) = watch::channel(None);
         let shared = self.shared.clone();
         let collector = tokio::spawn(async move {
-            let every = shared.settings.interval;
-            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Each wait is the interval in force when it starts (a reload may change it).
+            let mut next = Instant::now() + shared.conn().settings.interval;
             loop {
-                tick.tick().await;
+                tokio::time::sleep_until(next).await;
+                // As `MissedTickBehavior::Delay`: a late collection delays the next ones.
+                next = Instant::now() + shared.conn().settings.interval;
                 let s = shared.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || s.collect()).await {
                     // A panic (a bug): the push stops, and so does the exporter (issue 8:
@@ -243,7 +296,7 @@ impl Running {
             return true;
         }
         self.shared.internal.emit(OtlpUndelivered {
-            endpoint: &self.shared.settings.url,
+            endpoint: &self.shared.conn().settings.url,
             points,
             series,
             wait,
@@ -251,6 +304,43 @@ impl Running {
         });
         false
     }
+}
+
+/// One request of a reader's collections (see `telemetry::readers`): one `ResourceMetrics`
+/// with every provider's scope, the state gauges as each collection's own callbacks
+/// observed them, a retired provider's sums only, and `resource` if a reload set one.
+fn request(
+    collections: Vec<crate::telemetry::readers::Collection>,
+    resource: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let mut req = ExportMetricsServiceRequest::default();
+    for c in collections {
+        let mut one = ExportMetricsServiceRequest::from(&c.rm);
+        drop(c.rm);
+        if c.retired {
+            for rm in &mut one.resource_metrics {
+                for sm in &mut rm.scope_metrics {
+                    sm.metrics.retain(|m| matches!(m.data, Some(Data::Sum(_))));
+                }
+            }
+        } else {
+            gauges::retain_observed(&mut one, &c.observed);
+        }
+        // One `ResourceMetrics`: `VanishedGauges::mark` reads the first one only.
+        match req.resource_metrics.first_mut() {
+            None => req.resource_metrics = one.resource_metrics,
+            Some(first) => {
+                for rm in one.resource_metrics {
+                    first.scope_metrics.extend(rm.scope_metrics);
+                }
+            }
+        }
+    }
+    if let (Some(resource), Some(first)) = (resource, req.resource_metrics.first_mut()) {
+        first.resource = Some(resource);
+    }
+    req
 }
 
 /// The result of sending what is queued.
@@ -293,7 +383,7 @@ async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Ins
                 let wait = backoff.next(after);
                 let (points_kept, series_kept) = shared.queue.lock().expect("queue").pending();
                 shared.internal.emit(OtlpExportFailed {
-                    endpoint: &shared.settings.url,
+                    endpoint: &shared.conn().settings.url,
                     status: &what,
                     points_kept,
                     series_kept,
@@ -318,6 +408,8 @@ async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Ins
                             _ = sleep => {}
                             // Stopping: the final export starts at once.
                             _ = deadline.changed() => {}
+                            // A reload's connection (a corrected endpoint): tried at once.
+                            _ = shared.reconfigured.notified() => backoff.reset(),
                         }
                     }
                 }
@@ -327,6 +419,11 @@ async fn send_loop(shared: Arc<Shared>, mut deadline: watch::Receiver<Option<Ins
 }
 
 impl Shared {
+    /// The connection settings in force.
+    fn conn(&self) -> Arc<Conn> {
+        self.conn.lock().expect("conn").clone()
+    }
+
     /// Collect the reader, mark vanished gauges, and queue the export (a blocking call:
     /// collecting 100,000 series takes a while). OTLP-only, the collection happens between
     /// two batches of the pipeline, and its position is what the queue then reaches.
@@ -338,25 +435,20 @@ impl Shared {
             .collecting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut rm = ResourceMetrics::default();
-        let mut result = Ok(Default::default());
+        let mut collected = (Vec::new(), None);
         let position = match self.continuity.get() {
-            Some(c) => c.between_batches(&mut || result = self.reader.collect_own(&mut rm)),
+            Some(c) => c.between_batches(&mut || collected = self.reader.collect()),
             None => {
-                result = self.reader.collect_own(&mut rm);
+                collected = self.reader.collect();
                 None
             }
         };
-        let observed = match result {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!("OTLP: collecting metrics failed: {e}");
-                return;
-            }
-        };
-        let mut req = ExportMetricsServiceRequest::from(&rm);
-        drop(rm);
-        gauges::retain_observed(&mut req, &observed);
+        let (collections, error) = collected;
+        if let Some(e) = error {
+            tracing::error!("OTLP: collecting metrics failed: {e}");
+        }
+        let resource = self.resource.lock().expect("resource").clone();
+        let mut req = request(collections, resource);
         self.gauges.lock().expect("gauges").mark(&mut req);
         let stats = {
             let mut queue = self.queue.lock().expect("queue");
@@ -386,14 +478,15 @@ impl Shared {
     /// Send the queue in order until it is empty, a retryable failure, or `deadline`.
     async fn deliver(self: &Arc<Self>, deadline: Option<Instant>) -> Delivery {
         loop {
+            let conn = self.conn();
             let timeout = match deadline {
-                None => self.settings.timeout,
+                None => conn.settings.timeout,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Delivery::Deadline;
                     }
-                    left.min(self.settings.timeout)
+                    left.min(conn.settings.timeout)
                 }
             };
             let s = self.clone();
@@ -404,7 +497,7 @@ impl Shared {
             let Some(req) = next else {
                 return Delivery::Done;
             };
-            let outcome = self.transport.send(&req, timeout).await;
+            let outcome = conn.transport.send(&req, timeout).await;
             let bytes = prost::Message::encoded_len(&req);
             drop(req);
             let s = self.clone();
@@ -485,7 +578,7 @@ impl Shared {
 
     fn dropped(&self, reason: &str, what: &str, points: u64) {
         self.internal.emit(OtlpRequestDropped {
-            endpoint: &self.settings.url,
+            endpoint: &self.conn().settings.url,
             reason,
             status: &what,
             points,
@@ -534,7 +627,7 @@ mod tests {
             internal.clone(),
         );
         telemetry
-            .instruments
+            .instruments()
             .add(Metric::Matches, 1, &[KeyValue::new("stream", "ssh")]);
         let running = push.start();
         for _ in 0..100 {

@@ -86,6 +86,17 @@ impl Queue {
         }
     }
 
+    /// At most `limit` series per metric in the buffer from now on (a reload).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.fresh.set_limit(limit);
+    }
+
+    /// Requests of at most `max_bytes` from the next round on (a reload of
+    /// `otlp.max_request_size`).
+    pub(crate) fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
     /// Keep what [`Queue::undelivered`] needs for cumulative sums.
     pub(crate) fn track_delivered(&mut self) {
         self.delivered_totals.get_or_insert_with(HashMap::new);
