@@ -1,7 +1,7 @@
 //! A configuration reload (SIGHUP): what of a newly loaded configuration can be put in force
 //! while the exporter runs, and what keeps its running value until a restart.
 //!
-//! Which keys change is pure over two configurations ([`plan`]); the [`Reloader`] applies
+//! Which keys change is pure over two configurations ([`plan`]); the `Reloader` applies
 //! the plan (log level, labeller, `/metrics`' self-monitoring switch, web configuration,
 //! the events provider, the OTLP push's settings) and `internal::events` logs and counts it.
 //!

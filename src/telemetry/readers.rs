@@ -9,8 +9,8 @@
 //! hold the rest, collected once more below) but not for the exporter's own counters: they
 //! are observable counters of running totals, and a new delta reader reports a total it
 //! sees for the first time whole, so every consumer would count them twice. So the own
-//! counters live in a provider of their own, built once ([`Provider::Own`]), and the event
-//! counters and gauges in one a reload replaces ([`Provider::Events`]).
+//! counters live in a provider of their own, built once (`Provider::Own`), and the event
+//! counters and gauges in one a reload replaces (`Provider::Events`).
 //!
 //! A replaced reader is retired, not dropped: its consumer's next collection takes what it
 //! still holds (its sums: the gauges come from the current provider) and then drops it,
