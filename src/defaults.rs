@@ -70,9 +70,10 @@ pub(crate) const CARDINALITY_LIMIT: usize = 100_000;
 /// The largest `metrics.cardinality_limit`: a million series per instrument is a page of
 /// hundreds of MB, beyond what a scrape can take.
 pub(crate) const MAX_CARDINALITY_LIMIT: usize = 1_000_000;
-/// Series per instrument of the exporter's own counters (or `metrics.cardinality_limit`
-/// if lower): their attributes are reasons, commands, patterns and readers, a few dozen
-/// series at most, and the SDK sizes each instrument's table for its limit at once.
+/// Series per instrument of the exporter's own counters, reaction's status and the process
+/// gauges (or `metrics.cardinality_limit` if lower): their attributes are reasons,
+/// commands, pattern names and readers, a few dozen series at most, and the SDK sizes each
+/// instrument's table for its limit at once.
 pub(crate) const OWN_CARDINALITY_LIMIT: usize = 1_000;
 /// `metrics.attribution_memory`: recent distinct matches remembered per filter, to label
 /// the actions that follow them; bounded so that memory is.

@@ -13,6 +13,7 @@ use opentelemetry_sdk::metrics::{SdkMeterProvider, Stream};
 use opentelemetry_sdk::Resource;
 
 use crate::internal::Internal;
+use crate::metric::Metric;
 
 pub mod collect;
 pub mod cumulative;
@@ -95,11 +96,7 @@ impl Telemetry {
             .collect();
         let gauges = Arc::new(GaugeState::default());
         let handles = |p| readers.iter().map(move |r| r.handle(p));
-        let own = provider(
-            own_cardinality_limit(cardinality_limit),
-            resource.clone(),
-            handles(Provider::Own),
-        );
+        let own = provider(cardinality_limit, resource.clone(), handles(Provider::Own));
         let own_instruments = Instruments::new(
             &meter(&own),
             Provider::Own,
@@ -208,15 +205,23 @@ pub(crate) fn current(slot: &CurrentInstruments) -> Arc<Instruments> {
     slot.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
-/// The own counters' limit: their series are named by the exporter's code and by
-/// reaction's configuration (a pattern, a command), never by a log line, so they stay far
-/// below it; a smaller table per instrument and reader saves the memory the SDK sizes for
-/// the limit at once.
-fn own_cardinality_limit(cardinality_limit: usize) -> usize {
-    cardinality_limit.min(crate::defaults::OWN_CARDINALITY_LIMIT)
+/// The series limit of `metric`'s instrument. Only the event counters and the pending
+/// actions have series named by what the logs and reaction hold (an IP, a user): they
+/// take `metrics.cardinality_limit`. The others (the exporter's own counters, reaction's
+/// status, the process gauges) have a few series named by the exporter's code and by
+/// reaction's configuration (a reason, a command, a pattern name), so their limit is
+/// `defaults::OWN_CARDINALITY_LIMIT` (or the configured one if lower): the SDK sizes each
+/// instrument's table for its limit at once, per reader (opentelemetry_sdk 0.33.1
+/// `ValueMap::new`: 2 MiB of control bytes per table at a limit of 1,000,000).
+pub(crate) fn series_limit(metric: Metric, cardinality_limit: usize) -> usize {
+    use crate::metric::{Kind, ObservedU64};
+    match metric.spec().kind {
+        Kind::Counter | Kind::ObservableGauge(ObservedU64::PendingActions) => cardinality_limit,
+        _ => cardinality_limit.min(crate::defaults::OWN_CARDINALITY_LIMIT),
+    }
 }
 
-/// A provider with `readers`, every instrument capped at `cardinality_limit` series.
+/// A provider with `readers`, every instrument capped at its [`series_limit`].
 fn provider(
     cardinality_limit: usize,
     resource: Resource,
@@ -227,11 +232,10 @@ fn provider(
         builder = builder.with_reader(reader);
     }
     builder
-        .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
-            Stream::builder()
-                .with_cardinality_limit(cardinality_limit)
-                .build()
-                .ok()
+        .with_view(move |i: &opentelemetry_sdk::metrics::Instrument| {
+            let limit = Metric::from_otel_name(i.name())
+                .map_or(cardinality_limit, |m| series_limit(m, cardinality_limit));
+            Stream::builder().with_cardinality_limit(limit).build().ok()
         })
         .build()
 }

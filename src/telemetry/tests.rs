@@ -406,3 +406,21 @@ fn a_rebuilt_provider_loses_and_doubles_nothing() {
         );
     }
 }
+
+/// Guards the SDK tables' size (issue 13: 2 MiB of control bytes per instrument and reader
+/// at a limit of 1,000,000, before any series): only the instruments whose series come
+/// from the logs and reaction's pending actions take `metrics.cardinality_limit`.
+#[test]
+fn only_event_counters_and_pending_actions_take_the_configured_limit() {
+    use super::series_limit;
+    for &m in Metric::ALL {
+        let big = matches!(m.spec().kind, Kind::Counter) || m == Metric::PendingActions;
+        let want = if big { 1_000_000 } else { 1_000 };
+        assert_eq!(series_limit(m, 1_000_000), want, "{}", m.spec().otel);
+        assert_eq!(
+            series_limit(m, 10),
+            10,
+            "a lower limit applies to every instrument"
+        );
+    }
+}
