@@ -51,13 +51,18 @@ impl Pages {
     /// Scrape once (it must be answered), add its matches, return the page.
     fn scrape(&self, e: &Exporter) -> String {
         let body = e.scrape();
+        self.add(&body);
+        body
+    }
+
+    /// Add the matches of a page.
+    fn add(&self, body: &str) {
         let mut sums = self.0.lock().unwrap();
-        for ((name, labels), v) in samples(&body) {
+        for ((name, labels), v) in samples(body) {
             if name == "reaction_match_count" {
                 *sums.entry(labels).or_default() += v;
             }
         }
-        body
     }
 
     /// The total count of the series whose `ip` label is `ip`.
@@ -72,6 +77,41 @@ impl Pages {
     fn all(&self) -> Sums {
         self.0.lock().unwrap().clone()
     }
+}
+
+/// A thread appending `n` matches, 3 ms apart, of the IPs `10.1.x.y` (`i / 250`, `i % 250`):
+/// lines written while a reload happens.
+fn write_during(log: &std::path::Path, n: usize) -> std::thread::JoinHandle<()> {
+    let log = log.to_owned();
+    std::thread::spawn(move || {
+        for i in 0..n {
+            append(
+                &log,
+                &ssh_match(&format!("10.1.{}.{}", i / 250, i % 250), "root"),
+            );
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    })
+}
+
+/// A thread scraping `/metrics` without pause into `pages` until `stop`: each scrape must
+/// be answered. Returns how many were.
+fn scrape_until(
+    pages: &Pages,
+    e: &Exporter,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let (pages, stop, addr) = (pages.clone(), stop.clone(), e.addr.clone());
+    std::thread::spawn(move || {
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let (status, _, body) = get(&addr, "/metrics", Some("text/plain"));
+            assert_eq!(status, 200, "{body}");
+            pages.add(&body);
+            answered += 1;
+        }
+        answered
+    })
 }
 
 /// The `ip` label of every series counted, with its total.
@@ -113,37 +153,8 @@ fn a_changed_transform_labels_the_events_after_the_reload() {
     assert!(with_transform.contains("internals: true\n  all:\n"));
     rewrite(&e, &with_transform);
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for i in 0..300 {
-                append(
-                    &log,
-                    &ssh_match(&format!("10.1.{}.{}", i / 250, i % 250), "root"),
-                );
-                std::thread::sleep(Duration::from_millis(3));
-            }
-        })
-    };
-    let scraper = {
-        let (pages, stop) = (pages.clone(), stop.clone());
-        let addr = e.addr.clone();
-        std::thread::spawn(move || {
-            let mut answered = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let (status, _, body) = get(&addr, "/metrics", Some("text/plain"));
-                assert_eq!(status, 200, "{body}");
-                let mut sums = pages.0.lock().unwrap();
-                for ((name, labels), v) in samples(&body) {
-                    if name == "reaction_match_count" {
-                        *sums.entry(labels).or_default() += v;
-                    }
-                }
-                answered += 1;
-            }
-            answered
-        })
-    };
+    let writer = write_during(&log, 300);
+    let scraper = scrape_until(&pages, &e, &stop);
     std::thread::sleep(Duration::from_millis(300));
     reload(&e, "ok", 1.0, &pages);
     writer.join().unwrap();
@@ -494,30 +505,8 @@ fn a_raised_cardinality_limit_takes_effect_and_nothing_is_lost_or_doubled() {
         &config.replace("cardinality_limit: 2\n", "cardinality_limit: 1000\n"),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for i in 0..200 {
-                append(&log, &ssh_match(&format!("10.1.0.{i}"), "root"));
-                std::thread::sleep(Duration::from_millis(3));
-            }
-        })
-    };
-    let scraper = {
-        let (pages, stop, addr) = (pages.clone(), stop.clone(), e.addr.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let (status, _, body) = get(&addr, "/metrics", Some("text/plain"));
-                assert_eq!(status, 200, "{body}");
-                let mut sums = pages.0.lock().unwrap();
-                for ((name, labels), v) in samples(&body) {
-                    if name == "reaction_match_count" {
-                        *sums.entry(labels).or_default() += v;
-                    }
-                }
-            }
-        })
-    };
+    let writer = write_during(&log, 200);
+    let scraper = scrape_until(&pages, &e, &stop);
     std::thread::sleep(Duration::from_millis(200));
     reload(&e, "ok", 1.0, &pages);
     writer.join().unwrap();
@@ -600,15 +589,7 @@ async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
         );
     assert!(moved.contains("service_name: renamed") && moved.contains("cardinality_limit"));
     std::fs::write(&e.config_path, &moved).unwrap();
-    let writer = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for i in 0..200 {
-                append(&log, &ssh_match(&format!("10.1.0.{i}"), "root"));
-                std::thread::sleep(Duration::from_millis(3));
-            }
-        })
-    };
+    let writer = write_during(&log, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     signal(&e.child, SIGHUP);
     eventually("the reload", || e.logs().contains("now in force:")).await;
