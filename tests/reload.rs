@@ -554,7 +554,8 @@ fn a_raised_cardinality_limit_takes_effect_and_nothing_is_lost_or_doubled() {
 /// Every match arrives exactly once across the two receivers (what was queued for the old
 /// one goes to the new one), the exporter's own count of lines read too (a delta sum, not
 /// sent again whole by the new provider), and every point the new receiver gets carries
-/// the new resource. Turning the push off is kept until a restart, and logged.
+/// the new resource. A CA file that does not load refuses the whole reload; turning the push
+/// off is kept until a restart, and logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
     use crate::otlp::{blocking, eventually, otlp_config, setup, start, Protocol};
@@ -631,6 +632,37 @@ async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
         "the new resource on every point the new receiver got"
     );
     assert_eq!(b.store.sum(matches, &[("ip", "10.2.0.1")]), 1.0);
+
+    // TLS with a CA file that is not PEM: the whole reload is refused (the transport is
+    // built before anything is applied), and the push goes on as it was.
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let bad = moved.replace("http://", "https://").replace(
+        "  instance_id:",
+        &format!("  ca: {}\n  instance_id:", ca.display()),
+    );
+    assert!(bad.contains("https://"));
+    std::fs::write(&e.config_path, &bad).unwrap();
+    signal(&e.child, SIGHUP);
+    eventually("the reload refused", || {
+        e.logs().contains("configuration reload refused")
+    })
+    .await;
+    let logs = e.logs();
+    let refused = logs
+        .lines()
+        .find(|l| l.contains("configuration reload refused"))
+        .unwrap();
+    assert!(
+        refused.contains("key `otlp`") && refused.contains("ca.pem"),
+        "{refused}"
+    );
+    append(&log, &ssh_match("10.2.0.2", "root"));
+    let sb = b.store.clone();
+    eventually("the push still on the HTTP receiver", || {
+        sb.sum(matches, &[("ip", "10.2.0.2")]) == 1.0
+    })
+    .await;
 
     // Off: kept until a restart, and said so.
     let off = moved.replace(&format!("  endpoint: {}\n", b.endpoint()), "");
