@@ -576,6 +576,18 @@ fn otlp_push(
     Ok((Some(push), resource))
 }
 
+/// What `start` refuses beyond the file's own checks: the OTLP settings as the environment
+/// completes them, and the TLS files they name (a CA that is not PEM fails only when the
+/// push is built). `test-config`, `start` and a reload run it after loading the file.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let resolution = otlp::settings::resolve(&config.otlp, &env).context("key `otlp`")?;
+    if let Some(settings) = resolution.settings {
+        otlp::check_tls(&settings).context("key `otlp`")?;
+    }
+    Ok(())
+}
+
 /// What the state file is for: a state saved for another input is refused.
 fn source_id(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> SourceId {
     match &config.reaction.logs.source {

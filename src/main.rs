@@ -49,6 +49,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         config.listen.web_config = Some(web.clone());
         config.check_web_config("--web.config.file")?;
     }
+    reaction_metrics_exporter::app::check(&config)?;
     Ok(config)
 }
 

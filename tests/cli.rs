@@ -424,3 +424,28 @@ fn sigterm_while_starting_up_stops_cleanly() {
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
 }
+
+/// What `start` refuses, `test-config` refuses too: an OTLP CA file that is not PEM for a
+/// TLS endpoint (it failed only when the push was built), naming the key and the file; the
+/// same file for a plain endpoint, which does not read it, is accepted.
+#[test]
+fn test_config_refuses_otlp_tls_files_that_do_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", "not a certificate\n");
+    let tls = write(
+        dir.path(),
+        "tls.yml",
+        &format!("otlp:\n  endpoint: https://127.0.0.1:4317\n  ca: {ca}\n"),
+    );
+    let err = fails(&["test-config", "-c", &tls]);
+    assert!(
+        err.contains("key `otlp`") && err.contains(&format!("TLS file {ca}")),
+        "{err}"
+    );
+    let plain = write(
+        dir.path(),
+        "plain.yml",
+        &format!("otlp:\n  endpoint: http://127.0.0.1:4317\n  ca: {ca}\n"),
+    );
+    ok(&["test-config", "-c", &plain]);
+}

@@ -48,6 +48,7 @@ use gauges::VanishedGauges;
 use outcome::{Backoff, Outcome};
 use queue::Queue;
 pub(crate) use settings::Settings;
+pub(crate) use transport::check_tls;
 use transport::Transport;
 
 /// Why the OTLP push could not be set up.
