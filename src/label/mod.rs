@@ -384,13 +384,16 @@ impl Labeller {
                     }
                     return out;
                 }
-                let values = match self.memory.get_mut(target.as_str()) {
-                    Some(recent) => recent.remember(values),
+                // What the memory dropped is taken with the values (one lookup of the
+                // filter's memory per match) and reported after the labels, as before.
+                let (values, evicted) = match self.memory.get_mut(target.as_str()) {
+                    Some(recent) => (recent.remember(values), recent.take_evicted()),
                     None => {
                         let mut recent = self.new_memory(values.len());
                         let values = recent.remember(values);
+                        let evicted = recent.take_evicted();
                         self.memory.insert(target.as_str().into(), recent);
-                        values
+                        (values, evicted)
                     }
                 };
                 if let FamilyExport::On { extra } = export.matches {
@@ -402,7 +405,7 @@ impl Labeller {
                         },
                     ));
                 }
-                self.report_evictions(target, internal);
+                self.report_evicted(target, evicted, internal);
             }
             Event::Action { target, argv } => {
                 if !self.actions.contains_key(target.as_str()) {
@@ -706,6 +709,12 @@ impl Labeller {
             Some(r) => r.take_evicted(),
             None => Evicted::default(),
         };
+        self.report_evicted(target, memory, internal);
+    }
+
+    /// Report what the attribution memory of `target` dropped (`memory`, already taken from
+    /// it) and what the transforms' cache dropped since the last call.
+    fn report_evicted(&mut self, target: &str, memory: Evicted, internal: &Internal) {
         let transforms = self.templates.take_evicted();
         for (cache, evicted, owner) in [
             (Cache::Attribution, memory, target),
