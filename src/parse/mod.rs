@@ -164,7 +164,7 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, ParseError> {
 /// safe. An ESC not followed by `[` is dropped alone; a CSI cut short (no final byte in
 /// `@`..`~` after its parameter bytes) is dropped up to where it stops.
 fn strip_ansi(line: &str) -> Cow<'_, str> {
-    if !line.contains('\x1b') {
+    if memchr::memchr(0x1b, line.as_bytes()).is_none() {
         return Cow::Borrowed(line);
     }
     let mut out = String::with_capacity(line.len());
