@@ -28,9 +28,11 @@ use crate::reaction::show::{split_key, PendingEntry};
 use crate::telemetry::collect::{attrs as sorted_attrs, Attrs};
 
 pub(crate) mod attribution;
+mod names;
 pub(crate) mod transform;
 
 use attribution::{Recent, SavedMemory, Snapshot, Values};
+use names::NameMap;
 use transform::{TemplateId, Templates};
 
 /// Attribute keys that are not patterns; a pattern with one of these names is renamed.
@@ -203,10 +205,10 @@ enum Phase {
 
 pub(crate) struct Labeller {
     config: Arc<Config>,
-    filters: HashMap<Arc<str>, Arc<FilterInfo>>,
-    actions: HashMap<String, ActionInfo>,
+    filters: NameMap<Arc<str>, Arc<FilterInfo>>,
+    actions: NameMap<String, ActionInfo>,
     templates: Templates,
-    memory: HashMap<Arc<str>, Recent>,
+    memory: NameMap<Arc<str>, Recent>,
     phase: Phase,
     hold_until: Option<SystemTime>,
     /// reaction's configuration in use, to label with another exporter configuration
@@ -218,10 +220,10 @@ impl Labeller {
     pub(crate) fn new(config: Arc<Config>) -> Labeller {
         Labeller {
             config,
-            filters: HashMap::new(),
-            actions: HashMap::new(),
+            filters: NameMap::default(),
+            actions: NameMap::default(),
             templates: Templates::new(defaults::TEMPLATE_CACHE, defaults::TEMPLATE_CACHE_BYTES),
-            memory: HashMap::new(),
+            memory: NameMap::default(),
             phase: Phase::Unknown,
             hold_until: None,
             reaction: None,
