@@ -188,15 +188,21 @@ impl Ingest {
                     continue;
                 }
             };
-            let can_reload = self
-                .last_reload
-                .is_none_or(|t| t.elapsed() >= defaults::STALE_RELOAD_COOLDOWN);
+            // Labelled first as if a reload were allowed: with `last_try` false, a name that
+            // does not fit returns `stale_config` with nothing done, so the reload cooldown
+            // (a clock read, ~2 % of the ingest CPU when read for every line) is only looked
+            // at for such a name.
             let mut labelled =
                 self.labeller()
-                    .label(line.time, &event, &self.internal, !can_reload, line.lossy);
+                    .label(line.time, &event, &self.internal, false, line.lossy);
             if labelled.stale_config {
-                self.reload_mid_batch(held).await;
-                instruments = current(&self.instruments);
+                let can_reload = self
+                    .last_reload
+                    .is_none_or(|t| t.elapsed() >= defaults::STALE_RELOAD_COOLDOWN);
+                if can_reload {
+                    self.reload_mid_batch(held).await;
+                    instruments = current(&self.instruments);
+                }
                 labelled =
                     self.labeller()
                         .label(line.time, &event, &self.internal, true, line.lossy);

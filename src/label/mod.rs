@@ -28,9 +28,11 @@ use crate::reaction::show::{split_key, PendingEntry};
 use crate::telemetry::collect::{attrs as sorted_attrs, Attrs};
 
 pub(crate) mod attribution;
+mod names;
 pub(crate) mod transform;
 
 use attribution::{Recent, SavedMemory, Snapshot, Values};
+use names::NameMap;
 use transform::{TemplateId, Templates};
 
 /// Attribute keys that are not patterns; a pattern with one of these names is renamed.
@@ -203,10 +205,10 @@ enum Phase {
 
 pub(crate) struct Labeller {
     config: Arc<Config>,
-    filters: HashMap<Arc<str>, Arc<FilterInfo>>,
-    actions: HashMap<String, ActionInfo>,
+    filters: NameMap<Arc<str>, Arc<FilterInfo>>,
+    actions: NameMap<String, ActionInfo>,
     templates: Templates,
-    memory: HashMap<Arc<str>, Recent>,
+    memory: NameMap<Arc<str>, Recent>,
     phase: Phase,
     hold_until: Option<SystemTime>,
     /// reaction's configuration in use, to label with another exporter configuration
@@ -218,10 +220,10 @@ impl Labeller {
     pub(crate) fn new(config: Arc<Config>) -> Labeller {
         Labeller {
             config,
-            filters: HashMap::new(),
-            actions: HashMap::new(),
+            filters: NameMap::default(),
+            actions: NameMap::default(),
             templates: Templates::new(defaults::TEMPLATE_CACHE, defaults::TEMPLATE_CACHE_BYTES),
-            memory: HashMap::new(),
+            memory: NameMap::default(),
             phase: Phase::Unknown,
             hold_until: None,
             reaction: None,
@@ -384,13 +386,16 @@ impl Labeller {
                     }
                     return out;
                 }
-                let values = match self.memory.get_mut(target.as_str()) {
-                    Some(recent) => recent.remember(values),
+                // What the memory dropped is taken with the values (one lookup of the
+                // filter's memory per match) and reported after the labels, as before.
+                let (values, evicted) = match self.memory.get_mut(target.as_str()) {
+                    Some(recent) => (recent.remember(values), recent.take_evicted()),
                     None => {
                         let mut recent = self.new_memory(values.len());
                         let values = recent.remember(values);
+                        let evicted = recent.take_evicted();
                         self.memory.insert(target.as_str().into(), recent);
-                        values
+                        (values, evicted)
                     }
                 };
                 if let FamilyExport::On { extra } = export.matches {
@@ -402,7 +407,7 @@ impl Labeller {
                         },
                     ));
                 }
-                self.report_evictions(target, internal);
+                self.report_evicted(target, evicted, internal);
             }
             Event::Action { target, argv } => {
                 if !self.actions.contains_key(target.as_str()) {
@@ -706,6 +711,12 @@ impl Labeller {
             Some(r) => r.take_evicted(),
             None => Evicted::default(),
         };
+        self.report_evicted(target, memory, internal);
+    }
+
+    /// Report what the attribution memory of `target` dropped (`memory`, already taken from
+    /// it) and what the transforms' cache dropped since the last call.
+    fn report_evicted(&mut self, target: &str, memory: Evicted, internal: &Internal) {
         let transforms = self.templates.take_evicted();
         for (cache, evicted, owner) in [
             (Cache::Attribution, memory, target),

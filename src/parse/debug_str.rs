@@ -104,7 +104,7 @@ pub(crate) fn parse_str(s: &str) -> Result<(String, &str), DebugStrError> {
     let mut i = 1;
     loop {
         // Copy everything up to the next quote or backslash (both ASCII, so char boundaries).
-        let Some(off) = bytes[i..].iter().position(|&b| b == b'"' || b == b'\\') else {
+        let Some(off) = memchr::memchr2(b'"', b'\\', &bytes[i..]) else {
             return Err(DebugStrError::Unterminated { pos: 0 });
         };
         out.push_str(&s[i..i + off]);

@@ -144,7 +144,9 @@ impl LineAssembler {
     ) {
         let mut rest = chunk;
         let mut pos = chunk_offset;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        // memchr: a byte-at-a-time search costs ~7 instructions a byte (callgrind: ~480 a
+        // line of the e2e workloads, more than parsing the line).
+        while let Some(i) = memchr::memchr(b'\n', rest) {
             let line = &rest[..i];
             match self.skip {
                 Skip::TooLong | Skip::Resync => self.skip = Skip::No,
