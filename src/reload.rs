@@ -255,16 +255,14 @@ impl Reloader {
     async fn set_cardinality_limit(&self, limit: usize) {
         // Building allocates the SDK's tables for the limit: off the async threads.
         let telemetry = self.telemetry.clone();
-        let resource = self.telemetry.resource();
-        let rebuilt =
-            match tokio::task::spawn_blocking(move || telemetry.rebuild(limit, resource)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // A panic (a bug): the running provider and limit stay.
-                    tracing::error!("metrics.cardinality_limit: building the provider failed: {e}");
-                    return;
-                }
-            };
+        let rebuilt = match tokio::task::spawn_blocking(move || telemetry.rebuild(limit)).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A panic (a bug): the running provider and limit stay.
+                tracing::error!("metrics.cardinality_limit: building the provider failed: {e}");
+                return;
+            }
+        };
         {
             let _between = self.processed.lock().await;
             self.telemetry.put_in_force(rebuilt);

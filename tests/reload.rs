@@ -564,7 +564,13 @@ async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
     let a = Protocol::Grpc.receiver(None, Store::default()).await;
     let b = Receiver::http(None, Store::default(), "/v1/metrics", 64 << 20, None).await;
     let (dir, r, log) = setup();
-    let config = otlp_config(&log, &r, &a, Protocol::Grpc, INTERNALS);
+    let config = otlp_config(
+        &log,
+        &r,
+        &a,
+        Protocol::Grpc,
+        &format!("{INTERNALS}  otel_endpoint:\n    enabled: true\n"),
+    );
     let e = start(&dir, config.clone(), &[]).await;
     let (sa, sb) = (a.store.clone(), b.store.clone());
     let matches = "reaction.filter.matches";
@@ -583,7 +589,10 @@ async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
     let moved = config
         .replace(&a.endpoint(), &b.endpoint())
         .replace("protocol: grpc", "protocol: http/protobuf")
-        .replace("  instance_id:", "  service_name: renamed\n  instance_id:")
+        .replace(
+            "  instance_id:",
+            "  service_name: renamed\n  resource:\n    deployment.environment: after\n  instance_id:",
+        )
         .replace(
             "internals: true\n",
             "internals: true\n  cardinality_limit: 1000\n",
@@ -632,6 +641,17 @@ async fn otlp_settings_reload_to_a_new_endpoint_with_nothing_lost_or_doubled() {
         "the new resource on every point the new receiver got"
     );
     assert_eq!(b.store.sum(matches, &[("ip", "10.2.0.1")]), 1.0);
+    // The resource on `/metrics/otel` too (`target_info` leaves out the service's name).
+    let (status, _, otel) = get(&e.addr, "/metrics/otel", None);
+    assert_eq!(status, 200);
+    let target = otel
+        .lines()
+        .find(|l| l.starts_with("target_info{"))
+        .unwrap_or_else(|| panic!("{otel}"));
+    assert!(
+        target.contains("deployment_environment=\"after\""),
+        "{target}"
+    );
 
     // TLS with a CA file that is not PEM: the whole reload is refused (the transport is
     // built before anything is applied), and the push goes on as it was.

@@ -1,6 +1,6 @@
 //! The instruments, in two `SdkMeterProvider`s (the exporter's own counters, built once;
-//! the event counters and the gauges, rebuilt by a reload of the cardinality limit or the
-//! resource: see [`readers`]), and the readers that take from them: a delta pull reader
+//! the event counters and the gauges, rebuilt by a reload of the cardinality limit: see
+//! [`readers`]), and the readers that take from them: a delta pull reader
 //! for `/metrics` (legacy "since the last scrape" semantics), the OTLP push's reader when
 //! it is on (`otlp`), and the reader of `/metrics/otel` when it is on ([`cumulative`],
 //! rendered by [`render_otel`]). Each reader is one [`SharedReader`] over both providers.
@@ -68,7 +68,8 @@ pub(crate) struct Rebuilt {
 
 impl Telemetry {
     /// Build the providers with the delta pull reader if `pull` and, when given, the OTLP
-    /// reader. `cardinality_limit` applies to every instrument, per reader.
+    /// reader. `cardinality_limit` is the event counters' and pending actions' limit, per
+    /// reader (see [`series_limit`]).
     #[cfg(test)]
     pub(crate) fn new(
         cardinality_limit: usize,
@@ -127,11 +128,6 @@ impl Telemetry {
         }
     }
 
-    /// The resource the providers were built with.
-    pub(crate) fn resource(&self) -> Resource {
-        self.resource.clone()
-    }
-
     /// The instruments the pipeline records into now.
     pub fn instruments(&self) -> Arc<Instruments> {
         current(&self.instruments)
@@ -142,15 +138,15 @@ impl Telemetry {
         self.instruments.clone()
     }
 
-    /// A new events provider with this limit and resource, every reader with a new reader
-    /// of it: [`Telemetry::put_in_force`] puts it in force.
-    pub(crate) fn rebuild(&self, cardinality_limit: usize, resource: Resource) -> Rebuilt {
+    /// A new events provider with this limit, every reader with a new reader of it:
+    /// [`Telemetry::put_in_force`] puts it in force.
+    pub(crate) fn rebuild(&self, cardinality_limit: usize) -> Rebuilt {
         let handles: Vec<_> = (self.readers.iter())
             .map(|r| (r.clone(), r.next()))
             .collect();
         let provider = provider(
             cardinality_limit,
-            resource,
+            self.resource.clone(),
             handles.iter().map(|(_, h)| h.clone()),
         );
         let instruments = Arc::new(Instruments::new(

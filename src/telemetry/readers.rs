@@ -2,9 +2,9 @@
 //! handle over a reader of each meter provider, that a reload can move to a new provider
 //! without losing or doubling a count.
 //!
-//! Why two providers: a reload that changes `metrics.cardinality_limit` or the resource
-//! needs a new provider (opentelemetry_sdk 0.33 sets a stream's cardinality limit when the
-//! instrument is made, `ValueMap::new`, and a provider's resource when it is built). A new
+//! Why two providers: a reload that changes `metrics.cardinality_limit` needs a new
+//! provider (opentelemetry_sdk 0.33 sets a stream's cardinality limit when the instrument
+//! is made, `ValueMap::new`; a reloaded resource is stamped by the consumers instead). A new
 //! provider's readers start empty, which is right for the event counters (the old readers
 //! hold the rest, collected once more below) but not for the exporter's own counters: they
 //! are observable counters of running totals, and a new delta reader reports a total it
@@ -33,8 +33,7 @@ use super::observed::{self, Observed};
 pub(crate) enum Provider {
     /// The exporter's own counters (observable, running totals): built once.
     Own,
-    /// The event counters and every gauge: replaced by a reload of the cardinality limit
-    /// or the resource.
+    /// The event counters and every gauge: replaced by a reload of the cardinality limit.
     Events,
 }
 

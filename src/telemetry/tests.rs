@@ -373,7 +373,7 @@ fn a_rebuilt_provider_loses_and_doubles_nothing() {
     // Past the limit of 2: `c` goes to the overflow series.
     record(&["a", "c"]);
     internal.lines_read(2, SystemTime::now());
-    let rebuilt = telemetry.rebuild(10, Resource::builder().build());
+    let rebuilt = telemetry.rebuild(10);
     telemetry.put_in_force(rebuilt);
     assert_eq!((pull.retired(), otel.retired()), (1, 1));
     // After the reload: the new limit of 10 takes `c`, `d`, `e` as series of their own.
