@@ -94,6 +94,12 @@ fn string_attrs(kvs: &[KeyValue]) -> Attrs {
 }
 
 impl VanishedGauges {
+    /// Gauge series remembered from the last export (tests).
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.last.values().map(|(_, _, series)| series.len()).sum()
+    }
+
     /// Add the final point of every gauge series that was in the previous export and is
     /// not in `req`; remember `req`'s series for the next one. Returns how many were added.
     pub(crate) fn mark(&mut self, req: &mut ExportMetricsServiceRequest) -> usize {

@@ -445,12 +445,16 @@ impl Shared {
             }
         };
         let (collections, error) = collected;
-        if let Some(e) = error {
-            tracing::error!("OTLP: collecting metrics failed: {e}");
-        }
         let resource = self.resource.lock().expect("resource").clone();
         let mut req = request(collections, resource);
-        self.gauges.lock().expect("gauges").mark(&mut req);
+        match error {
+            // What the other readers gave is queued (a retired reader's sums are not given
+            // twice), but no gauge is ended for lack of a collection that would show it.
+            Some(e) => tracing::error!("OTLP: collecting metrics failed: {e}"),
+            None => {
+                self.gauges.lock().expect("gauges").mark(&mut req);
+            }
+        }
         let stats = {
             let mut queue = self.queue.lock().expect("queue");
             let stats = queue.merge(req);
@@ -646,5 +650,53 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(!running.shutdown(Duration::from_millis(700), true).await);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Guards a collection that fails in part (the events provider shut down): what the
+    /// other readers gave is queued, and no gauge series is ended for lack of a collection that would
+    /// show it (an error used to drop the whole collection; with the readers of a replaced
+    /// provider in it, that would lose their counts).
+    #[test]
+    fn a_failed_collection_ends_no_gauge_series() {
+        use crate::telemetry::Telemetry;
+
+        let cfg = Otlp {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..Otlp::default()
+        };
+        let settings = settings::resolve(&cfg, &|_| None)
+            .unwrap()
+            .settings
+            .unwrap();
+        let internal = Arc::new(Internal::new());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _inside = runtime.enter();
+        let push = OtlpPush::new(settings, 100, internal.clone()).unwrap();
+        let telemetry = Telemetry::new(
+            100,
+            Resource::builder_empty().build(),
+            false,
+            Some(push.reader()),
+            internal,
+        );
+        *telemetry.gauges.pending.lock().unwrap() = vec![(
+            vec![
+                KeyValue::new("stream", "ssh"),
+                KeyValue::new("filter", "failedlogin"),
+                KeyValue::new("action", "ban"),
+            ],
+            1,
+        )];
+        push.shared.collect();
+        let remembered = push.shared.gauges.lock().unwrap().remembered();
+        assert!(remembered > 0, "the pending action's series is remembered");
+        // The events provider fails, the own counters' provider still answers.
+        telemetry.events.lock().unwrap().shutdown().unwrap();
+        push.shared.collect();
+        assert_eq!(
+            push.shared.gauges.lock().unwrap().remembered(),
+            remembered,
+            "no series ended by a failed collection"
+        );
     }
 }
