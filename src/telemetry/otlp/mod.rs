@@ -599,38 +599,43 @@ mod tests {
     use opentelemetry::KeyValue;
     use opentelemetry_sdk::Resource;
 
-    /// Guards the wiring: the exporter reports to the self-monitoring it is built with, so a
-    /// failed export is counted before anything else ran (no scrape, no later set-up step).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_export_failure_before_any_scrape_is_counted() {
-        use crate::internal::counts::{OtlpFailure, Series};
-        use crate::metric::Metric;
-        use crate::telemetry::Telemetry;
-
-        // A port nothing listens on: the export is refused.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let cfg = Otlp {
-            endpoint: Some(format!("http://127.0.0.1:{port}")),
-            timeout: Some(2.0),
-            interval: Some(0.1),
-            ..Otlp::default()
-        };
+    /// A push configured by `cfg` (no environment) as the only reader of a `Telemetry`
+    /// (limit 100, empty resource), and their self-monitoring. Inside a Tokio runtime.
+    fn push_to(cfg: Otlp) -> (OtlpPush, crate::telemetry::Telemetry, Arc<Internal>) {
         let settings = settings::resolve(&cfg, &|_| None)
             .unwrap()
             .settings
             .unwrap();
         let internal = Arc::new(Internal::new());
         let push = OtlpPush::new(settings, 100, internal.clone()).unwrap();
-        let telemetry = Telemetry::new(
+        let telemetry = crate::telemetry::Telemetry::new(
             100,
             Resource::builder_empty().build(),
             false,
             Some(push.reader()),
             internal.clone(),
         );
+        (push, telemetry, internal)
+    }
+
+    /// Guards the wiring: the exporter reports to the self-monitoring it is built with, so a
+    /// failed export is counted before anything else ran (no scrape, no later set-up step).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_export_failure_before_any_scrape_is_counted() {
+        use crate::internal::counts::{OtlpFailure, Series};
+        use crate::metric::Metric;
+
+        // A port nothing listens on: the export is refused.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (push, telemetry, internal) = push_to(Otlp {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            timeout: Some(2.0),
+            interval: Some(0.1),
+            ..Otlp::default()
+        });
         telemetry
             .instruments()
             .add(Metric::Matches, 1, &[KeyValue::new("stream", "ssh")]);
@@ -653,32 +658,17 @@ mod tests {
     }
 
     /// Guards a collection that fails in part (the events provider shut down): what the
-    /// other readers gave is queued, and no gauge series is ended for lack of a collection that would
-    /// show it (an error used to drop the whole collection; with the readers of a replaced
-    /// provider in it, that would lose their counts).
+    /// other readers gave is queued, and no gauge series is ended for lack of a collection
+    /// that would show it (an error used to drop the whole collection; with the readers of a
+    /// replaced provider in it, that would lose their counts).
     #[test]
     fn a_failed_collection_ends_no_gauge_series() {
-        use crate::telemetry::Telemetry;
-
-        let cfg = Otlp {
-            endpoint: Some("http://127.0.0.1:9".into()),
-            ..Otlp::default()
-        };
-        let settings = settings::resolve(&cfg, &|_| None)
-            .unwrap()
-            .settings
-            .unwrap();
-        let internal = Arc::new(Internal::new());
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let _inside = runtime.enter();
-        let push = OtlpPush::new(settings, 100, internal.clone()).unwrap();
-        let telemetry = Telemetry::new(
-            100,
-            Resource::builder_empty().build(),
-            false,
-            Some(push.reader()),
-            internal,
-        );
+        let (push, telemetry, _) = push_to(Otlp {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..Otlp::default()
+        });
         *telemetry.gauges.pending.lock().unwrap() = vec![(
             vec![
                 KeyValue::new("stream", "ssh"),
