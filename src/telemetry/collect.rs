@@ -3,23 +3,26 @@
 
 use std::collections::HashMap;
 
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 
+use super::packed::{self, Unpack};
 use crate::metric::Metric;
 
-/// A series' attributes: (key, value) strings sorted by key (then value), kept in two
-/// allocations whatever their number: the keys and values one after the other in one
-/// string, and where each ends (issue 13: a `Vec` of `String` pairs cost a scrape about
-/// 330 bytes per series in copies of what the SDK had collected, more than the SDK's own
-/// output; this costs the text and 8 bytes per pair). Compared, hashed and ordered as the
-/// sequence of its pairs.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Attrs {
-    /// Every key and value, in order: key 0, value 0, key 1, ...
-    text: Box<str>,
-    /// Where each key and value of `text` ends (2 per pair).
-    ends: Box<[u32]>,
+/// A series' attributes: (key, value) strings sorted by key (then value), in one string
+/// in the packed format of `telemetry::packed` (issue 13: a `Vec` of `String` pairs cost a
+/// scrape about 330 bytes per series in copies of what the SDK had collected; a string and
+/// where each pair ends cost about 80 more; a collected point whose attributes the SDK
+/// holds packed and sorted, as the event counters' are, now shares the SDK's string).
+/// Compared and hashed as that string, which is one string for one sequence of pairs;
+/// ordered as the sequence of its pairs.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Attrs(StringValue);
+
+impl Default for Attrs {
+    fn default() -> Attrs {
+        Attrs(StringValue::from(""))
+    }
 }
 
 impl Attrs {
@@ -36,24 +39,19 @@ impl Attrs {
         pairs.sort_unstable_by(|a, b| {
             (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref()))
         });
-        let size = pairs
-            .iter()
-            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
-            .sum();
-        let mut text = String::with_capacity(size);
-        let mut ends = Vec::with_capacity(pairs.len() * 2);
-        for (k, v) in &pairs {
-            for part in [k.as_ref(), v.as_ref()] {
-                text.push_str(part);
-                // Saturating: a series' text is far below 4 GiB (label values are capped
-                // at 64 KiB each), and a wrong end only misplaces a label, never panics.
-                ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-            }
-        }
-        Attrs {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-        }
+        let text = packed::encode(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+        Attrs(StringValue::from(text))
+    }
+
+    /// The attributes of a packed value (`telemetry::packed`): its string, shared (only
+    /// sets in key order are packed, each key once, so it is the sorted one).
+    fn from_packed(packed: &StringValue) -> Attrs {
+        debug_assert!({
+            let mut u = Unpack::new(packed.as_str());
+            let pairs: Vec<_> = u.by_ref().collect();
+            u.is_whole() && pairs.windows(2).all(|w| w[0].0 < w[1].0)
+        });
+        Attrs(packed.clone())
     }
 
     /// The attributes of an overflow series: `otel.metric.overflow="true"`.
@@ -69,23 +67,7 @@ impl Attrs {
 
     /// The pairs, sorted by key.
     pub fn iter(&self) -> Pairs<'_> {
-        Pairs {
-            attrs: self,
-            next: 0,
-        }
-    }
-
-    /// Pair `i` (< `len()`).
-    fn pair(&self, i: usize) -> (&str, &str) {
-        let start = match i {
-            0 => 0,
-            _ => self.ends[2 * i - 1] as usize,
-        };
-        let (k, v) = (self.ends[2 * i] as usize, self.ends[2 * i + 1] as usize);
-        (
-            self.text.get(start..k).unwrap_or(""),
-            self.text.get(k..v).unwrap_or(""),
-        )
+        Pairs(Unpack::new(self.0.as_str()))
     }
 
     /// The value of `key`, if there is one.
@@ -95,39 +77,26 @@ impl Attrs {
 
     /// How many pairs.
     pub fn len(&self) -> usize {
-        self.ends.len() / 2
+        self.iter().count()
     }
 
     /// Whether there is no pair.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.0.as_str().is_empty()
     }
 }
 
 /// The pairs of an [`Attrs`], in order.
 #[derive(Clone)]
-pub struct Pairs<'a> {
-    attrs: &'a Attrs,
-    next: usize,
-}
+pub struct Pairs<'a>(Unpack<'a>);
 
 impl<'a> Iterator for Pairs<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        (self.next < self.attrs.len()).then(|| {
-            self.next += 1;
-            self.attrs.pair(self.next - 1)
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.attrs.len() - self.next;
-        (n, Some(n))
+        self.0.next()
     }
 }
-
-impl ExactSizeIterator for Pairs<'_> {}
 
 impl<'a> IntoIterator for &'a Attrs {
     type Item = (&'a str, &'a str);
@@ -181,9 +150,18 @@ impl<'de> serde::Deserialize<'de> for Attrs {
 /// A series: its metric and attributes.
 pub type SeriesKey = (Metric, Attrs);
 
+/// The attributes of a point, unpacked (see `telemetry::packed`): a packed set the SDK
+/// holds is shared, not copied.
 pub(crate) fn attrs<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> Attrs {
-    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> =
-        kvs.map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
+    let mut kvs = kvs.peekable();
+    if let Some(kv) = kvs.next_if(|kv| kv.key.as_str() == packed::KEY) {
+        if let (Value::String(s), None) = (&kv.value, kvs.peek()) {
+            return Attrs::from_packed(s);
+        }
+        let pairs: Vec<_> = packed::pairs(std::iter::once(kv).chain(kvs)).collect();
+        return Attrs::from_pairs(pairs);
+    }
+    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = packed::pairs(kvs).collect();
     Attrs::from_pairs(pairs)
 }
 
@@ -351,7 +329,7 @@ mod tests {
             assert_eq!(owned(&a), pairs(case), "{case:?}");
             assert_eq!(a.len(), case.len());
             assert_eq!(a.is_empty(), case.is_empty());
-            assert_eq!(a.iter().len(), case.len());
+            assert_eq!(a.iter().count(), case.len());
         }
         let a = Attrs::from_pairs([("user", "root"), ("ip", "192.0.2.1")]);
         assert_eq!(a.get("user"), Some("root"));
@@ -359,6 +337,49 @@ mod tests {
         assert!(!a.is_overflow());
         assert!(Attrs::overflow().is_overflow());
         assert_eq!(Attrs::overflow().get("otel.metric.overflow"), Some("true"));
+    }
+
+    /// Guards the sharing of the SDK's packed string (issue 13: a copy per point of a
+    /// collection), and that a set not packed still becomes the sorted series.
+    #[test]
+    fn a_packed_set_is_shared_and_others_sorted() {
+        let kv = |pairs: &[(&'static str, &str)]| {
+            let kvs: Vec<KeyValue> = pairs
+                .iter()
+                .map(|(k, v)| KeyValue::new(*k, v.to_string()))
+                .collect();
+            packed::pack(&kvs).unwrap()
+        };
+        let sorted = kv(&[("filter", "f"), ("ip", "192.0.2.1"), ("user", "root")]);
+        let a = attrs(std::iter::once(&sorted));
+        assert_eq!(
+            a,
+            attrs_of(&[("user", "root"), ("filter", "f"), ("ip", "192.0.2.1")])
+        );
+        let Value::String(s) = &sorted.value else {
+            panic!("packed as a string")
+        };
+        assert_eq!(a.0.as_str().as_ptr(), s.as_str().as_ptr(), "not shared");
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            [("filter", "f"), ("ip", "192.0.2.1"), ("user", "root")]
+        );
+        // Not packed, or packed beside another attribute: read as they are.
+        let plain = [KeyValue::new("type", "start"), KeyValue::new("stream", "s")];
+        assert_eq!(
+            attrs(plain.iter()),
+            attrs_of(&[("stream", "s"), ("type", "start")])
+        );
+        let both = [sorted.clone(), KeyValue::new("zone", "z")];
+        assert_eq!(
+            attrs(both.iter()),
+            attrs_of(&[
+                ("filter", "f"),
+                ("ip", "192.0.2.1"),
+                ("user", "root"),
+                ("zone", "z")
+            ])
+        );
     }
 
     /// Guards the change from `Vec<(String, String)>` (issue 13): equality, hashing and

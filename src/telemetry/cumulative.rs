@@ -231,15 +231,13 @@ impl Cumulative {
     /// fixed ones, the kept patterns and the overflow marker; the others keep everything.
     fn project<'a>(&self, m: Metric, kvs: impl Iterator<Item = &'a KeyValue>) -> SeriesKey {
         let spec = m.spec();
-        let attrs: Attrs = kvs
-            .filter(|kv| {
-                let k = kv.key.as_str();
+        let attrs: Attrs = super::packed::pairs(kvs)
+            .filter(|(k, _)| {
                 !spec.patterns
-                    || spec.attributes.contains(&k)
-                    || k == OVERFLOW_KEY
+                    || spec.attributes.contains(k)
+                    || *k == OVERFLOW_KEY
                     || self.keep.iter().any(|p| p == k)
             })
-            .map(|kv| (kv.key.as_str(), kv.value.as_str()))
             .collect();
         (m, attrs)
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use opentelemetry::metrics::{AsyncInstrument, Counter, Meter};
 use opentelemetry::KeyValue;
 
-use super::observed;
 use super::Provider;
+use super::{observed, packed};
 use crate::internal::{Counter as InternalCounter, Internal};
 use crate::metric::{Kind, Metric, ObservedF64, ObservedU64};
 
@@ -168,11 +168,14 @@ impl Instruments {
         }
     }
 
-    /// Add `n` to a counter.
+    /// Add `n` to a counter, its attributes packed (see `telemetry::packed`).
     #[inline]
     pub fn add(&self, metric: Metric, n: u64, attrs: &[KeyValue]) {
         match &self.counters[metric as usize] {
-            Some(c) => c.add(n, attrs),
+            Some(c) => match packed::pack(attrs) {
+                Some(one) => c.add(n, std::slice::from_ref(&one)),
+                None => c.add(n, attrs),
+            },
             None => debug_assert!(false, "{} is not a counter", metric.spec().otel),
         }
     }

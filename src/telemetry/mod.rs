@@ -20,6 +20,7 @@ pub mod cumulative;
 pub(crate) mod instruments;
 pub(crate) mod observed;
 pub(crate) mod otlp;
+pub(crate) mod packed;
 pub mod readers;
 pub mod render;
 pub mod render_otel;

@@ -254,19 +254,12 @@ fn ordered_values<'a>(fixed: &'a [&'a str], attrs: &'a Attrs) -> impl Iterator<I
 }
 
 /// The fixed labels in their order, then the others (pattern labels) sorted by name.
+/// `attrs` is read once (its pairs are parsed as they are read: see `telemetry::packed`).
 fn ordered<'a>(fixed: &[&str], attrs: &'a Attrs, v: &mut Vec<(&'a str, &'a str)>) {
     v.clear();
-    for name in fixed {
-        if let Some((k, val)) = attrs.iter().find(|(k, _)| k == name) {
-            v.push((k, val));
-        }
-    }
-    // `attrs` is sorted by key already.
-    for (k, val) in attrs.iter() {
-        if !fixed.contains(&k) {
-            v.push((k, val));
-        }
-    }
+    v.extend(attrs.iter());
+    // Stable: the others stay in `attrs`' order, sorted by key.
+    v.sort_by_key(|(k, _)| fixed.iter().position(|f| f == k).unwrap_or(fixed.len()));
 }
 
 fn header(out: &mut String, name: &str, help: &str, type_name: &str) {

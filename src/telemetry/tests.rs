@@ -227,10 +227,13 @@ fn collected_metrics_are_the_table() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-/// Whether collected data is a (monotonic) sum, and the attribute keys of each point.
+/// Whether collected data is a (monotonic) sum, and the attribute keys of each point, as
+/// the consumers read them (unpacked: see `telemetry::packed`).
 fn describe(data: &AggregatedMetrics) -> (bool, Vec<BTreeSet<String>>) {
     fn keys<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> BTreeSet<String> {
-        kvs.map(|kv| kv.key.as_str().to_string()).collect()
+        super::packed::pairs(kvs)
+            .map(|(k, _)| k.to_string())
+            .collect()
     }
     macro_rules! of {
         ($d:expr) => {

@@ -40,7 +40,7 @@ mod queue;
 pub(crate) mod resource;
 pub(crate) mod settings;
 #[cfg(test)]
-mod test_requests;
+pub(crate) mod test_requests;
 mod transport;
 
 pub(crate) use continuity::Continuity;
@@ -319,6 +319,7 @@ fn request(
     for c in collections {
         let mut one = ExportMetricsServiceRequest::from(&c.rm);
         drop(c.rm);
+        crate::telemetry::packed::unpack_request(&mut one);
         if c.retired {
             for rm in &mut one.resource_metrics {
                 for sm in &mut rm.scope_metrics {
