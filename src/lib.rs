@@ -15,7 +15,7 @@
 //! `defaults` and `template` below it.
 //!
 //! Layers, bottom up (a module imports only from lower ones; `tests/layers.rs` fails on a
-//! cycle): `defaults`, `fault`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
+//! cycle): `defaults`, `fault`, `memory`, `template`, `bounded`, [`notify`], [`parse`], `reaction` → [`source`],
 //! [`config`] → [`internal`] → [`metric`] → [`telemetry`] → `label` → [`status`] →
 //! [`ingest`], `state` → [`scrape`], [`otel_endpoint`], `push_checkpoint` (OTLP-only
 //! continuity) → `server` → [`app`]; [`cli`] and [`logging`] need only [`config`];
@@ -34,6 +34,7 @@ pub mod ingest;
 pub mod internal;
 pub(crate) mod label;
 pub mod logging;
+pub(crate) mod memory;
 pub mod metric;
 pub mod notify;
 pub mod otel_endpoint;

@@ -350,6 +350,9 @@ impl Scraper {
         // Released only now: the ledger takes collects in the order they were made (its
         // position only moves forward). Rendering needs no lock.
         drop(kept);
+        // The collection's SDK output is freed: give its pages back before the page is
+        // rendered, rather than hold both at the scrape's peak (see `memory`).
+        crate::memory::release_freed();
         // From here on the counts are owned by the delivery: dropped undelivered, they are
         // carried over.
         let delivery = Delivery {
