@@ -362,16 +362,13 @@ impl Scraper {
             internal: self.internal.clone(),
             done: false,
         };
-        let mut exp = Exposition::default();
-        for ((f, attrs), v) in gauges.iter() {
-            exp.push(*f, attrs, *v);
-        }
-        for ((f, attrs), v) in counts.iter() {
-            exp.push(*f, attrs, *v as f64);
-        }
-        for ((f, attrs), v) in totals.iter() {
-            exp.push(*f, attrs, *v);
-        }
+        let exp = Exposition::of(
+            gauges
+                .iter()
+                .map(|((f, attrs), v)| (*f, attrs, *v))
+                .chain(counts.iter().map(|((f, attrs), v)| (*f, attrs, *v as f64)))
+                .chain(totals.iter().map(|((f, attrs), v)| (*f, attrs, *v))),
+        );
         let body = PageBody::new(render(
             &exp,
             VERSION,
