@@ -170,6 +170,10 @@ async fn delta_sums_on_the_wire_match_the_events_exactly() {
         assert_eq!(p.temporality, Some(AggregationTemporality::Delta as i32));
         assert!(p.monotonic);
         assert!(p.start <= p.time);
+        // One attribute per label on the wire: the SDK holds them packed in one
+        // (`telemetry::packed`), and the request unpacks them.
+        let keys: Vec<&str> = p.attrs.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["filter", "ip", "stream", "user"], "{p:?}");
     }
     // Only changed series in each delta export: the 10.0.0.9 point is the only match
     // point after the first burst, and no series is ever sent with 0.
