@@ -551,8 +551,8 @@ fn otlp_push(
     let resolution = otlp::settings::resolve(&config.otlp, env)?;
     let (attributes, resource_warnings) =
         otlp::resource::attributes(&config.otlp, env, &otlp::resource::Host::detect());
-    for w in resolution.warnings.iter().chain(&resource_warnings) {
-        tracing::warn!("OTLP: {w}");
+    for w in otlp_warnings(&resolution.warnings, &resource_warnings) {
+        tracing::warn!("{w}");
     }
     if let Some(off) = &resolution.off {
         tracing::info!("{off}");
@@ -574,6 +574,31 @@ fn otlp_push(
     );
     let push = otlp::OtlpPush::new(settings, config.metrics.cardinality_limit, internal.clone())?;
     Ok((Some(push), resource))
+}
+
+/// The OTLP settings' warnings as the log says them (a variable that does not parse, TLS
+/// files for a plain `http://` endpoint, ...).
+fn otlp_warnings<'a>(
+    settings: &'a [String],
+    resource: &'a [String],
+) -> impl Iterator<Item = String> + 'a {
+    settings
+        .iter()
+        .chain(resource)
+        .map(|w| format!("OTLP: {w}"))
+}
+
+/// What `start` would warn about with this configuration and this environment, for
+/// `test-config` to say too (an `otlp.ca` over plain `http://` is accepted, and unused).
+/// Nothing when [`check`] refuses the configuration.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let Ok(resolution) = otlp::settings::resolve(&config.otlp, &env) else {
+        return Vec::new();
+    };
+    let (_, resource) =
+        otlp::resource::attributes(&config.otlp, &env, &otlp::resource::Host::detect());
+    otlp_warnings(&resolution.warnings, &resource).collect()
 }
 
 /// What `start` refuses beyond the file's own checks: the OTLP settings as the environment

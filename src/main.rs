@@ -69,6 +69,9 @@ fn main() -> anyhow::Result<()> {
             // At INFO whatever `loglevel` says: its one INFO line is the command's answer.
             let _logging = Logging::init();
             let config = load(&cli)?;
+            for w in reaction_metrics_exporter::app::warnings(&config) {
+                tracing::warn!("{w}");
+            }
             let f = cli.format.unwrap_or(ConfigFormat::Json);
             tracing::info!("valid configuration; printing it with defaults added");
             print!("{}", config.to_text(f));

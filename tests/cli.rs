@@ -449,3 +449,34 @@ fn test_config_refuses_otlp_tls_files_that_do_not_load() {
     );
     ok(&["test-config", "-c", &plain]);
 }
+
+/// Regression: `test-config` accepted an `otlp.ca` for a plain `http://` endpoint without
+/// a word; `start` warns that it is not used, and so does `test-config` now (on stderr,
+/// the configuration still printed on stdout).
+#[test]
+fn test_config_says_what_start_would_warn_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", "not read over http\n");
+    let plain = write(
+        dir.path(),
+        "plain.yml",
+        &format!("otlp:\n  endpoint: http://127.0.0.1:4317\n  ca: {ca}\n"),
+    );
+    let o = run(&["test-config", "-c", &plain]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WARN") && err.contains("the CA or client certificate is not used"),
+        "{err}"
+    );
+    json(&stdout(&o));
+    // A configuration without anything to warn about: no warning.
+    let quiet = write(
+        dir.path(),
+        "quiet.yml",
+        "otlp:\n  endpoint: http://127.0.0.1:4317\n",
+    );
+    let o = run(&["test-config", "-c", &quiet]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("WARN"), "{}", stderr(&o));
+}
