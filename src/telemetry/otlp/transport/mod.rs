@@ -46,9 +46,6 @@ impl Transport {
     }
 }
 
-/// The `User-Agent` of every request ("OTLP exporters SHOULD emit a User-Agent header to
-/// at a minimum identify the exporter, the language of its implementation, and the
-/// version of the exporter").
 /// Load the TLS files `settings` name (CA, client certificate and key), as a transport
 /// does when it is built, without building one: what `test-config` checks.
 pub(crate) fn check_tls(settings: &Settings) -> Result<(), OtlpError> {
@@ -58,6 +55,9 @@ pub(crate) fn check_tls(settings: &Settings) -> Result<(), OtlpError> {
     Ok(())
 }
 
+/// The `User-Agent` of every request ("OTLP exporters SHOULD emit a User-Agent header to
+/// at a minimum identify the exporter, the language of its implementation, and the
+/// version of the exporter").
 pub(crate) fn user_agent() -> String {
     format!(
         "reaction-metrics-exporter/{} (Rust; OTLP)",
