@@ -416,11 +416,8 @@ impl Scraper {
             mut sums,
             sums_f64,
             gauges,
+            overflowed,
         } = c;
-        let overflowed = sums
-            .iter()
-            .filter(|(k, _)| k.1.is_overflow())
-            .fold(0u64, |n, (_, v)| n.saturating_add(*v));
         overflowed_events(&self.internal, overflowed);
         // In place: a 100k-series delta is not rehashed.
         sums.retain(|(k, v)| match k.0.spec().legacy_kind {

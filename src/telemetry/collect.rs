@@ -75,6 +75,11 @@ impl Attrs {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
+    /// The packed string (`telemetry::packed`): each key and value after its length.
+    pub(crate) fn packed(&self) -> &str {
+        self.0.as_str()
+    }
+
     /// How many pairs.
     pub fn len(&self) -> usize {
         self.iter().count()
@@ -181,6 +186,8 @@ pub struct Collected {
     pub(crate) sums_f64: HashMap<SeriesKey, f64>,
     /// Gauges: the value observed at this collection.
     pub gauges: HashMap<SeriesKey, f64>,
+    /// The sum of the `sums` of overflow series (see [`Attrs::is_overflow`]).
+    pub(crate) overflowed: u64,
 }
 
 impl Collected {
@@ -198,7 +205,11 @@ impl Collected {
                         c.sums.reserve(s.data_points().size_hint().0);
                         for p in s.data_points() {
                             if p.value() > 0 {
-                                c.sums.push(((family, attrs(p.attributes())), p.value()));
+                                let a = attrs(p.attributes());
+                                if !packed::is_packed(p.attributes()) && a.is_overflow() {
+                                    c.overflowed = c.overflowed.saturating_add(p.value());
+                                }
+                                c.sums.push(((family, a), p.value()));
                             }
                         }
                     }
@@ -257,7 +268,9 @@ impl Collected {
             mut sums,
             sums_f64,
             gauges,
+            overflowed,
         } = other;
+        self.overflowed = self.overflowed.saturating_add(overflowed);
         if self.sums.is_empty() {
             self.sums = sums;
         } else if !overlap {

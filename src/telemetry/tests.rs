@@ -427,3 +427,52 @@ fn only_event_counters_and_pending_actions_take_the_configured_limit() {
         );
     }
 }
+
+/// Guards `Collected::overflowed` (issue 13: it was found by reading the attributes of every
+/// series at each scrape): it is the sum of every overflow series' events, the SDK's past
+/// the limit and one whose attributes hold `otel.metric.overflow` themselves (such a set is
+/// not packed, so that a packed one never needs reading), and nothing else.
+#[test]
+fn overflowed_events_are_the_overflow_series_events() {
+    let telemetry = Telemetry::new_with(
+        4,
+        Resource::builder().build(),
+        true,
+        None,
+        None,
+        Arc::new(Internal::new()),
+    );
+    let instruments = telemetry.instruments();
+    let ip = |v: &str| {
+        vec![
+            KeyValue::new("ip", v.to_string()),
+            KeyValue::new("stream", "s"),
+        ]
+    };
+    let own = vec![
+        KeyValue::new("ip", "x"),
+        KeyValue::new(crate::metric::OVERFLOW_KEY, "true"),
+    ];
+    instruments.add(Metric::Matches, 5, &own);
+    for v in ["a", "b", "c", "d", "e", "f"] {
+        instruments.add(Metric::Matches, 2, &ip(v));
+    }
+    let (collections, error) = telemetry.pull_reader.clone().unwrap().collect();
+    assert!(error.is_none(), "{error:?}");
+    let c = Collected::from_collections(&collections);
+    let in_overflow: u64 = (c.sums.iter())
+        .filter(|((m, attrs), _)| *m == Metric::Matches && attrs.is_overflow())
+        .map(|(_, v)| v)
+        .sum();
+    let matches: u64 = (c.sums.iter())
+        .filter(|((m, _), _)| *m == Metric::Matches)
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(matches, 17, "{:?}", c.sums);
+    assert!(
+        in_overflow > 5,
+        "some went to the SDK's overflow series: {:?}",
+        c.sums
+    );
+    assert_eq!(c.overflowed, in_overflow, "{:?}", c.sums);
+}
