@@ -46,7 +46,7 @@ pub(crate) const KEY: &str = "reaction_exporter.attributes";
 pub(crate) fn pack(attrs: &[KeyValue]) -> Option<KeyValue> {
     let strings = attrs.iter().all(|kv| matches!(kv.value, Value::String(_)));
     let in_order = attrs.windows(2).all(|w| w[0].key < w[1].key);
-    // A packed set is never an overflow series' (see [`is_packed`]).
+    // A packed set is never an overflow series': see `collect::point_attrs`.
     let overflow = attrs.iter().any(|kv| kv.key.as_str() == OVERFLOW_KEY);
     if attrs.is_empty() || !strings || !in_order || overflow {
         return None;
@@ -59,17 +59,6 @@ pub(crate) fn pack(attrs: &[KeyValue]) -> Option<KeyValue> {
         Key::from_static_str(KEY),
         Value::from(Arc::<str>::from(s)),
     ))
-}
-
-/// Whether an attribute list as the SDK gives it back is one packed set. Such a set does
-/// not hold `otel.metric.overflow` ([`pack`] gives it as it is): whether a series is an
-/// overflow series is known without reading its packed string (issue 13: reading the
-/// string of each of 600k series for that took a tenth of a scrape).
-pub(crate) fn is_packed<'a>(mut kvs: impl Iterator<Item = &'a KeyValue>) -> bool {
-    matches!(
-        (kvs.next(), kvs.next()),
-        (Some(kv), None) if kv.key.as_str() == KEY && matches!(kv.value, Value::String(_))
-    )
 }
 
 /// Lengths from this one on take more than their one byte.
@@ -296,14 +285,9 @@ mod tests {
         assert!(pack(&kvs(&[("user", "root"), ("ip", "192.0.2.1")])).is_none());
         assert!(pack(&kvs(&[("ip", "192.0.2.1"), ("ip", "192.0.2.2")])).is_none());
         // An overflow series' key: whether a set is an overflow series' is then known
-        // without reading a packed string (`is_packed`).
+        // without reading a packed string (`collect::point_attrs`).
         let overflow = kvs(&[("ip", "192.0.2.1"), (OVERFLOW_KEY, "true")]);
         assert!(pack(&overflow).is_none());
-        assert!(!is_packed(overflow.iter()));
-        let packed = pack(&kvs(&[("ip", "192.0.2.1")])).unwrap();
-        assert!(is_packed(std::iter::once(&packed)));
-        assert!(!is_packed([packed.clone(), packed].iter()));
-        assert!(!is_packed([].iter()));
         // Not packed: read as they are.
         let plain = kvs(&[("stream", "ssh"), ("type", "start")]);
         let got: Vec<(&str, String)> = pairs(plain.iter())
