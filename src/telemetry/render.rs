@@ -102,17 +102,31 @@ pub fn render(
     internals: bool,
     format: ExpositionFormat,
 ) -> String {
-    // The page's size, or close: reserved once, so that it is never copied to grow.
-    let lines: usize = exp
-        .families
-        .iter()
-        .filter(|(m, _)| internals || !m.spec().internal)
-        .map(|(m, samples)| {
-            samples
-                .iter()
-                .map(|(attrs, _)| line_size(m.spec().legacy, attrs))
-                .sum::<usize>()
+    // Every family sorted first, so that the page's size is known (the lines' labels as
+    // the sort reads them): reserved once, it is never copied to grow.
+    let shown: Vec<Family> = (Metric::ALL.iter())
+        .filter(|m| **m != Metric::Up && (internals || !m.spec().internal))
+        .filter_map(|&m| {
+            let samples = exp.families.get(&m).filter(|s| !s.is_empty())?;
+            let fixed = m.spec().attributes;
+            let mut line = Line::new(fixed);
+            let order = sorted(fixed, samples, &mut line);
+            if samples.len() >= RELEASE_AFTER_SORT {
+                // The sort's keys and rows (about 70 bytes per sample) are freed: given
+                // back before the page is written, rather than resident beside it at the
+                // scrape's peak.
+                crate::memory::release_freed();
+            }
+            Some(Family {
+                metric: m,
+                samples,
+                line,
+                order,
+            })
         })
+        .collect();
+    let lines: usize = (shown.iter())
+        .map(|f| f.line.bytes + f.samples.len() * (f.metric.spec().legacy.len() + 32))
         .sum();
     let mut out = String::with_capacity(4096 + lines);
 
@@ -123,18 +137,14 @@ pub fn render(
     out.push_str("\"} 1.0\n");
 
     // The families in table order; the status line always, in its legacy shape.
+    let mut shown = shown.into_iter().peekable();
     for &m in Metric::ALL {
         if m == Metric::Up {
             status_info(&mut out, exp.families.get(&m));
-            continue;
         }
-        if m.spec().internal && !internals {
-            continue;
+        if let Some(f) = shown.next_if(|f| f.metric == m) {
+            f.write(&mut out, format);
         }
-        let Some(samples) = exp.families.get(&m).filter(|s| !s.is_empty()) else {
-            continue;
-        };
-        family(&mut out, m, samples, format);
     }
     if format == ExpositionFormat::OpenMetrics {
         out.push_str("# EOF\n");
@@ -166,48 +176,59 @@ fn status_info(out: &mut String, samples: Option<&Vec<(&Attrs, f64)>>) {
     out.push_str("\"} 1.0\n");
 }
 
-fn family(out: &mut String, m: Metric, samples: &[(&Attrs, f64)], format: ExpositionFormat) {
-    let fam = m.spec();
-    let (type_name, family_name) = match (fam.legacy_kind, format) {
-        (Legacy::Counter, ExpositionFormat::OpenMetrics) => {
-            ("counter", fam.legacy.trim_end_matches("_total"))
+/// A family to show, sorted.
+struct Family<'a> {
+    metric: Metric,
+    samples: &'a [(&'a Attrs, f64)],
+    /// The line the sort read every sample into (its layouts, and the bytes of the labels).
+    line: Line<'a>,
+    order: Order,
+}
+
+impl Family<'_> {
+    /// Write the family's header and lines, in order.
+    fn write(self, out: &mut String, format: ExpositionFormat) {
+        let Family {
+            metric: m,
+            samples,
+            mut line,
+            order,
+        } = self;
+        let fam = m.spec();
+        let (type_name, family_name) = match (fam.legacy_kind, format) {
+            (Legacy::Counter, ExpositionFormat::OpenMetrics) => {
+                ("counter", fam.legacy.trim_end_matches("_total"))
+            }
+            (Legacy::Counter, ExpositionFormat::Text) => ("counter", fam.legacy),
+            _ => ("gauge", fam.legacy),
+        };
+        header(out, family_name, fam.help, type_name);
+        // The samples sort by the tuple of their label values in label order, on a short
+        // contiguous key per row (see `sort_key`; a tie between cut keys compares the values
+        // themselves); then each line is written once, straight into the page, in order
+        // (issue 13: a copy of the lines and one of the whole values beside the page took as
+        // much memory again as the page, 1.9 GiB at the peak of the worst case).
+        for j in 0..samples.len() {
+            // In sorted order, each sample, its attributes and their string are all scattered:
+            // each is asked for ahead of its use, the one after it once it has loaded.
+            if let Some(i) = order.at(j + 3 * AHEAD) {
+                prefetch(&samples[i]);
+            }
+            if let Some(i) = order.at(j + 2 * AHEAD) {
+                prefetch(samples[i].0);
+            }
+            if let Some(i) = order.at(j + AHEAD) {
+                prefetch(samples[i].0.packed());
+            }
+            let Some(i) = order.at(j) else { break };
+            let (attrs, v) = samples[i];
+            line.read(attrs);
+            out.push_str(fam.legacy);
+            line.write_labels(out);
+            out.push(' ');
+            value(out, v);
+            out.push('\n');
         }
-        (Legacy::Counter, ExpositionFormat::Text) => ("counter", fam.legacy),
-        _ => ("gauge", fam.legacy),
-    };
-    header(out, family_name, fam.help, type_name);
-    // The samples sort by the tuple of their label values in label order, on a short
-    // contiguous key per row (see `sort_key`; a tie between cut keys compares the values
-    // themselves); then each line is written once, straight into the page, in order
-    // (issue 13: a copy of the lines and one of the whole values beside the page took as
-    // much memory again as the page, 1.9 GiB at the peak of the worst case).
-    let mut line = Line::new(fam.attributes);
-    let order = sorted(fam.attributes, samples, &mut line);
-    if samples.len() >= RELEASE_AFTER_SORT {
-        // The sort's keys and rows (about 70 bytes per sample) are freed: given back before
-        // the page grows, rather than resident beside it at the scrape's peak.
-        crate::memory::release_freed();
-    }
-    for j in 0..samples.len() {
-        // In sorted order, each sample, its attributes and their string are all scattered:
-        // each is asked for ahead of its use, the one after it once it has loaded.
-        if let Some(i) = order.at(j + 3 * AHEAD) {
-            prefetch(&samples[i]);
-        }
-        if let Some(i) = order.at(j + 2 * AHEAD) {
-            prefetch(samples[i].0);
-        }
-        if let Some(i) = order.at(j + AHEAD) {
-            prefetch(samples[i].0.packed());
-        }
-        let Some(i) = order.at(j) else { break };
-        let (attrs, v) = samples[i];
-        line.read(attrs);
-        out.push_str(fam.legacy);
-        line.write_labels(out);
-        out.push(' ');
-        value(out, v);
-        out.push('\n');
     }
 }
 
@@ -225,6 +246,8 @@ struct Line<'a> {
     pairs: Vec<(&'a str, &'a str)>,
     /// The layouts made, the one used last first; at most [`LAYOUTS`].
     layouts: Vec<Layout<'a>>,
+    /// The bytes of the labels of every sample read (`{…}`, values unescaped).
+    bytes: usize,
 }
 
 /// Where each label of a line comes from, for one set of keys.
@@ -235,6 +258,9 @@ struct Layout<'a> {
     order: Vec<usize>,
     /// What goes before the line's `j`-th value: `{name="`, then `,name="`.
     names: Vec<String>,
+    /// The bytes of a line's labels but their values: the names, the closing quotes and
+    /// brace.
+    names_len: usize,
 }
 
 /// Layouts kept per family: past this many sets of keys, the one used longest ago is made
@@ -247,6 +273,7 @@ impl<'a> Line<'a> {
             fixed,
             pairs: Vec::with_capacity(8),
             layouts: Vec::new(),
+            bytes: 0,
         }
     }
 
@@ -270,6 +297,8 @@ impl<'a> Line<'a> {
                 self.layouts.insert(0, layout);
             }
         }
+        let values: usize = self.pairs.iter().map(|(_, v)| v.len()).sum();
+        self.bytes += self.layouts[0].names_len + values;
     }
 
     fn layout(&self) -> &Layout<'a> {
@@ -307,7 +336,7 @@ impl<'a> Layout<'a> {
                 .position(|f| *f == keys[i])
                 .unwrap_or(fixed.len())
         });
-        let names = (order.iter().enumerate())
+        let names: Vec<String> = (order.iter().enumerate())
             .map(|(j, &i)| {
                 let mut name = String::from(if j == 0 { "{" } else { "," });
                 label_name(&mut name, keys[i]);
@@ -315,17 +344,27 @@ impl<'a> Layout<'a> {
                 name
             })
             .collect();
-        Layout { keys, order, names }
+        let names_len = names.iter().map(String::len).sum::<usize>()
+            + order.len()
+            + usize::from(!order.is_empty());
+        Layout {
+            keys,
+            order,
+            names,
+            names_len,
+        }
     }
 }
 
 /// The indices of `samples` in the order of the tuples of their label values in label
 /// order, sorted on a short contiguous key per sample (see `sort_key`; a tie between cut
 /// keys compares the values themselves): see [`sort_rows`]. Once sorted, only the indices
-/// are kept: 4 bytes per series while the lines are written.
+/// are kept: 4 bytes per series while the lines are written. Every sample is read into
+/// `line`, which counts the bytes of their labels.
 fn sorted<'a>(fixed: &[&str], samples: &'a [(&'a Attrs, f64)], line: &mut Line<'a>) -> Order {
     let mut keys: Vec<u8> = Vec::with_capacity(samples.len() * 48);
     let mut rows: Vec<Row> = Vec::with_capacity(samples.len());
+    let mut too_many = false;
     for (i, (attrs, _)) in samples.iter().enumerate() {
         // The strings are scattered: the next ones load while this one is read (issue 13:
         // a scrape of 600k series waited on memory most of the time it read them).
@@ -333,6 +372,9 @@ fn sorted<'a>(fixed: &[&str], samples: &'a [(&'a Attrs, f64)], line: &mut Line<'
             prefetch(ahead.packed());
         }
         line.read(attrs);
+        if too_many {
+            continue;
+        }
         let k0 = keys.len();
         sort_key(line.values(), &mut keys);
         match (
@@ -345,9 +387,16 @@ fn sorted<'a>(fixed: &[&str], samples: &'a [(&'a Attrs, f64)], line: &mut Line<'
                 key: [k0, k1],
                 sample: i,
             }),
-            // Past 4 GiB of keys or 2^32 series: sort on the values themselves.
-            _ => return sorted_by_values(fixed, samples),
+            // Past 4 GiB of keys or 2^32 series: sort on the values themselves (the
+            // samples still all read, for the page's size).
+            _ => {
+                too_many = true;
+                (keys, rows) = (Vec::new(), Vec::new());
+            }
         }
+    }
+    if too_many {
+        return sorted_by_values(fixed, samples);
     }
     sort_rows(&mut rows, &keys, |a, b| {
         ordered_values(fixed, samples[a as usize].0)
@@ -471,14 +520,6 @@ const RELEASE_AFTER_SORT: usize = 50_000;
 
 /// How many samples ahead of the one being read the next ones are asked for.
 const AHEAD: usize = 8;
-
-/// At least the bytes of a sample's line, unless a value needs escaping or the value is
-/// longer than 30 bytes; read from the packed string's length without parsing it (a pair's
-/// `k="v",` is at most two bytes longer than its packed form, and a packed pair at least
-/// two bytes long).
-fn line_size(name: &str, attrs: &Attrs) -> usize {
-    name.len() + 32 + 2 * attrs.packed().len()
-}
 
 /// Bytes of a label value kept in a row's sort key; a longer value ends the key.
 const KEY_PREFIX: usize = 64;
@@ -816,6 +857,37 @@ mod tests {
             })
             .collect();
         assert_eq!(got, want);
+    }
+
+    /// Guards the page's reservation: the size of its lines as the sort read them, so that
+    /// the page is neither copied to grow nor reserved far beyond its size (an estimate
+    /// from the packed strings' lengths reserved twice the page for long values).
+    #[test]
+    fn the_page_is_reserved_at_its_size() {
+        let long = "v".repeat(1000);
+        let attrs: Vec<Attrs> = (0..2000)
+            .map(|i| {
+                let ip = format!("10.0.{}.{}", i / 250, i % 250);
+                a(&[
+                    ("stream", "s"),
+                    ("filter", "f"),
+                    ("ip", &ip),
+                    ("user", &long),
+                ])
+            })
+            .collect();
+        let mut e = Exposition::default();
+        for at in &attrs {
+            e.push(Metric::Matches, at, 12345.0);
+        }
+        let text = render(&e, "x", true, ExpositionFormat::Text);
+        assert!(text.len() > 2000 * 1000);
+        assert!(
+            text.len() <= text.capacity() && text.capacity() <= text.len() + text.len() / 16,
+            "{} bytes in {} reserved",
+            text.len(),
+            text.capacity()
+        );
     }
 
     #[test]
