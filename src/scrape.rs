@@ -350,8 +350,9 @@ impl Scraper {
         // Released only now: the ledger takes collects in the order they were made (its
         // position only moves forward). Rendering needs no lock.
         drop(kept);
-        // The collection's SDK output is freed: give its pages back before the page is
-        // rendered, rather than hold both at the scrape's peak (see `memory`).
+        // What the split freed (and the SDK's output, if already dropped aside): its pages
+        // given back before the page is rendered, rather than held at the scrape's peak
+        // (see `memory`).
         crate::memory::release_freed();
         // From here on the counts are owned by the delivery: dropped undelivered, they are
         // carried over.
@@ -402,7 +403,11 @@ impl Scraper {
         if let Some(e) = error {
             tracing::error!("collecting metrics failed: {e}");
         }
-        Collected::from_collections(&collections)
+        let collected = Collected::from_collections(&collections);
+        // What the SDK gave (every point with its own attribute list) is no longer needed:
+        // freed while the page is made rather than before (~70 ms at 600,000 series).
+        crate::memory::drop_aside(collections);
+        collected
     }
 
     /// Legacy delta families on one side; the exporter's own counters added to their
@@ -517,11 +522,11 @@ impl Delivery {
         self.done = true;
         let mut ledger = lock(&self.ledger);
         let counts = ledger.in_flight.remove(&self.id);
-        // Freeing a large page's labels is not worth delaying the response for.
-        if let (Some(c), Ok(rt)) = (counts, tokio::runtime::Handle::try_current()) {
-            rt.spawn_blocking(move || drop(c));
-        }
         drop(ledger);
+        // Freeing a large page's labels is not worth delaying the response for.
+        if let Some(c) = counts {
+            crate::memory::drop_aside(c);
+        }
         if let Some(cp) = &self.checkpoint {
             let ledger = self.ledger.clone();
             cp.save_soon(Box::new(move || snapshot(&ledger)));
