@@ -58,6 +58,29 @@ pub struct Ingest {
     /// See [`Batches`].
     pub(crate) processed: Processed,
     last_reload: Option<Instant>,
+    /// When to give back what recorded batches freed.
+    freed: FreedByBatches,
+}
+
+/// Bytes of lines recorded since the memory their batches freed was last given back: it is
+/// given back once the pipeline has caught up after at least
+/// [`defaults::RELEASE_AFTER_BYTES`] (a backlog read), not after every few lines.
+#[derive(Debug, Default)]
+struct FreedByBatches {
+    since: u64,
+}
+
+impl FreedByBatches {
+    /// A batch of `bytes` was recorded; `caught_up`: no batch is waiting. Whether to give
+    /// the memory back now.
+    fn after_batch(&mut self, bytes: u64, caught_up: bool) -> bool {
+        self.since = self.since.saturating_add(bytes);
+        let due = caught_up && self.since >= defaults::RELEASE_AFTER_BYTES;
+        if due {
+            self.since = 0;
+        }
+        due
+    }
 }
 
 impl Ingest {
@@ -76,6 +99,7 @@ impl Ingest {
             status,
             processed: Arc::default(),
             last_reload: None,
+            freed: FreedByBatches::default(),
         }
     }
 
@@ -88,7 +112,11 @@ impl Ingest {
                 let _poisoned = self.labeller.lock();
                 panic!("injected fault (a test's REACTION_METRICS_EXPORTER_FAULT)");
             }
+            let bytes: u64 = batch.lines.iter().map(|l| l.text.len() as u64 + 1).sum();
             self.process_batch(batch.lines, batch.position).await;
+            if self.freed.after_batch(bytes, rx.is_empty()) {
+                crate::memory::release_freed();
+            }
         }
     }
 
@@ -222,5 +250,27 @@ impl Ingest {
     /// caches and memory of recent matches), rather than a panic per line from then on.
     fn labeller(&self) -> std::sync::MutexGuard<'_, Labeller> {
         self.labeller.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_memory_is_given_back_once_caught_up_after_a_backlog_not_after_every_line() {
+        let mut f = FreedByBatches::default();
+        let poll = defaults::RELEASE_AFTER_BYTES;
+        // A backlog: full batches with more waiting, then the last one.
+        assert!(!f.after_batch(poll, false));
+        assert!(!f.after_batch(poll, false));
+        assert!(f.after_batch(10, true), "caught up after a backlog");
+        // Then a few lines now and then: left to the allocator's own second...
+        for _ in 0..100 {
+            assert!(!f.after_batch(100, true));
+        }
+        // ...until they add up to a backlog's worth.
+        assert!(f.after_batch(poll, true));
+        assert!(!f.after_batch(100, true));
     }
 }
