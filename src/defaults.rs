@@ -184,8 +184,9 @@ pub(crate) const JOURNAL_LINES_PER_BATCH: usize = 1000;
 /// Batches waiting between the source and the pipeline: a few batches of at most 1 MiB, so
 /// a backlog stays bounded in memory and the source waits when the pipeline is behind.
 pub(crate) const BATCH_CHANNEL_DEPTH: usize = 4;
-/// Once the pipeline has caught up (no batch waiting) after reading at least this many
-/// bytes of lines since it last did, it gives the memory those batches freed back to the
+/// Once the pipeline has caught up (no lines waiting at the source, no batch waiting for
+/// the pipeline) after at least this many bytes of lines since it last did, it gives the
+/// memory those batches freed back to the
 /// system at once rather than within the allocator's next second (`memory::release_freed`):
 /// a scrape right after a backlog then does not peak on top of it. Below it (a few lines
 /// now and then), the allocator's own second is left to do it.

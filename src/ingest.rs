@@ -63,8 +63,10 @@ pub struct Ingest {
 }
 
 /// Bytes of lines recorded since the memory their batches freed was last given back: it is
-/// given back once the pipeline has caught up after at least
-/// [`defaults::RELEASE_AFTER_BYTES`] (a backlog read), not after every few lines.
+/// given back once the pipeline has caught up with the source (no more lines waiting there,
+/// no batch waiting here) after at least [`defaults::RELEASE_AFTER_BYTES`], not after every
+/// few lines nor after each batch of a backlog (whose memory the next batch reuses: given
+/// back, it would be faulted in again).
 #[derive(Debug, Default)]
 struct FreedByBatches {
     since: u64,
@@ -113,8 +115,9 @@ impl Ingest {
                 panic!("injected fault (a test's REACTION_METRICS_EXPORTER_FAULT)");
             }
             let bytes: u64 = batch.lines.iter().map(|l| l.text.len() as u64 + 1).sum();
+            let caught_up = !batch.backlog && rx.is_empty();
             self.process_batch(batch.lines, batch.position).await;
-            if self.freed.after_batch(bytes, rx.is_empty()) {
+            if self.freed.after_batch(bytes, caught_up) {
                 crate::memory::release_freed();
             }
         }

@@ -721,7 +721,12 @@ pub(crate) async fn run(
         let backlog = t.has_backlog();
         let position = t.checkpoint();
         tailer = Some(t);
-        if !lines.is_empty() && tx.send(Batch { lines, position }).await.is_err() {
+        let batch = Batch {
+            lines,
+            position,
+            backlog,
+        };
+        if !batch.lines.is_empty() && tx.send(batch).await.is_err() {
             return;
         }
         if stopping {
@@ -1226,6 +1231,39 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// Guards `Batch::backlog`, which tells the pipeline when it has caught up (then it
+    /// gives back what the backlog's batches freed: `ingest`).
+    #[tokio::test]
+    async fn batches_of_a_backlog_say_more_is_waiting_and_the_last_one_does_not() {
+        use tokio::sync::{mpsc, watch};
+        use tokio::time::timeout;
+        let mut f = Fixture::with(|c| {
+            c.from_beginning = true;
+            c.poll_interval = Duration::from_millis(10);
+        });
+        f.tailer.max_bytes_per_poll = 10;
+        f.append(b"aaaa\nbbbb\ncccc\ndddd\neeee\n");
+        let (tx, mut rx) = mpsc::channel(8);
+        let (_stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(f.tailer, tx, stop_rx));
+        let mut lines = 0;
+        let mut backlog = Vec::new();
+        while lines < 5 {
+            let batch = timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            lines += batch.lines.len();
+            backlog.push(batch.backlog);
+        }
+        assert_eq!(
+            backlog,
+            [true, true, false],
+            "two lines (10 bytes) per poll"
+        );
+        task.abort();
     }
 
     #[tokio::test]

@@ -608,6 +608,9 @@ impl Source {
             return true;
         }
         let batch = Batch {
+            // Full: `read_available` stopped at the batch's size, not at the end of what
+            // journalctl had written.
+            backlog: unsent.lines.len() >= defaults::JOURNAL_LINES_PER_BATCH,
             lines: unsent.lines,
             position: unsent.cursor.map(|cursor| Position::Journal { cursor }),
         };

@@ -56,6 +56,9 @@ pub enum Position {
 pub(crate) struct Batch {
     pub(crate) lines: Vec<LogLine>,
     pub(crate) position: Option<Position>,
+    /// More lines were waiting at the source when this batch was made (a backlog being
+    /// read): the file had more than a poll's budget, the journal a full batch.
+    pub(crate) backlog: bool,
 }
 
 /// Where a line comes from, to name it in the self-monitoring's log lines.
