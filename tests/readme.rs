@@ -132,6 +132,7 @@ const NOT_BOUNDS: &[&str] = &[
     "OTEL_ENDPOINT_PATH",
     "OTEL_ENDPOINT_FOLD_INTERVAL",
     "FILE_POLL_INTERVAL",
+    "RELEASE_AFTER_BYTES",
 ];
 
 /// The section of the README under `heading` (a `## ` heading), up to the next one.
