@@ -186,10 +186,10 @@ pub(crate) const JOURNAL_LINES_PER_BATCH: usize = 1000;
 pub(crate) const BATCH_CHANNEL_DEPTH: usize = 4;
 /// Once the pipeline has caught up (no lines waiting at the source, no batch waiting for
 /// the pipeline) after at least this many bytes of lines since it last did, it gives the
-/// memory those batches freed back to the
-/// system at once rather than within the allocator's next second (`memory::release_freed`):
-/// a scrape right after a backlog then does not peak on top of it. Below it (a few lines
-/// now and then), the allocator's own second is left to do it.
+/// memory those batches freed back to the system at once rather than within the
+/// allocator's next second (`memory::release_freed`): a scrape right after a backlog then
+/// does not peak on top of it. Below it (a few lines now and then), the allocator's own
+/// second is left to do it.
 pub(crate) const RELEASE_AFTER_BYTES: u64 = FILE_BYTES_PER_POLL;
 /// Rendered transforms cached (the same values come back again and again).
 pub(crate) const TEMPLATE_CACHE: usize = 16_384;

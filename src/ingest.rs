@@ -73,8 +73,8 @@ struct FreedByBatches {
 }
 
 impl FreedByBatches {
-    /// A batch of `bytes` was recorded; `caught_up`: no batch is waiting. Whether to give
-    /// the memory back now.
+    /// A batch of `bytes` was recorded; `caught_up`: no lines were waiting at the source
+    /// when it was made, and no batch waits after it. Whether to give the memory back now.
     fn after_batch(&mut self, bytes: u64, caught_up: bool) -> bool {
         self.since = self.since.saturating_add(bytes);
         let due = caught_up && self.since >= defaults::RELEASE_AFTER_BYTES;

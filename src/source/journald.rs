@@ -1838,6 +1838,11 @@ mod tests {
             assert!(
                 !batch.lines.is_empty() && batch.lines.len() <= defaults::JOURNAL_LINES_PER_BATCH
             );
+            // A full batch says more may be waiting (the pipeline has not caught up).
+            assert_eq!(
+                batch.backlog,
+                batch.lines.len() == defaults::JOURNAL_LINES_PER_BATCH
+            );
             got.extend(r.take(batch).into_iter().map(|l| l.text));
         }
         assert_eq!(got, many);
