@@ -1,16 +1,18 @@
-//! Memory freed by a scrape, given back to the system at once, and memory a scrape is
-//! about to read, asked for early (issue 13).
+//! Memory freed by a scrape or a backlog, given back to the system at once, and memory a
+//! scrape is about to read, asked for early (issue 13).
 //!
 //! The binary's allocator is jemalloc (`src/main.rs`), which gives back memory freed for a
-//! second from a background thread. A scrape frees the SDK's collection output (every point
-//! with its attribute list) before it renders the page: given back only after that second,
-//! those pages are still resident while the page is rendered, and the scrape's peak is both
-//! at once. [`release_freed`] gives them back before the render. Measured with
+//! second from a background thread. Given back only after that second, what a scrape frees
+//! before it writes the page (the SDK's collection output, every point with its attribute
+//! list; the sort's rows) is still resident while the page is written, and the scrape's
+//! peak is both at once; what a backlog's batches freed is still resident at a scrape right
+//! after it. [`release_freed`] gives them back at those points. Measured with
 //! `benches/e2e.rs`: see `benches/README.md`.
 //!
 //! Freeing is not free either: dropping a collection of 600,000 points takes about 70 ms
 //! (`perf`: an attribute list and a shared string per point, scattered over the heap).
-//! [`drop_aside`] does it on another thread, while the scrape goes on.
+//! [`drop_aside`] does it on another thread, then gives its pages back, while the scrape
+//! goes on.
 
 /// Give every jemalloc arena's freed (dirty) pages back to the system now. In a program
 /// whose allocator is not jemalloc (the library's tests and benchmarks), jemalloc's arenas
