@@ -33,6 +33,7 @@ use reaction_metrics_exporter::metric::Metric;
 use reaction_metrics_exporter::parse::parse_line;
 use reaction_metrics_exporter::scrape::Scraper;
 use reaction_metrics_exporter::source::file::{FileSourceConfig, FileTailer};
+use reaction_metrics_exporter::source::Lines;
 use reaction_metrics_exporter::status::StatusRefresher;
 use reaction_metrics_exporter::telemetry::collect::Collected;
 use reaction_metrics_exporter::telemetry::render::{render, Exposition, ExpositionFormat};
@@ -284,7 +285,7 @@ async fn ingest_once(config: &Config, log: &LogFile) -> IngestRun {
     let start = Instant::now();
     loop {
         let t = Instant::now();
-        let mut batch = Vec::new();
+        let mut batch = Lines::new();
         tailer.poll(&mut batch);
         let t2 = Instant::now();
         poll += t2 - t;

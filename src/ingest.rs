@@ -15,7 +15,7 @@ use crate::label::Labeller;
 use crate::notify::InsideBatch;
 use crate::parse::{parse_line, ParseError};
 use crate::reaction::{ConfigOrigin, ReactionClient};
-use crate::source::{Batch, LogLine, Position};
+use crate::source::{Batch, Lines, Position};
 use crate::status::StatusRefresher;
 use crate::telemetry::{current, CurrentInstruments};
 
@@ -114,7 +114,7 @@ impl Ingest {
                 let _poisoned = self.labeller.lock();
                 panic!("injected fault (a test's REACTION_METRICS_EXPORTER_FAULT)");
             }
-            let bytes: u64 = batch.lines.iter().map(|l| l.text.len() as u64 + 1).sum();
+            let bytes = batch.lines.bytes();
             let caught_up = !batch.backlog && rx.is_empty();
             self.process_batch(batch.lines, batch.position).await;
             if self.freed.after_batch(bytes, caught_up) {
@@ -124,7 +124,7 @@ impl Ingest {
     }
 
     /// Record a batch, then set the position after it (unless `None`).
-    async fn process_batch(&mut self, lines: Vec<LogLine>, position: Option<Position>) {
+    async fn process_batch(&mut self, lines: Lines, position: Option<Position>) {
         let mut held = Some(self.processed.clone().lock_owned().await);
         self.record(lines, &mut held).await;
         let mut batches = match held {
@@ -172,7 +172,7 @@ impl Ingest {
     }
 
     /// Parse, label and record `batch`, in order (the source position stays as it is).
-    pub async fn process(&mut self, batch: Vec<LogLine>) {
+    pub async fn process(&mut self, batch: Lines) {
         self.process_batch(batch, None).await;
     }
 
@@ -189,7 +189,7 @@ impl Ingest {
 
     /// Parse, label and record `batch`, in order, holding `held` (the lock over the
     /// pipeline) except while reaction's configuration reloads.
-    async fn record(&mut self, batch: Vec<LogLine>, held: &mut Option<OwnedMutexGuard<Batches>>) {
+    async fn record(&mut self, batch: Lines, held: &mut Option<OwnedMutexGuard<Batches>>) {
         let Some(last) = batch.last() else {
             return;
         };
@@ -197,8 +197,8 @@ impl Ingest {
         // Replaced only while the pipeline's lock is free: taken again after each wait
         // without it, so that nothing is recorded into instruments a reload retired.
         let mut instruments = current(&self.instruments);
-        for line in batch {
-            let event = match parse_line(&line.text) {
+        for line in batch.iter() {
+            let event = match parse_line(line.text) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
                 // A lossy line was counted as `invalid_utf8` by its source: once is enough.
@@ -213,7 +213,7 @@ impl Ingest {
                     };
                     self.internal.emit(LineRejected {
                         reason,
-                        line: &line.text,
+                        line: line.text,
                         detail: &e,
                     });
                     continue;

@@ -226,7 +226,7 @@ pub(super) fn journal(input: &[u8]) -> u64 {
     let mut sig = Signature::new(9);
     sig.number(lines.len())
         .number(usize::from(cursor.is_some()));
-    for line in &lines {
+    for line in lines.iter() {
         assert!(line.text.len() <= JOURNAL_MAX_LINE, "{line:?}");
         assert!(!line.text.ends_with(['\n', '\r']), "{line:?}");
         sig.number(usize::from(line.lossy));

@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Batch, LogLine, Origin, Position, SourceObserver};
+use super::{Batch, Lines, Origin, Position, SourceObserver};
 use crate::defaults;
 
 /// Size of one read.
@@ -139,7 +139,7 @@ impl LineAssembler {
         chunk: &[u8],
         chunk_offset: u64,
         now: SystemTime,
-        out: &mut Vec<LogLine>,
+        out: &mut Lines,
         ctx: &Ctx<'_>,
     ) {
         let mut rest = chunk;
@@ -186,7 +186,7 @@ impl LineAssembler {
     }
 
     /// The file is finished (rotated away): emit its unterminated last line, if any.
-    fn flush(&mut self, now: SystemTime, out: &mut Vec<LogLine>, ctx: &Ctx<'_>) {
+    fn flush(&mut self, now: SystemTime, out: &mut Lines, ctx: &Ctx<'_>) {
         if self.skip == Skip::No && !self.pending.is_empty() {
             emit(&self.pending, now, out, ctx);
         }
@@ -201,20 +201,15 @@ struct Ctx<'a> {
     observer: &'a dyn SourceObserver,
 }
 
-fn emit(line: &[u8], now: SystemTime, out: &mut Vec<LogLine>, ctx: &Ctx<'_>) {
+fn emit(line: &[u8], now: SystemTime, out: &mut Lines, ctx: &Ctx<'_>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let (text, lossy) = match std::str::from_utf8(line) {
-        Ok(text) => (text.to_owned(), false),
+    match std::str::from_utf8(line) {
+        Ok(text) => out.push(now, text, false),
         Err(_) => {
             ctx.observer.invalid_utf8(Origin::File(ctx.path));
-            (String::from_utf8_lossy(line).into_owned(), true)
+            out.push(now, &String::from_utf8_lossy(line), true);
         }
-    };
-    out.push(LogLine {
-        time: now,
-        text,
-        lossy,
-    });
+    }
 }
 
 /// `pread` until `buf` is full or the end of the file.
@@ -375,7 +370,7 @@ impl FileTailer {
     ///
     /// One call reads at most 1 MiB; [`has_backlog`](Self::has_backlog) then says that
     /// more is waiting (a rotation is only followed once the old file is finished).
-    pub fn poll(&mut self, out: &mut Vec<LogLine>) {
+    pub fn poll(&mut self, out: &mut Lines) {
         if self.buf.len() != self.chunk_bytes {
             self.buf = vec![0; self.chunk_bytes];
         }
@@ -542,7 +537,7 @@ impl FileTailer {
 
     /// Check the open file for truncation, then read it up to its end or the budget.
     /// `Ok(true)`: at the end of the file.
-    fn drain(&mut self, budget: &mut u64, out: &mut Vec<LogLine>) -> io::Result<bool> {
+    fn drain(&mut self, budget: &mut u64, out: &mut Lines) -> io::Result<bool> {
         let ctx = Ctx {
             path: &self.config.path,
             observer: &*self.observer,
@@ -567,6 +562,10 @@ impl FileTailer {
             cur.head.clear();
             cur.head.extend_from_slice(head);
         }
+        // Room for what this poll will read, asked for once: grown as lines come, the
+        // batch's buffer would double past it and be copied on the way.
+        let waiting = size.saturating_sub(cur.offset).min(*budget);
+        out.reserve(usize::try_from(waiting).unwrap_or(0));
         loop {
             if *budget == 0 {
                 return Ok(false);
@@ -600,7 +599,7 @@ impl FileTailer {
     fn follow_path(
         &mut self,
         budget: &mut u64,
-        out: &mut Vec<LogLine>,
+        out: &mut Lines,
         old_readable: bool,
     ) -> io::Result<()> {
         let meta = match fs::metadata(&self.config.path) {
@@ -708,7 +707,7 @@ pub(crate) async fn run(
     loop {
         let Some(mut t) = tailer.take() else { return };
         let polled = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
+            let mut out = Lines::new();
             t.poll(&mut out);
             (t, out)
         })
@@ -848,9 +847,9 @@ mod tests {
         /// The tailer is created lazily relative to the file: it only looks at the path
         /// at its first poll, so files written before the first poll exist "at startup".
         fn poll(&mut self) -> Vec<String> {
-            let mut out = Vec::new();
+            let mut out = Lines::new();
             self.tailer.poll(&mut out);
-            out.into_iter().map(|l| l.text).collect()
+            out.iter().map(|l| l.text.to_owned()).collect()
         }
 
         fn append(&self, bytes: &[u8]) {
@@ -1218,7 +1217,12 @@ mod tests {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(f.tailer, tx, stop_rx));
         let first = timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
-        let texts = |b: Batch| b.lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        let texts = |b: Batch| {
+            b.lines
+                .iter()
+                .map(|l| l.text.to_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(texts(first.unwrap()), strings(&["a", "b"]));
         append(&f.path, b"c\n");
         stop.send(true).unwrap();
@@ -1235,6 +1239,34 @@ mod tests {
 
     /// Guards `Batch::backlog`, which tells the pipeline when it has caught up (then it
     /// gives back what the backlog's batches freed: `ingest`).
+    /// Guards the poll's one reservation (issue 13): a batch's buffer is asked for at the
+    /// size of what the poll will read, not grown (and copied) line by line.
+    #[test]
+    fn a_poll_asks_for_its_buffer_once_at_the_size_it_reads() {
+        let mut f = Fixture::new(true);
+        f.tailer.max_bytes_per_poll = 1000;
+        let line = "x".repeat(99);
+        for _ in 0..30 {
+            f.append(format!("{line}\n").as_bytes());
+        }
+        let mut out = Lines::new();
+        f.tailer.poll(&mut out);
+        assert_eq!(out.len(), 10, "the budget: 10 lines of 100 bytes");
+        assert_eq!(out.text_capacity(), 1000, "the budget, asked for once");
+        let mut out = Lines::new();
+        f.tailer.poll(&mut out);
+        assert_eq!(out.len(), 10);
+        assert_eq!(out.text_capacity(), 1000);
+        let mut out = Lines::new();
+        f.tailer.poll(&mut out);
+        f.append(b"short\n");
+        let mut out = Lines::new();
+        f.tailer.poll(&mut out);
+        assert_eq!(out.len(), 1);
+        // What was waiting, under the budget (a `String` holds at least 8 bytes).
+        assert_eq!(out.text_capacity(), 8);
+    }
+
     #[tokio::test]
     async fn batches_of_a_backlog_say_more_is_waiting_and_the_last_one_does_not() {
         use tokio::sync::{mpsc, watch};
@@ -1504,9 +1536,9 @@ mod tests {
         config.from_beginning = true;
         let mut tailer = FileTailer::new(config.clone(), obs.clone());
         let poll = |t: &mut FileTailer| {
-            let mut out = Vec::new();
+            let mut out = Lines::new();
             t.poll(&mut out);
-            out.into_iter().map(|l| l.text).collect::<Vec<_>>()
+            out.iter().map(|l| l.text.to_owned()).collect::<Vec<_>>()
         };
         append(&path, b"a\n");
         assert_eq!(poll(&mut tailer), strings(&["a"]));

@@ -69,6 +69,7 @@
 //! the journal if `from_beginning`, else new entries only. A well-formed cursor whose entry
 //! no longer exists is not rejected by journalctl: it starts at the next entry.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt::{self, Display};
 use std::path::{Path, PathBuf};
@@ -81,7 +82,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
 
-use super::{Batch, LogLine, Origin, Position, SourceObserver};
+use super::{Batch, Lines, Origin, Position, SourceObserver};
 use crate::defaults;
 
 /// Backoff before restarting a failed journalctl: doubles from the first to the last.
@@ -375,7 +376,7 @@ struct Source {
 /// Lines read and not sent yet, and the cursor of the last record read.
 #[derive(Default)]
 struct Unsent {
-    lines: Vec<LogLine>,
+    lines: Lines,
     cursor: Option<String>,
 }
 
@@ -666,9 +667,9 @@ impl Source {
             self.start = Start::Cursor(cursor.to_owned());
         }
         let mut lossy = false;
-        let text = match object.get("MESSAGE") {
+        let text: Cow<'_, str> = match object.get("MESSAGE") {
             None | Some(Value::Null) => return,
-            Some(Value::String(text)) => text.clone(),
+            Some(Value::String(text)) => Cow::Borrowed(text),
             Some(Value::Array(values)) => {
                 let bytes: Option<Vec<u8>> = values
                     .iter()
@@ -688,12 +689,12 @@ impl Source {
                     return;
                 }
                 match String::from_utf8(bytes) {
-                    Ok(text) => text,
+                    Ok(text) => Cow::Owned(text),
                     Err(e) => {
                         self.observer
                             .invalid_utf8(Origin::Journal { unit: &self.unit });
                         lossy = true;
-                        String::from_utf8_lossy(e.as_bytes()).into_owned()
+                        Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned())
                     }
                 }
             }
@@ -714,14 +715,13 @@ impl Source {
             });
         // Without its line ends: a MESSAGE may end with several (`"x\r\n\n"`, found by
         // fuzzing), and a line never ends with one.
-        let mut text = text;
-        text.truncate(text.trim_end_matches(['\n', '\r']).len());
+        let text = text.trim_end_matches(['\n', '\r']);
         if text.len() > self.config.max_line_bytes {
             let origin = Origin::Journal { unit: &self.unit };
             self.observer.line_too_long(origin, text.len());
             return;
         }
-        unsent.lines.push(LogLine { time, text, lossy });
+        unsent.lines.push(time, text, lossy);
     }
 }
 
@@ -733,7 +733,7 @@ pub(crate) fn read_output(
     output: &[u8],
     max_line_bytes: usize,
     observer: Arc<dyn SourceObserver>,
-) -> (Vec<LogLine>, Option<String>) {
+) -> (Lines, Option<String>) {
     let (tx, _rx) = mpsc::channel(1);
     let (_stop, shutdown) = watch::channel(false);
     let config = JournaldConfig {
@@ -1174,8 +1174,8 @@ mod tests {
         position: Option<Position>,
     }
 
-    fn texts(lines: &[LogLine]) -> Vec<String> {
-        lines.iter().map(|l| l.text.clone()).collect()
+    fn texts(lines: &Lines) -> Vec<String> {
+        lines.iter().map(|l| l.text.to_owned()).collect()
     }
 
     fn strings(s: &[&str]) -> Vec<String> {
@@ -1197,20 +1197,20 @@ mod tests {
             }
         }
 
-        fn take(&mut self, batch: Batch) -> Vec<LogLine> {
+        fn take(&mut self, batch: Batch) -> Lines {
             assert!(batch.position.is_some(), "a batch without a position");
             self.position = batch.position;
             batch.lines
         }
 
         /// Receives batches until `n` lines arrived.
-        async fn lines(&mut self, n: usize) -> Vec<LogLine> {
-            let mut got = Vec::new();
+        async fn lines(&mut self, n: usize) -> Lines {
+            let mut got = Lines::new();
             while got.len() < n {
                 match timeout(WAIT, self.rx.recv()).await {
                     Ok(Some(batch)) => {
                         let lines = self.take(batch);
-                        got.extend(lines);
+                        got.extend(lines.iter());
                     }
                     Ok(None) => panic!("the source stopped; got {:?}", texts(&got)),
                     Err(_) => panic!(
@@ -1843,7 +1843,7 @@ mod tests {
                 batch.backlog,
                 batch.lines.len() == defaults::JOURNAL_LINES_PER_BATCH
             );
-            got.extend(r.take(batch).into_iter().map(|l| l.text));
+            got.extend(r.take(batch).iter().map(|l| l.text.to_owned()));
         }
         assert_eq!(got, many);
         j.write("a", &entries(&["before stop"])).await;
