@@ -32,7 +32,7 @@ pub struct LogLine<'a> {
 /// string per line, jemalloc's thread caches gave the places the lines were freed from to
 /// the pipeline's series (the SDK's entries, the packed attributes: the same 64-128-byte
 /// size classes), while the source took new places for its lines: pages left half empty
-/// and resident, 8.8 MiB of (b)'s 49 MiB held before its scrape, 69 bytes a series
+/// and resident, 8.8 MiB of (b)'s 48 MiB held before its scrape, 69 bytes a series
 /// (jemalloc's own counts, `benches/README.md`). A batch's text is now one allocation,
 /// asked for once at the size the poll reads, and freed whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
