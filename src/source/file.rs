@@ -1237,8 +1237,6 @@ mod tests {
             .unwrap();
     }
 
-    /// Guards `Batch::backlog`, which tells the pipeline when it has caught up (then it
-    /// gives back what the backlog's batches freed: `ingest`).
     /// Guards the poll's one reservation (issue 13): a batch's buffer is asked for at the
     /// size of what the poll will read, not grown (and copied) line by line.
     #[test]
@@ -1257,6 +1255,7 @@ mod tests {
         f.tailer.poll(&mut out);
         assert_eq!(out.len(), 10);
         assert_eq!(out.text_capacity(), 1000);
+        // The last 10 lines, then one short line alone.
         let mut out = Lines::new();
         f.tailer.poll(&mut out);
         f.append(b"short\n");
@@ -1267,6 +1266,8 @@ mod tests {
         assert_eq!(out.text_capacity(), 8);
     }
 
+    /// Guards `Batch::backlog`, which tells the pipeline when it has caught up (then it
+    /// gives back what the backlog's batches freed: `ingest`).
     #[tokio::test]
     async fn batches_of_a_backlog_say_more_is_waiting_and_the_last_one_does_not() {
         use tokio::sync::{mpsc, watch};

@@ -515,8 +515,9 @@ impl Order {
 }
 
 /// A family of at least this many samples gives its sort's memory back before its lines
-/// are written (its keys and rows, about 70 bytes a sample; below, not worth a call). Measured on the e2e bench's
-/// (a), 40,336 series: the scrape's peak 45.5 -> 44.5-44.8 MiB from 50,000 to 10,000.
+/// are written (its keys and rows, about 70 bytes a sample; below, not worth a call).
+/// Measured on the e2e bench's (a), 40,336 series: the scrape's peak 45.5 -> 44.5-44.8 MiB
+/// from 50,000 to 10,000.
 const RELEASE_AFTER_SORT: usize = 10_000;
 
 /// How many samples ahead of the one being read the next ones are asked for.
